@@ -1,0 +1,110 @@
+package rendezvous
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/wire"
+)
+
+// Client is a rank's connection to the master.
+type Client struct {
+	rank int
+	c    *net.TCPConn
+	r    *bufio.Reader
+	w    *wire.Writer
+	lost chan struct{}
+	once sync.Once
+}
+
+// Dial connects to the master at addr and proves the token.
+func Dial(ctx context.Context, addr string, token []byte, rank int) (*Client, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: rank %d: dial master at %s: %w", rank, addr, err)
+	}
+	tc := c.(*net.TCPConn)
+	tc.SetNoDelay(true)
+	r := bufio.NewReader(tc)
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := auth.Dial(tc, r, token, rank, auth.Master, deadline); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("rendezvous: rank %d: authenticate with master at %s: %w", rank, addr, err)
+	}
+	return &Client{rank: rank, c: tc, r: r, w: wire.NewWriter(tc, rank), lost: make(chan struct{})}, nil
+}
+
+// LocalIP is the address of this host's interface that reaches the master:
+// the address peers can reach this rank at.
+func (c *Client) LocalIP() net.IP { return c.c.LocalAddr().(*net.TCPAddr).IP }
+
+// Join reports this rank and waits for the connection table, until ctx ends.
+func (c *Client) Join(ctx context.Context, info JoinInfo) (Table, error) {
+	info.Rank = c.rank
+	body, _ := json.Marshal(info)
+	if err := c.w.Write(wire.ChanControl, TypeJoin, 0, body); err != nil {
+		return Table{}, fmt.Errorf("rendezvous: rank %d: report to master: %w", c.rank, err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Now()) })
+	f, err := wire.ReadFrame(c.r, wire.MaxBody)
+	stop()
+	c.c.SetReadDeadline(time.Time{})
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return Table{}, fmt.Errorf("rendezvous: rank %d: wait for the connection table: %w", c.rank, err)
+	}
+	if f.Type != TypeTable {
+		return Table{}, fmt.Errorf("rendezvous: rank %d: master sent frame type %d, want the table", c.rank, f.Type)
+	}
+	var t Table
+	if err := json.Unmarshal(f.Body, &t); err != nil {
+		return Table{}, fmt.Errorf("rendezvous: rank %d: bad table: %w", c.rank, err)
+	}
+	go c.watch()
+	return t, nil
+}
+
+// watch notices the master going away.
+func (c *Client) watch() {
+	defer c.once.Do(func() { close(c.lost) })
+	for {
+		if _, err := wire.ReadFrame(c.r, wire.MaxBody); err != nil {
+			return
+		}
+	}
+}
+
+// Lost is closed when the connection to the master ends.
+func (c *Client) Lost() <-chan struct{} { return c.lost }
+
+// Cell sends one report cell.
+func (c *Client) Cell(column, value string) error {
+	body, _ := json.Marshal(Cell{Column: column, Value: value})
+	return c.w.Write(wire.ChanControl, TypeCell, 0, body)
+}
+
+// Stats sends this rank's statistics.
+func (c *Client) Stats(s Stats) error {
+	body, _ := json.Marshal(s)
+	return c.w.Write(wire.ChanControl, TypeStats, 0, body)
+}
+
+// Bye tells the master this rank finalized normally.
+func (c *Client) Bye() error {
+	return c.w.Write(wire.ChanControl, TypeBye, 0)
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.c.Close() }

@@ -1,0 +1,350 @@
+// Package rendezvous is the launcher's master socket and the ranks' side of
+// it: every rank reports its listening addresses, the master answers with the
+// connection table once all have reported, and the connection stays open for
+// the rest of the job to carry report cells and DSM statistics to mpirun and
+// to tell each rank when the launcher is gone.
+//
+// Master side (mpirun):
+//
+//	m, err := rendezvous.Listen("127.0.0.1:0", rendezvous.Config{Size: n, Token: tok, Timeout: 30 * time.Second})
+//	go m.Serve(ctx)                 // ranks get DSMEXEC_MASTER=m.Addr()
+//	select { case err := <-m.Err(): ... }
+//	reports := m.Reports()          // after the job
+//
+// Rank side (package rank):
+//
+//	c, err := rendezvous.Join(ctx, master, token, rank, rendezvous.Join{Endpoints: []string{addr}})
+//	table := c.Table()              // endpoints of every rank
+//	c.Cell("iterations", "42")
+package rendezvous
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/wire"
+)
+
+// Frame types on wire.ChanControl after the handshake.
+const (
+	TypeJoin  uint8 = 10 // rank -> master: JoinInfo (JSON)
+	TypeTable uint8 = 11 // master -> rank: Table (JSON)
+	TypeCell  uint8 = 12 // rank -> master: Cell (JSON)
+	TypeStats uint8 = 13 // rank -> master: Stats (JSON)
+	TypeBye   uint8 = 15 // rank -> master: finalized normally
+)
+
+// ErrTimeout is wrapped by the error returned when ranks never report.
+var ErrTimeout = errors.New("rendezvous: timed out")
+
+// maxControl bounds control frames from ranks.
+const maxControl = 1 << 20
+
+// JoinInfo is what a rank reports.
+type JoinInfo struct {
+	Rank      int      `json:"rank"`
+	Endpoints []string `json:"endpoints"` // [mesh address, pager address, ...]
+	Host      string   `json:"host"`
+	Pid       int      `json:"pid"`
+}
+
+// Table is the connection table: Endpoints[r] is what rank r reported.
+type Table struct {
+	Endpoints [][]string `json:"endpoints"`
+}
+
+// Cell is one value a rank reported with World.Report.
+type Cell struct {
+	Column string `json:"column"`
+	Value  string `json:"value"`
+}
+
+// Stats is what a rank sends when it finalizes.
+type Stats struct {
+	Backend string            `json:"backend,omitempty"`
+	DSM     map[string]string `json:"dsm,omitempty"`
+	// Columns is the order of the DSM columns.
+	Columns []string `json:"columns,omitempty"`
+}
+
+// Report is everything the master learned about one rank.
+type Report struct {
+	Rank      int
+	Host      string
+	Pid       int
+	Joined    bool
+	Finalized bool
+	Columns   []string          // reported cell columns, in first-seen order
+	Values    map[string]string // column -> last value
+	Stats     Stats
+}
+
+// Config configures a master.
+type Config struct {
+	Size    int
+	Token   []byte
+	Timeout time.Duration // for all ranks to report; 0 means 30 s
+	Logf    func(format string, args ...any)
+}
+
+// Master is the launcher's rendezvous socket.
+type Master struct {
+	cfg Config
+	ln  net.Listener
+
+	mu        sync.Mutex
+	reports   []Report
+	conns     []*memberConn
+	endpoints [][]string
+	joined    int
+	done      chan struct{} // closed when the table was sent
+	errc      chan error
+	closed    chan struct{}
+	once      sync.Once
+	wg        sync.WaitGroup
+}
+
+type memberConn struct {
+	c net.Conn
+	w *wire.Writer
+}
+
+// Listen opens the master socket on addr (host:port; port 0 picks one).
+func Listen(addr string, cfg Config) (*Master, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous: listen on %s: %w", addr, err)
+	}
+	m := &Master{
+		cfg:       cfg,
+		ln:        ln,
+		reports:   make([]Report, cfg.Size),
+		conns:     make([]*memberConn, cfg.Size),
+		endpoints: make([][]string, cfg.Size),
+		done:      make(chan struct{}),
+		errc:      make(chan error, 1),
+		closed:    make(chan struct{}),
+	}
+	for i := range m.reports {
+		m.reports[i].Rank = i
+		m.reports[i].Values = map[string]string{}
+	}
+	return m, nil
+}
+
+// Addr is the master's host:port, for DSMEXEC_MASTER.
+func (m *Master) Addr() string { return m.ln.Addr().String() }
+
+// Err delivers a fatal rendezvous error (ranks that never reported).
+func (m *Master) Err() <-chan error { return m.errc }
+
+// Ready is closed once every rank has received the connection table.
+func (m *Master) Ready() <-chan struct{} { return m.done }
+
+func (m *Master) logf(format string, args ...any) {
+	if m.cfg.Logf != nil {
+		m.cfg.Logf(format, args...)
+	}
+}
+
+// Serve accepts ranks until Close. It returns nil after Close, or the
+// rendezvous error (also sent on Err).
+func (m *Master) Serve(ctx context.Context) error {
+	timer := time.NewTimer(m.cfg.Timeout)
+	defer timer.Stop()
+	go func() {
+		select {
+		case <-timer.C:
+			m.mu.Lock()
+			missing := m.missingLocked()
+			m.mu.Unlock()
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			err := fmt.Errorf("%w: rank%s %s never reported to the master within %v", ErrTimeout, plural(len(missing)), joinInts(missing), m.cfg.Timeout)
+			select {
+			case m.errc <- err:
+			default:
+			}
+		case <-m.done:
+		case <-m.closed:
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.closed:
+				return nil
+			default:
+			}
+			return fmt.Errorf("rendezvous: accept: %w", err)
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.member(c)
+		}()
+	}
+}
+
+func (m *Master) missingLocked() []int {
+	var missing []int
+	for i, r := range m.reports {
+		if !r.Joined {
+			missing = append(missing, i)
+		}
+	}
+	return missing
+}
+
+func (m *Master) member(c net.Conn) {
+	defer c.Close()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	r := bufio.NewReader(c)
+	rank, err := auth.Accept(c, r, m.cfg.Token, auth.Master, time.Now().Add(10*time.Second), func(from int) error {
+		if from < 0 || from >= m.cfg.Size {
+			return fmt.Errorf("rendezvous: rank %d out of range (size %d)", from, m.cfg.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		m.logf("master: refused a connection from %s: %v", c.RemoteAddr(), err)
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := wire.ReadFrame(r, maxControl)
+	c.SetReadDeadline(time.Time{})
+	if err != nil || f.Type != TypeJoin {
+		m.logf("master: rank %d sent no join: %v", rank, err)
+		return
+	}
+	var j JoinInfo
+	if err := json.Unmarshal(f.Body, &j); err != nil || j.Rank != rank {
+		m.logf("master: rank %d sent a bad join: %v", rank, err)
+		return
+	}
+	w := wire.NewWriter(c, auth.Master)
+	m.mu.Lock()
+	if m.reports[rank].Joined {
+		m.mu.Unlock()
+		m.logf("master: rank %d joined twice; second connection from %s refused", rank, c.RemoteAddr())
+		return
+	}
+	rep := &m.reports[rank]
+	rep.Joined, rep.Host, rep.Pid = true, j.Host, j.Pid
+	m.conns[rank] = &memberConn{c: c, w: w}
+	m.endpoints[rank] = j.Endpoints
+	m.joined++
+	all := m.joined == m.cfg.Size
+	var conns []*memberConn
+	var body []byte
+	if all {
+		conns = append(conns, m.conns...)
+		body, _ = json.Marshal(Table{Endpoints: m.endpoints})
+	}
+	m.mu.Unlock()
+	m.logf("master: rank %d joined from %s (pid %d) with %v", rank, c.RemoteAddr(), j.Pid, j.Endpoints)
+	if all {
+		for i, mc := range conns {
+			if err := mc.w.Write(wire.ChanControl, TypeTable, 0, body); err != nil {
+				m.logf("master: send table to rank %d: %v", i, err)
+			}
+		}
+		close(m.done)
+	}
+	// The rest of the job: cells, stats, bye.
+	for {
+		f, err := wire.ReadFrame(r, maxControl)
+		if err != nil {
+			if err != io.EOF {
+				m.logf("master: rank %d: %v", rank, err)
+			}
+			return
+		}
+		m.mu.Lock()
+		switch f.Type {
+		case TypeCell:
+			var cell Cell
+			if json.Unmarshal(f.Body, &cell) == nil {
+				if _, ok := rep.Values[cell.Column]; !ok {
+					rep.Columns = append(rep.Columns, cell.Column)
+				}
+				rep.Values[cell.Column] = cell.Value
+			}
+		case TypeStats:
+			json.Unmarshal(f.Body, &rep.Stats)
+		case TypeBye:
+			rep.Finalized = true
+		}
+		m.mu.Unlock()
+	}
+}
+
+// Reports returns what every rank reported so far.
+func (m *Master) Reports() []Report {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Report, len(m.reports))
+	for i, r := range m.reports {
+		r.Values = make(map[string]string, len(r.Values))
+		for k, v := range m.reports[i].Values {
+			r.Values[k] = v
+		}
+		r.Columns = append([]string(nil), r.Columns...)
+		out[i] = r
+	}
+	return out
+}
+
+// Close stops accepting and closes every rank connection (ranks then learn
+// the launcher is gone). Safe to call twice.
+func (m *Master) Close() error {
+	m.once.Do(func() {
+		close(m.closed)
+		m.ln.Close()
+		m.mu.Lock()
+		for _, c := range m.conns {
+			if c != nil {
+				c.c.Close()
+			}
+		}
+		m.mu.Unlock()
+	})
+	m.wg.Wait()
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func joinInts(v []int) string {
+	sort.Ints(v)
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,124 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsmexec/dsmexec/internal/auth"
+)
+
+func TestRendezvous(t *testing.T) {
+	const n = 4
+	tok := []byte("tok")
+	var logs strings.Builder
+	var logMu sync.Mutex
+	m, err := Listen("127.0.0.1:0", Config{Size: n, Token: tok, Timeout: 20 * time.Second, Logf: func(f string, a ...any) {
+		logMu.Lock()
+		fmt.Fprintf(&logs, f+"\n", a...)
+		logMu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve(context.Background())
+	defer m.Close()
+
+	// Strangers first: garbage, and a wrong token. Neither may disturb the job.
+	g, _ := net.Dial("tcp", m.Addr())
+	g.Write([]byte("hello?\n"))
+	defer g.Close()
+	if _, err := Dial(context.Background(), m.Addr(), []byte("wrong"), 0); !errors.Is(err, auth.ErrDenied) {
+		t.Fatalf("wrong token: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tables := make([]Table, n)
+	clients := make([]*Client, n)
+	var wg sync.WaitGroup
+	for r := 0; r < n; r++ {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			c, err := Dial(ctx, m.Addr(), tok, r)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			clients[r] = c
+			tables[r], err = c.Join(ctx, JoinInfo{Endpoints: []string{fmt.Sprintf("a%d", r), fmt.Sprintf("b%d", r)}, Host: "h", Pid: 100 + r})
+			if err != nil {
+				t.Error(err)
+			}
+		}(r)
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for r := 0; r < n; r++ {
+		for q := 0; q < n; q++ {
+			if got := tables[r].Endpoints[q]; len(got) != 2 || got[0] != fmt.Sprintf("a%d", q) {
+				t.Fatalf("rank %d table[%d] = %v", r, q, got)
+			}
+		}
+	}
+	clients[2].Cell("iters", "42")
+	clients[2].Stats(Stats{Backend: "uffd", DSM: map[string]string{"faults": "3"}})
+	clients[2].Bye()
+	clients[2].Close()
+	// A closed client's frames have all been read once its connection ended.
+	for _, c := range clients {
+		if c != clients[2] {
+			c.Close()
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rep := m.Reports()[2]
+		if rep.Finalized {
+			if rep.Values["iters"] != "42" || rep.Stats.Backend != "uffd" || rep.Pid != 102 {
+				t.Fatalf("report = %+v", rep)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rank 2's bye never arrived")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logs.String(), "refused a connection") {
+		t.Fatalf("strangers not logged:\n%s", logs.String())
+	}
+}
+
+func TestTimeoutNamesMissingRanks(t *testing.T) {
+	m, err := Listen("127.0.0.1:0", Config{Size: 3, Token: []byte("t"), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve(context.Background())
+	defer m.Close()
+	c, err := Dial(context.Background(), m.Addr(), []byte("t"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go c.Join(context.Background(), JoinInfo{Endpoints: []string{"x"}})
+	select {
+	case err := <-m.Err():
+		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "ranks 0, 2 never reported") {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no timeout error")
+	}
+}
