@@ -1,0 +1,220 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is a parsed command line.
+type config struct {
+	np          int
+	machinefile string
+	env         []envVar // from -x, in order
+	dsmSize     int64
+	timeout     time.Duration
+	grace       time.Duration
+	rdvTimeout  time.Duration
+	tagOutput   bool
+	outputDir   string
+	summary     bool
+	format      string // table, csv, json
+	reportFile  string
+	verbose     bool
+
+	program string // as given
+	path    string // resolved, absolute
+	args    []string
+
+	warnings []string
+}
+
+// envVar is one -x: set name=value, or forward mpirun's own value.
+type envVar struct {
+	name, value string
+	unset       bool // -x NAME, but mpirun has no NAME: nothing to pass on
+}
+
+// launchVars are set by mpirun for every rank; -x may not set them.
+var launchVars = []string{"DSMEXEC_RANK", "DSMEXEC_SIZE", "DSMEXEC_MASTER", "DSMEXEC_TOKEN", "DSMEXEC_HOST", "DSMEXEC_DSM_SIZE"}
+
+const defaultDSMSize = 64 << 20
+
+var errHelp = &cliError{msg: "help"}
+
+type npValue struct {
+	n   *int
+	set *bool
+}
+
+func (v npValue) String() string {
+	if v.n == nil {
+		return "0"
+	}
+	return strconv.Itoa(*v.n)
+}
+
+func (v npValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not a whole number")
+	}
+	*v.n, *v.set = n, true
+	return nil
+}
+
+type envList struct{ l *[]envVar }
+
+func (v envList) String() string { return "" }
+
+func (v envList) Set(s string) error {
+	name, value, hasValue := strings.Cut(s, "=")
+	if !validEnvName(name) {
+		return fmt.Errorf("%q is not a NAME or NAME=VALUE", s)
+	}
+	for _, r := range launchVars {
+		if name == r {
+			return fmt.Errorf("%s is set by mpirun for each rank", name)
+		}
+	}
+	e := envVar{name: name, value: value}
+	if !hasValue {
+		e.value, hasValue = os.LookupEnv(name)
+		e.unset = !hasValue
+	}
+	*v.l = append(*v.l, e)
+	return nil
+}
+
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		if c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+type sizeValue struct{ n *int64 }
+
+func (v sizeValue) String() string {
+	if v.n == nil {
+		return ""
+	}
+	return strconv.FormatInt(*v.n, 10)
+}
+
+func (v sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v.n = n
+	return nil
+}
+
+// parseSize reads a byte count with an optional K, M, G (or KiB, MiB, GiB,
+// KB, MB, GB, B) suffix; every multiple is a power of 1024, as in rank.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	upper := strings.ToUpper(t)
+	mult := int64(1)
+	for _, suf := range []struct {
+		s string
+		m int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(upper, suf.s) {
+			mult = suf.m
+			t = strings.TrimSpace(t[:len(t)-len(suf.s)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("not a size (want e.g. 4096, 64M, 1GiB)")
+	}
+	if n > (1<<62)/mult {
+		return 0, errors.New("size too large")
+	}
+	return n * mult, nil
+}
+
+// parseArgs parses the command line and checks the program; nothing has
+// been started when it returns an error.
+func parseArgs(args []string) (*config, *cliError) {
+	cfg := &config{dsmSize: defaultDSMSize, format: "table"}
+	fs := flag.NewFlagSet("mpirun", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var npSet bool
+	fs.Var(npValue{&cfg.np, &npSet}, "np", "")
+	fs.Var(npValue{&cfg.np, &npSet}, "n", "")
+	fs.StringVar(&cfg.machinefile, "machinefile", "", "")
+	fs.StringVar(&cfg.machinefile, "hostfile", "", "")
+	fs.Var(envList{&cfg.env}, "x", "")
+	fs.Var(sizeValue{&cfg.dsmSize}, "dsm-size", "")
+	fs.DurationVar(&cfg.timeout, "timeout", 0, "")
+	fs.DurationVar(&cfg.grace, "grace", time.Second, "")
+	fs.DurationVar(&cfg.rdvTimeout, "rendezvous-timeout", 30*time.Second, "")
+	fs.BoolVar(&cfg.tagOutput, "tag-output", true, "")
+	fs.StringVar(&cfg.outputDir, "output-dir", "", "")
+	fs.BoolVar(&cfg.summary, "summary", false, "")
+	fs.StringVar(&cfg.format, "report-format", "table", "")
+	fs.StringVar(&cfg.reportFile, "report-file", "", "")
+	fs.BoolVar(&cfg.verbose, "v", false, "")
+	help := "run 'mpirun -h' for the options"
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, usageErr(help, "%s", err)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "report-format" || f.Name == "report-file" {
+			cfg.summary = true
+		}
+	})
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return nil, usageErr("name the program to run, e.g. mpirun -np 4 ./hello; "+help, "no program given")
+	}
+	cfg.program, cfg.args = rest[0], rest[1:]
+
+	switch {
+	case !npSet:
+		cfg.np = 1
+	case cfg.np < 1:
+		return nil, usageErr("a job needs at least one rank: -np 1 or more", "-np %d: the number of ranks must be at least 1", cfg.np)
+	}
+	if cfg.timeout < 0 || cfg.grace < 0 || cfg.rdvTimeout <= 0 {
+		return nil, usageErr("durations look like 500ms, 30s, 2m", "negative or zero duration: -timeout %v, -grace %v, -rendezvous-timeout %v", cfg.timeout, cfg.grace, cfg.rdvTimeout)
+	}
+	switch cfg.format {
+	case "table", "csv", "json":
+	default:
+		return nil, usageErr("use -report-format=table, csv or json", "unknown report format %q", cfg.format)
+	}
+	for _, e := range cfg.env {
+		if e.unset {
+			cfg.warnings = append(cfg.warnings, fmt.Sprintf("-x %s: %s is not set in mpirun's environment; not passed on", e.name, e.name))
+		}
+	}
+	if cfg.machinefile != "" {
+		return nil, failErr("run without -machinefile to start every rank on this machine", "machine files need the SSH launcher, not built yet")
+	}
+	path, cerr := resolveProgram(cfg.program)
+	if cerr != nil {
+		return nil, cerr
+	}
+	cfg.path = path
+	return cfg, nil
+}

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package main
+
+import (
+	"io"
+	"os"
+)
+
+// rankStdin hands rank 0 mpirun's standard input as it is.
+func rankStdin(stdin *os.File) io.Reader {
+	if stdin == nil {
+		return nil
+	}
+	return stdin
+}
