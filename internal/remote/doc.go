@@ -1,0 +1,67 @@
+// Package remote starts ranks on other machines over SSH: it connects to
+// hosts the way OpenSSH would, copies the program into a content-addressed
+// cache over SFTP, and runs a small agent on each host that starts the
+// host's ranks and streams their output and exits back to mpirun.
+//
+// # Connecting
+//
+// [Dial] reads ~/.ssh/config (HostName, User, Port, IdentityFile,
+// UserKnownHostsFile, HashKnownHosts, ConnectTimeout,
+// StrictHostKeyChecking=accept-new), authenticates with the ssh-agent's keys
+// and then ~/.ssh/id_ed25519, id_ecdsa and id_rsa (encrypted key files are
+// skipped with a note: load them with ssh-add), and checks the host key
+// against ~/.ssh/known_hosts. An unknown host is an error unless
+// [Options.AcceptNew], which appends its key the way OpenSSH's accept-new
+// does; a changed key is always an error naming the file and line of the
+// old key. Errors are [*DialError] values: errors.Is tells the kind
+// ([ErrUnknownHost], [ErrHostKeyChanged], [ErrAuth], [ErrRefused],
+// [ErrUnreachable], ...) and [Hint] says what to do. One connection per host
+// carries everything; [DialAll] connects to many hosts at once.
+//
+// # Installing the program
+//
+// [Host.Install] copies a file to ~/.cache/dsmexec/<sha256>/<name> on the
+// host, unless it is already there. The copy is written under a temporary
+// name and renamed into place, so an interrupted copy never leaves a broken
+// program behind. [Host.CheckRunnable] compares the program's ELF machine
+// with the host's `uname -m` first, so a wrong architecture is reported
+// plainly instead of as "Exec format error".
+//
+// # The agent
+//
+// mpirun starts one agent per host ([Host.StartAgent]): a program that
+// calls [RunAgent] with its stdin and stdout, such as the installed mpirun
+// in its agent mode. The two sides speak the framed protocol described in
+// protocol.md: mpirun sends Start (one rank: path, args, env, dir), Signal
+// and Stdin frames; the agent answers with Hello, Started, Line, Exit and
+// Error frames. The agent starts ranks with package proc, so a remote rank's
+// output arrives as whole proc.Line values and its end as a proc.Exit with
+// rusage, exactly like a local rank's. When the agent's stdin closes
+// (mpirun ended, or the connection broke) it stops all its ranks: SIGTERM,
+// then SIGKILL after [AgentGrace]. On mpirun's side, [Client] delivers the
+// lines and exits into the caller's channels and makes up an Exit wrapping
+// [ErrAgentGone] for every rank whose agent was lost.
+//
+// # Usage
+//
+//	h, err := remote.Dial(ctx, remote.Target{User: e.User, Host: e.Host, Port: e.Port}, remote.Options{AcceptNew: acceptNew})
+//	if err != nil {
+//		fmt.Fprintln(os.Stderr, "mpirun: error:", err)
+//		if hint := remote.Hint(err); hint != "" {
+//			fmt.Fprintln(os.Stderr, "mpirun: hint:", hint)
+//		}
+//		return err
+//	}
+//	defer h.Close()
+//	if err := h.CheckRunnable(ctx, prog); err != nil {
+//		return err
+//	}
+//	progPath, _, err := h.Install(ctx, prog, filepath.Base(prog))
+//	self, _ := os.Executable()
+//	agentPath, _, err := h.Install(ctx, self, "mpirun")
+//	a, err := h.StartAgent(ctx, []string{agentPath, "-agent"}, lines, exits)
+//	a.Start(remote.RankSpec{Rank: 2, Path: progPath, Env: []string{"DSMEXEC_RANK=2", ...}})
+//	// ... receive from lines and exits until every rank has exited ...
+//	a.CloseInput() // the agent stops whatever still runs and ends
+//	err = a.Wait()
+package remote
