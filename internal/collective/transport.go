@@ -1,0 +1,57 @@
+package collective
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// Transport carries the messages of one algorithm family on a channel of its own.
+// Messages between one ordered pair of ranks arrive in the order sent (FIFO per pair, like TCP);
+// Recv(from) returns the next message from that rank, blocking; it fails (error naming the rank) if the peer is lost or the world closed.
+//
+// The algorithms send before they receive, so Send must not wait for the
+// peer to call Recv (the receiving side buffers, as a reader goroutine per
+// connection does). The slice returned by Recv belongs to the caller; if its
+// first byte is 8-byte aligned, numbers are combined in place without a copy.
+// Collective calls on one Transport must not overlap (one at a time per
+// rank, the same sequence of calls on every rank, as in MPI).
+type Transport interface {
+	Rank() int
+	Size() int
+	Send(to int, msg []byte) error // must not retain msg after return
+	Recv(from int) ([]byte, error)
+}
+
+// Sequencer may be implemented by a Transport to number collective calls.
+// Every message then carries the number of its call, so that a message left
+// over from an earlier call (one that failed part-way, or a call some rank
+// skipped) is reported as a mismatch instead of being taken as data.
+// NextSeq is called once at the start of every collective call and must
+// return the same sequence on every rank. Without it the number is 0.
+type Sequencer interface {
+	NextSeq() uint32
+}
+
+// Sequenced returns a Transport that forwards to t and implements
+// Sequencer with a counter starting at 1. Wrap each rank's transport once
+// and use the result for every collective call.
+func Sequenced(t Transport) Transport {
+	return &sequenced{Transport: t}
+}
+
+type sequenced struct {
+	Transport
+	seq atomic.Uint32
+}
+
+func (s *sequenced) NextSeq() uint32 { return s.seq.Add(1) }
+
+// world checks what the transport says about itself; nonsense there is a
+// programming error in the caller's adapter, not a runtime condition.
+func world(t Transport) (rank, size int) {
+	rank, size = t.Rank(), t.Size()
+	if size < 1 || rank < 0 || rank >= size {
+		panic(fmt.Sprintf("collective: transport reports rank %d of size %d", rank, size))
+	}
+	return rank, size
+}
