@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dsmexec/dsmexec/internal/output"
 	"github.com/dsmexec/dsmexec/internal/proc"
+	"github.com/dsmexec/dsmexec/internal/remote"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
 )
 
@@ -34,17 +36,29 @@ func (r *rankState) who(multiHost bool) string {
 }
 
 // stopCause is why the job was stopped: the first of a failing rank, a
-// signal to mpirun, the timeout, a rendezvous error.
+// lost host, a signal to mpirun, the timeout, a rendezvous error.
 type stopCause struct {
 	status int
 	msg    string // printed after the job, "mpirun: " prepended; "" for none
 	hint   string
+	// rankFailed: a rank exited non-zero or was killed. If a host is lost
+	// too, the lost host is the likelier cause and is reported first.
+	rankFailed bool
+}
+
+// lostHost is a host whose connection ended before its ranks reported
+// their exits.
+type lostHost struct {
+	host  *hostPlan
+	ranks []int
 }
 
 type job struct {
 	cfg       *config
+	plan      *plan
 	out       *output.Writer
-	launcher  launcher
+	local     localLauncher
+	ssh       *sshLauncher // nil when every rank runs here
 	master    *rendezvous.Master
 	multiHost bool
 
@@ -52,10 +66,15 @@ type job struct {
 	exits   chan proc.Exit
 	running int
 
+	lost      map[*hostPlan]*lostHost
+	lostOrder []*lostHost
+
 	cause    *stopCause
 	stopping bool             // SIGTERM sent
 	graceC   <-chan time.Time // SIGKILL when it fires
 	grace    *time.Timer
+	abortC   <-chan time.Time // after SIGKILL: give up on unanswering hosts
+	abort    *time.Timer
 }
 
 func (j *job) vlogf(format string, args ...any) {
@@ -65,15 +84,12 @@ func (j *job) vlogf(format string, args ...any) {
 }
 
 func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
+	p := cfg.plan
 	n := cfg.np
-	hosts := make([]string, n)
-	for i := range hosts {
-		hosts[i] = "localhost"
-	}
-	j := &job{cfg: cfg, launcher: localLauncher{}, exits: make(chan proc.Exit, n)}
+	j := &job{cfg: cfg, plan: p, exits: make(chan proc.Exit, n), multiHost: p.multiHost(), lost: map[*hostPlan]*lostHost{}}
 	var tagHosts []string
 	if j.multiHost {
-		tagHosts = hosts
+		tagHosts = p.names()
 	}
 	out, err := output.New(output.Options{Stdout: stdout, Stderr: stderr, Size: n, Tag: cfg.tagOutput, Hosts: tagHosts, Dir: cfg.outputDir})
 	if err != nil {
@@ -82,23 +98,6 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 	j.out = out
 	defer out.Close()
 
-	tok := make([]byte, 32)
-	rand.Read(tok) // never fails (crypto/rand panics rather)
-	token := hex.EncodeToString(tok)
-	m, err := rendezvous.Listen("127.0.0.1:0", rendezvous.Config{Size: n, Token: tok, Timeout: cfg.rdvTimeout, Logf: j.vlogf})
-	if err != nil {
-		return report(stderr, failErr("", "start the master socket: %v", err))
-	}
-	j.master = m
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Serve(ctx)
-
-	j.vlogf("program %s, %d rank%s", cfg.path, n, plural(n))
-	j.vlogf("placement: %s (launcher %s)", placement(hosts), j.launcher.Name())
-	j.vlogf("master listening on %s, job token %s…", m.Addr(), token[:4])
-	j.vlogf("shared region %d bytes; rendezvous timeout %v; grace %v", cfg.dsmSize, cfg.rdvTimeout, cfg.grace)
-
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
@@ -106,12 +105,85 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 	lines := make(chan proc.Line, 1024)
 	outDone := make(chan error, 1)
 	go func() { outDone <- out.Run(lines) }()
+	endOutput := func() {
+		close(lines)
+		<-outDone
+	}
 
-	base := baseEnv(os.Environ(), cfg.env)
+	launcherName := "local"
+	if remotes := p.remote(); len(remotes) > 0 {
+		launcherName = "ssh"
+		if p.anyLocal() {
+			launcherName = "local+ssh"
+		}
+	}
+	j.vlogf("program %s, %d rank%s", cfg.path, n, plural(n))
+	j.vlogf("placement: %s (launcher %s)", placement(p.names()), launcherName)
+	if remotes := p.remote(); len(remotes) > 0 {
+		j.ssh = newSSHLauncher(cfg, out, stderr, j.vlogf)
+		if status, ok := j.connect(remotes, lines, sigc); !ok {
+			endOutput()
+			return status
+		}
+	}
+
+	tok := make([]byte, 32)
+	rand.Read(tok) // never fails (crypto/rand panics rather)
+	token := hex.EncodeToString(tok)
+	listen, reach := "127.0.0.1:0", []net.IP(nil)
+	if j.ssh != nil {
+		// The master listens where the hosts reach this machine: the local
+		// address of their SSH connections (never a hard-coded one).
+		reach = j.ssh.localIPs()
+		if len(reach) == 1 {
+			listen = net.JoinHostPort(reach[0].String(), "0")
+		} else {
+			listen = ":0" // hosts reach us on different addresses
+		}
+	}
+	m, err := rendezvous.Listen(listen, rendezvous.Config{Size: n, Token: tok, Timeout: cfg.rdvTimeout, Logf: j.vlogf})
+	if err != nil {
+		if j.ssh != nil {
+			j.ssh.Close()
+		}
+		endOutput()
+		return report(stderr, failErr("", "start the master socket: %v", err))
+	}
+	j.master = m
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Serve(ctx)
+	_, port, _ := net.SplitHostPort(m.Addr())
+	masterFor := func(hp *hostPlan) string {
+		switch {
+		case j.ssh == nil:
+			return m.Addr()
+		case hp.local:
+			// Local ranks advertise the address they reach the master
+			// by: it must be one the remote ranks can reach too.
+			return net.JoinHostPort(reach[0].String(), port)
+		}
+		return net.JoinHostPort(j.ssh.hosts[hp].localIP.String(), port)
+	}
+	if len(reach) > 1 {
+		j.vlogf("master listening on %s (the hosts reach it at %s), job token %s…", m.Addr(), ipList(reach), token[:4])
+	} else {
+		j.vlogf("master listening on %s, job token %s…", m.Addr(), token[:4])
+	}
+	j.vlogf("shared region %d bytes; rendezvous timeout %v; grace %v", cfg.dsmSize, cfg.rdvTimeout, cfg.grace)
+
+	// Ranks forked here inherit mpirun's environment; ranks on other hosts
+	// get the agent's (their login environment) plus the same additions.
+	extra := []string{"DSMEXEC_TIMEOUT=" + cfg.rdvTimeout.String()} // the ranks wait for the table as long as the master waits for them
+	if cfg.verbose {
+		extra = append(extra, "DSMEXEC_VERBOSE=1")
+	}
+	localBase := append(baseEnv(os.Environ(), cfg.env), extra...)
+	remoteBase := append(baseEnv(nil, cfg.env), extra...)
 	in0 := rankStdin(stdin)
 	j.ranks = make([]*rankState, n)
 	for r := range j.ranks {
-		j.ranks[r] = &rankState{rank: r, host: hosts[r]}
+		j.ranks[r] = &rankState{rank: r, host: p.host(r).name}
 	}
 	for _, rs := range j.ranks {
 		select {
@@ -122,41 +194,72 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 		if j.stopping {
 			break
 		}
+		hp := p.host(rs.rank)
+		base := localBase
+		if !hp.local {
+			base = remoteBase
+		}
 		spec := proc.Spec{
 			Rank: rs.rank,
 			Path: cfg.path,
 			Args: cfg.args,
-			Env:  launchEnv(base, rs.rank, n, m.Addr(), token, rs.host, cfg.dsmSize),
+			Env:  launchEnv(base, rs.rank, n, masterFor(hp), token, rs.host, cfg.dsmSize),
 		}
-		if rs.rank == 0 {
+		if rs.rank == 0 && in0 != nil {
 			spec.Stdin = in0
 		}
-		t, err := j.launcher.Start(rs.host, spec, lines)
+		var t task
+		if hp.local {
+			t, err = j.local.Start(hp, spec, lines)
+		} else {
+			t, err = j.ssh.Start(hp, spec, lines)
+		}
 		if err != nil {
 			j.stop(&stopCause{status: 1, msg: fmt.Sprintf("error: start rank %d on %s: %v", rs.rank, rs.host, err)})
 			break
 		}
 		rs.t = t
 		j.running++
-		j.vlogf("started rank %d on %s, pid %d", rs.rank, rs.host, t.Pid())
+		if hp.local {
+			j.vlogf("started rank %d on %s, pid %d", rs.rank, rs.host, t.Pid())
+		} else {
+			j.vlogf("started rank %d on %s", rs.rank, rs.host)
+		}
 		go func() { j.exits <- t.Wait() }()
 	}
 
 	j.loop(sigc)
 	signal.Stop(sigc) // from now on a signal ends mpirun at once
 
-	close(lines)
-	<-outDone
 	var reports []rendezvous.Report
 	if cfg.summary || cfg.verbose {
 		reports = j.reports()
 	}
 	m.Close()
-	j.launcher.Close()
+	if j.ssh != nil {
+		j.ssh.Close()
+	}
+	endOutput()
 
 	status := 0
-	if c := j.cause; c != nil {
-		status = c.status
+	c := j.cause
+	if len(j.lostOrder) > 0 {
+		for _, lh := range j.lostOrder {
+			out.Printf(proc.Stderr, "mpirun: error: lost host %s (%s): %s", lh.host.name, rankList(lh.ranks), j.ssh.lostReason(lh.host))
+		}
+		names := make([]string, len(j.lostOrder))
+		for i, lh := range j.lostOrder {
+			names[i] = lh.host.name
+		}
+		out.Printf(proc.Stderr, "mpirun: hint: check that %s is up and reachable from here; its agent stops the ranks there once it has not heard from mpirun for %v", strings.Join(names, ", "), agentIdle)
+		if c == nil || c.rankFailed {
+			status = 1
+		}
+	}
+	if c != nil {
+		if status == 0 {
+			status = c.status
+		}
 		if c.msg != "" {
 			out.Printf(proc.Stderr, "mpirun: %s", c.msg)
 		}
@@ -180,6 +283,64 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 	return status
 }
 
+// connect sets up the remote hosts, reporting every failure. A signal
+// cancels it. ok is false when the job cannot start; status is then mpirun's
+// exit status.
+func (j *job) connect(hosts []*hostPlan, lines chan<- proc.Line, sigc <-chan os.Signal) (status int, ok bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan []hostFailure, 1)
+	go func() { done <- j.ssh.connect(ctx, hosts, lines) }()
+	var sig syscall.Signal
+	var fails []hostFailure
+wait:
+	for {
+		select {
+		case fails = <-done:
+			break wait
+		case s := <-sigc:
+			if sig == 0 {
+				sig = s.(syscall.Signal)
+				j.out.Printf(proc.Stderr, "mpirun: %s: giving up on connecting to the hosts", proc.SignalName(sig))
+				cancel()
+			}
+		}
+	}
+	if sig != 0 {
+		return 128 + int(sig), false
+	}
+	if len(fails) == 0 {
+		return 0, true
+	}
+	for _, f := range fails {
+		if ctx.Err() != nil && errors.Is(f.err, context.Canceled) {
+			continue
+		}
+		msg := strings.TrimPrefix(f.err.Error(), "remote: ")
+		if !strings.Contains(msg, f.host.name) {
+			msg = f.host.name + ": " + msg
+		}
+		j.out.Printf(proc.Stderr, "mpirun: error: %s", msg)
+		if f.hint != "" {
+			j.out.Printf(proc.Stderr, "mpirun: hint: %s", f.hint)
+		} else if h := remote.Hint(f.err); h != "" {
+			j.out.Printf(proc.Stderr, "mpirun: hint: %s", h)
+		}
+	}
+	if len(fails) < len(hosts) {
+		j.vlogf("no rank was started: %d of %d host%s could not be set up", len(fails), len(hosts), plural(len(hosts)))
+	}
+	return 1, false
+}
+
+func ipList(ips []net.IP) string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ", ")
+}
+
 // loop waits for every started rank to end, stopping the job on the first
 // failure, a signal, the timeout or a rendezvous error.
 func (j *job) loop(sigc <-chan os.Signal) {
@@ -193,6 +354,9 @@ func (j *job) loop(sigc <-chan os.Signal) {
 		if j.grace != nil {
 			j.grace.Stop()
 		}
+		if j.abort != nil {
+			j.abort.Stop()
+		}
 	}()
 	rdvErr := j.master.Err()
 	for j.running > 0 {
@@ -201,9 +365,18 @@ func (j *job) loop(sigc <-chan os.Signal) {
 			rs := j.ranks[e.Rank]
 			rs.exit, rs.done = e, true
 			j.running--
-			j.vlogf("%s %s", rs.who(j.multiHost), e)
-			if e.Failed() && j.cause == nil {
-				j.stop(&stopCause{status: e.Status(), msg: rs.who(j.multiHost) + " " + e.String()})
+			switch {
+			case errors.Is(e.Err, remote.ErrAgentGone):
+				j.vlogf("rank %d on %s: %v", rs.rank, rs.host, e.Err)
+				j.hostLost(rs)
+			case e.Err != nil && e.Pid == 0:
+				j.vlogf("rank %d on %s could not be started: %v", rs.rank, rs.host, e.Err)
+				j.stop(&stopCause{status: 1, msg: fmt.Sprintf("error: could not start rank %d on %s: %v", rs.rank, rs.host, e.Err)})
+			default:
+				j.vlogf("%s %s", rs.who(j.multiHost), e)
+				if e.Failed() {
+					j.stop(&stopCause{status: e.Status(), msg: rs.who(j.multiHost) + " " + e.String(), rankFailed: true})
+				}
 			}
 		case s := <-sigc:
 			j.onSignal(s.(syscall.Signal))
@@ -242,8 +415,36 @@ func (j *job) loop(sigc <-chan os.Signal) {
 			j.graceC = nil
 			j.vlogf("grace of %v over: sending SIGKILL", j.cfg.grace)
 			j.signalAll(syscall.SIGKILL)
+			if j.ssh != nil {
+				j.abort = time.NewTimer(abortAfter)
+				j.abortC = j.abort.C
+			}
+		case <-j.abortC:
+			// Hosts that did not report their ranks' ends even after
+			// SIGKILL (keepalives would notice a dead one sooner): their
+			// ranks are lost, their agents stop them on their own.
+			j.abortC = nil
+			j.vlogf("some hosts did not report their ranks' exits %v after SIGKILL: closing the connections", abortAfter)
+			j.ssh.abort()
 		}
 	}
+}
+
+// abortAfter is how long after SIGKILL mpirun waits for remote exits.
+const abortAfter = 5 * time.Second
+
+// hostLost records a rank whose host's connection ended first, and stops
+// the job: the rank's peers cannot go on without it.
+func (j *job) hostLost(rs *rankState) {
+	hp := j.plan.host(rs.rank)
+	lh := j.lost[hp]
+	if lh == nil {
+		lh = &lostHost{host: hp}
+		j.lost[hp] = lh
+		j.lostOrder = append(j.lostOrder, lh)
+	}
+	lh.ranks = append(lh.ranks, rs.rank)
+	j.stop(&stopCause{status: 1}) // the message names the lost hosts at the end
 }
 
 // onSignal handles SIGINT, SIGTERM or SIGHUP sent to mpirun: the first stops
@@ -277,9 +478,16 @@ func (j *job) stop(c *stopCause) {
 }
 
 func (j *job) signalAll(sig syscall.Signal) {
+	sent := map[any]bool{} // remote ranks are signalled once per host
 	for _, rs := range j.ranks {
 		if rs.t == nil || rs.done {
 			continue
+		}
+		if g, ok := rs.t.(interface{ signalGroup() any }); ok {
+			if sent[g.signalGroup()] {
+				continue
+			}
+			sent[g.signalGroup()] = true
 		}
 		if err := rs.t.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			j.out.Printf(proc.Stderr, "mpirun: warning: signal %s: %v", rs.who(j.multiHost), err)

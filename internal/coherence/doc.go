@@ -61,6 +61,12 @@
 //     order each connection delivered them.
 //   - Carry out Ready before the next Step: a Fill takes its data from the
 //     PAGE message just stepped (Step panics otherwise).
+//   - Perform the local actions of one Ready list in order, and put its
+//     messages on the wire only after all of them; a Send WithData
+//     captures the page's contents at its place in the list. Otherwise,
+//     in FWD(write) at the owner, the PAGE could reach the new owner, and
+//     the new owner write, while the old owner could still read its copy
+//     (the list is atomic in the simulation, not on a real network).
 //   - Call PeerLost(r) once the connection to r is gone, after stepping every
 //     message read from it. Later messages from r are ignored, nothing more
 //     is sent to r, and every request that depended on r fails with a

@@ -15,6 +15,10 @@ import (
 
 // Client is a rank's connection to the master.
 type Client struct {
+	// Where, if set before Join, answers the master's question of which
+	// call this rank is blocked in.
+	Where func() string
+
 	rank int
 	c    *net.TCPConn
 	r    *bufio.Reader
@@ -76,12 +80,20 @@ func (c *Client) Join(ctx context.Context, info JoinInfo) (Table, error) {
 	return t, nil
 }
 
-// watch notices the master going away.
+// watch answers the master's questions and notices it going away.
 func (c *Client) watch() {
 	defer c.once.Do(func() { close(c.lost) })
 	for {
-		if _, err := wire.ReadFrame(c.r, wire.MaxBody); err != nil {
+		f, err := wire.ReadFrame(c.r, wire.MaxBody)
+		if err != nil {
 			return
+		}
+		if f.Type == TypeWhere {
+			where := ""
+			if c.Where != nil {
+				where = c.Where()
+			}
+			c.w.Write(wire.ChanControl, TypeWhere, 0, []byte(where))
 		}
 	}
 }

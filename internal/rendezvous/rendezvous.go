@@ -42,6 +42,7 @@ const (
 	TypeCell  uint8 = 12 // rank -> master: Cell (JSON)
 	TypeStats uint8 = 13 // rank -> master: Stats (JSON)
 	TypeBye   uint8 = 15 // rank -> master: finalized normally
+	TypeWhere uint8 = 16 // master -> rank: where are you blocked? rank -> master: the answer (text)
 )
 
 // ErrTimeout is wrapped by the error returned when ranks never report.
@@ -87,6 +88,7 @@ type Report struct {
 	Columns   []string          // reported cell columns, in first-seen order
 	Values    map[string]string // column -> last value
 	Stats     Stats
+	Where     string // answer to the last Where: the call the rank is blocked in, or ""
 }
 
 // Config configures a master.
@@ -107,6 +109,9 @@ type Master struct {
 	conns     []*memberConn
 	endpoints [][]string
 	joined    int
+	whereC    chan struct{} // closed when every asked rank answered Where
+	whereN    int
+	whereWant int
 	done      chan struct{} // closed when the table was sent
 	errc      chan error
 	closed    chan struct{}
@@ -294,9 +299,49 @@ func (m *Master) member(c net.Conn) {
 			json.Unmarshal(f.Body, &rep.Stats)
 		case TypeBye:
 			rep.Finalized = true
+		case TypeWhere:
+			rep.Where = string(f.Body)
+			m.whereN++
+			if m.whereC != nil && m.whereN >= m.whereWant {
+				close(m.whereC)
+				m.whereC = nil
+			}
 		}
 		m.mu.Unlock()
 	}
+}
+
+// Where asks every connected rank which call it is blocked in (for a job
+// that timed out) and waits until all answered or ctx ends. The answers are
+// in Reports()[r].Where: "" for a rank that is not blocked in a dsmexec
+// call (computing, or in its own code).
+func (m *Master) Where(ctx context.Context) {
+	m.mu.Lock()
+	done := make(chan struct{})
+	m.whereC, m.whereN, m.whereWant = done, 0, 0
+	var conns []*memberConn
+	for i, c := range m.conns {
+		if c != nil && !m.reports[i].Finalized {
+			conns = append(conns, c)
+			m.reports[i].Where = ""
+		}
+	}
+	m.whereWant = len(conns)
+	if len(conns) == 0 {
+		m.whereC = nil
+		close(done)
+	}
+	m.mu.Unlock()
+	for _, c := range conns {
+		c.w.Write(wire.ChanControl, TypeWhere, 0)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	m.whereC = nil
+	m.mu.Unlock()
 }
 
 // Reports returns what every rank reported so far.

@@ -1,0 +1,43 @@
+# dsmexec — build, demo, test, bench.
+#   make demo    build everything, run the double_touch example on 3 local ranks
+#   make test    vet + unit/integration tests (+ cluster, Hydra and Slurm tests when root and installed)
+#   make bench   benchmarks printed as ratios against baselines measured in the same run
+#   make fuzz    the fuzz targets, each for FUZZTIME
+
+GO       ?= go
+BIN      := bin
+EXAMPLES := $(notdir $(patsubst %/,%,$(wildcard examples/*/)))
+FUZZTIME ?= 20s
+
+.PHONY: all build demo test test-go test-system bench fuzz clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/mpirun ./mpirun
+	@for e in $(EXAMPLES); do echo "$(GO) build -o $(BIN)/$$e ./examples/$$e"; $(GO) build -o $(BIN)/$$e ./examples/$$e || exit 1; done
+
+demo: build
+	$(BIN)/mpirun -np 3 $(BIN)/double_touch
+
+test: build test-go test-system
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -race -timeout 10m ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime 10s ./internal/wire
+
+# Tests that need root, network namespaces, sshd, MPICH or Slurm. Each
+# script says why it skips when something is missing.
+test-system: build
+	bash scripts/test-system.sh
+
+bench: build
+	$(GO) run ./scripts/bench
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./internal/wire
+
+clean:
+	rm -rf $(BIN)

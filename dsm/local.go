@@ -1,0 +1,97 @@
+package dsm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// New creates this rank's view of the region. With Size 1 it is plain local
+// memory; otherwise it prepares the fault backend and a listener for peers
+// (Endpoint), and Connect joins the other ranks.
+func New(cfg Config) (*Memory, error) {
+	ps := os.Getpagesize()
+	if cfg.Bytes < 0 {
+		return nil, fmt.Errorf("dsm: region size %d: must not be negative", cfg.Bytes)
+	}
+	n := (cfg.Bytes + int64(ps) - 1) / int64(ps) * int64(ps)
+	m := &Memory{cfg: cfg, pageSize: ps, mutexes: map[int]*Mutex{}}
+	if n == 0 {
+		// No shared region (mpirun -dsm-size 0): messages only, no page
+		// server. Mutex still works, as a lock local to this rank only.
+		m.backend = "none"
+		m.impl = &localImpl{locks: map[int]*sync.Mutex{}}
+		return m, nil
+	}
+	if cfg.Size == 1 {
+		data, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err != nil {
+			return nil, fmt.Errorf("dsm: map %d bytes: %w", n, err)
+		}
+		m.data = data
+		m.backend = "local"
+		m.impl = &localImpl{data: data, locks: map[int]*sync.Mutex{}}
+		return m, nil
+	}
+	return newShared(m, n)
+}
+
+// Connect joins the other ranks' memory services, given every rank's
+// Endpoint. It returns when this rank serves and can fault.
+func (m *Memory) Connect(ctx context.Context, addrs []string) error {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(time.Minute)
+	}
+	return m.impl.connect(addrs, d)
+}
+
+// Stats returns this rank's counters.
+func (m *Memory) Stats() Stats { return m.impl.stats() }
+
+// PeerLost tells the memory that a rank is gone (noticed by the caller).
+func (m *Memory) PeerLost(rank int, err error) { m.impl.peerLost(rank, err) }
+
+// Close stops serving and unmaps the region. Finalize calls it after a
+// barrier, so no rank needs a page from this one any more.
+func (m *Memory) Close() error {
+	m.closeOnce.Do(func() {
+		m.closeErr = m.impl.close()
+	})
+	return m.closeErr
+}
+
+// localImpl is the singleton world's memory.
+type localImpl struct {
+	data  []byte
+	mu    sync.Mutex
+	locks map[int]*sync.Mutex
+}
+
+func (l *localImpl) endpoint() string                  { return "" }
+func (l *localImpl) connect([]string, time.Time) error { return nil }
+func (l *localImpl) fetch(int, bool) error             { return nil }
+func (l *localImpl) stats() Stats                      { return Stats{} }
+func (l *localImpl) peerLost(int, error)               {}
+func (l *localImpl) close() error {
+	if l.data == nil {
+		return nil
+	}
+	return unix.Munmap(l.data)
+}
+func (l *localImpl) lock(id int) error   { l.get(id).Lock(); return nil }
+func (l *localImpl) unlock(id int) error { l.get(id).Unlock(); return nil }
+func (l *localImpl) get(id int) *sync.Mutex {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	mu := l.locks[id]
+	if mu == nil {
+		mu = new(sync.Mutex)
+		l.locks[id] = mu
+	}
+	return mu
+}

@@ -1,0 +1,104 @@
+package dsm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Config describes the region a rank joins.
+type Config struct {
+	Rank, Size int
+	Bytes      int64  // region size; rounded up to whole pages
+	Token      []byte // job secret, for the memory's own connections
+	IP         string // address to listen on for peers
+	Backend    string // "uffd", "sigsegv" or "" (DSMEXEC_FAULT, then the best available)
+	Logf       func(format string, args ...any)
+}
+
+// Errors.
+var (
+	ErrClosed = errors.New("dsm: memory is closed")
+	ErrRange  = errors.New("dsm: offset out of range")
+)
+
+// Memory is the job's shared region as this rank sees it.
+type Memory struct {
+	cfg      Config
+	pageSize int
+	data     []byte // the application's view
+	backend  string
+
+	impl impl
+
+	mutexMu sync.Mutex
+	mutexes map[int]*Mutex
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// impl is what a backend provides behind Memory.
+type impl interface {
+	endpoint() string
+	connect(addrs []string, deadline time.Time) error
+	// fetch makes page p accessible (for write if write) in the
+	// application's view; used by the accessors on the sigsegv backend.
+	fetch(p int, write bool) error
+	lock(id int) error
+	unlock(id int) error
+	stats() Stats
+	peerLost(rank int, err error)
+	close() error
+}
+
+// PageSize is the region's page size (the OS page size).
+func (m *Memory) PageSize() int { return m.pageSize }
+
+// Len is the region's size in bytes.
+func (m *Memory) Len() int { return len(m.data) }
+
+// Home is the rank that serves as directory for page p: p % size.
+func (m *Memory) Home(page int) int { return page % m.cfg.Size }
+
+// Bytes is the whole region. The same offset names the same shared byte on
+// every rank. Plain loads and stores on it are coherent with the userfaultfd
+// backend; with the sigsegv backend use the accessor methods.
+func (m *Memory) Bytes() []byte { return m.data }
+
+// Backend names the fault backend: "uffd", "sigsegv" or "local".
+func (m *Memory) Backend() string { return m.backend }
+
+// Endpoint is the address this rank's memory service listens on.
+func (m *Memory) Endpoint() string {
+	if m.impl == nil {
+		return ""
+	}
+	return m.impl.endpoint()
+}
+
+// Slice is a typed view of n elements of type T at byte offset off.
+func Slice[T any](m *Memory, off, n int) []T {
+	var z T
+	sz := int(unsafe.Sizeof(z))
+	if off < 0 || n < 0 || off+n*sz > len(m.data) {
+		panic(fmt.Sprintf("dsm: Slice(off=%d, n=%d) of %d-byte elements outside a %d-byte region", off, n, sz, len(m.data)))
+	}
+	if n == 0 {
+		return nil
+	}
+	if al := int(unsafe.Alignof(z)); off%al != 0 {
+		panic(fmt.Sprintf("dsm: Slice offset %d is not aligned to %d", off, al))
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&m.data[off])), n)
+}
+
+func fault() string {
+	if v := os.Getenv("DSMEXEC_FAULT"); v != "" {
+		return v
+	}
+	return ""
+}

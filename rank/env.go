@@ -1,0 +1,97 @@
+package rank
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// launchEnv is the DSMEXEC_* contract between mpirun and a rank.
+type launchEnv struct {
+	rank, size int
+	master     string
+	token      string
+	host       string
+	dsmSize    int64
+	timeout    time.Duration
+}
+
+// DefaultDSMSize is the shared region's size when DSMEXEC_DSM_SIZE is unset.
+const DefaultDSMSize = 64 << 20
+
+// readEnv returns nil when no DSMEXEC_RANK is set (not started by mpirun).
+func readEnv(getenv func(string) string) (*launchEnv, error) {
+	rs := getenv("DSMEXEC_RANK")
+	if rs == "" {
+		return nil, nil
+	}
+	e := &launchEnv{master: getenv("DSMEXEC_MASTER"), token: getenv("DSMEXEC_TOKEN"), host: getenv("DSMEXEC_HOST"), timeout: 60 * time.Second}
+	var err error
+	if e.rank, err = strconv.Atoi(rs); err != nil {
+		return nil, fmt.Errorf("rank: DSMEXEC_RANK=%q is not a number", rs)
+	}
+	ss := getenv("DSMEXEC_SIZE")
+	if e.size, err = strconv.Atoi(ss); err != nil || e.size < 1 {
+		return nil, fmt.Errorf("rank: DSMEXEC_SIZE=%q is not a positive number", ss)
+	}
+	if e.rank < 0 || e.rank >= e.size {
+		return nil, fmt.Errorf("rank: DSMEXEC_RANK=%d is outside 0..%d", e.rank, e.size-1)
+	}
+	if e.master == "" {
+		return nil, fmt.Errorf("rank: DSMEXEC_RANK is set but DSMEXEC_MASTER is not (start the program with mpirun)")
+	}
+	if e.token == "" {
+		return nil, fmt.Errorf("rank: DSMEXEC_TOKEN is not set (start the program with mpirun)")
+	}
+	if e.host == "" {
+		e.host = "localhost"
+	}
+	if e.dsmSize, err = dsmSizeFromEnv(getenv); err != nil {
+		return nil, err
+	}
+	if t := getenv("DSMEXEC_TIMEOUT"); t != "" {
+		if e.timeout, err = time.ParseDuration(t); err != nil {
+			return nil, fmt.Errorf("rank: DSMEXEC_TIMEOUT=%q: %w", t, err)
+		}
+	}
+	return e, nil
+}
+
+func dsmSizeFromEnv(getenv func(string) string) (int64, error) {
+	s := getenv("DSMEXEC_DSM_SIZE")
+	if s == "" {
+		return DefaultDSMSize, nil
+	}
+	n, err := ParseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("rank: DSMEXEC_DSM_SIZE=%q: %w", s, err)
+	}
+	return n, nil
+}
+
+// ParseSize reads a byte count with an optional K, M, G (or KiB, MiB, GiB)
+// suffix, powers of 1024.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	upper := strings.ToUpper(t)
+	for _, suf := range []struct {
+		s string
+		m int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(upper, suf.s) {
+			mult = suf.m
+			t = strings.TrimSpace(t[:len(t)-len(suf.s)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("not a size (want e.g. 4096, 64M, 1GiB)")
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size too large")
+	}
+	return n * mult, nil
+}

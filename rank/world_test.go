@@ -1,0 +1,369 @@
+package rank
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsmexec/dsmexec/internal/rendezvous"
+)
+
+// Programs the test binary runs when re-executed as a rank.
+var programs = map[string]func(w *World) error{
+	"pingpong": func(w *World) error {
+		peer := 1 - w.Rank()
+		for i := 0; i < 200; i++ {
+			if w.Rank() == 0 {
+				if err := w.Send(peer, 3, []byte(fmt.Sprint(i))); err != nil {
+					return err
+				}
+				b, err := w.Recv(peer, 3)
+				if err != nil {
+					return err
+				}
+				if string(b) != fmt.Sprint(i+1) {
+					return fmt.Errorf("got %q want %d", b, i+1)
+				}
+			} else {
+				b, err := w.Recv(peer, 3)
+				if err != nil {
+					return err
+				}
+				var v int
+				fmt.Sscan(string(b), &v)
+				if err := w.Send(peer, 3, []byte(fmt.Sprint(v+1))); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	},
+	// tags: messages with two tags are received in the opposite order to sending.
+	"tags": func(w *World) error {
+		if w.Rank() == 0 {
+			for r := 1; r < w.Size(); r++ {
+				w.Send(r, 1, []byte("one"))
+				w.Send(r, 2, []byte("two"))
+			}
+			for r := 1; r < w.Size(); r++ {
+				from, b, err := w.RecvFrom(AnySource, 9)
+				if err != nil || string(b) != fmt.Sprintf("done %d", from) {
+					return fmt.Errorf("AnySource got %q from %d: %v", b, from, err)
+				}
+			}
+			return nil
+		}
+		b2, err := w.Recv(0, 2)
+		if err != nil || string(b2) != "two" {
+			return fmt.Errorf("tag 2: %q %v", b2, err)
+		}
+		b1, err := w.Recv(0, 1)
+		if err != nil || string(b1) != "one" {
+			return fmt.Errorf("tag 1: %q %v", b1, err)
+		}
+		return w.Send(0, 9, []byte(fmt.Sprintf("done %d", w.Rank())))
+	},
+	// dsm: every rank adds to shared words with plain atomics (uffd) or
+	// accessors (every backend), under a lock and without.
+	"dsm": func(w *World) error {
+		m := w.Memory()
+		mu := m.Mutex(1)
+		for i := 0; i < 300; i++ {
+			mu.Lock()
+			m.StoreInt64(0, m.LoadInt64(0)+1)
+			mu.Unlock()
+			m.AddInt64(8, 1)
+			m.AddInt64(m.PageSize()*(1+i%5), 1)
+		}
+		// Barrier by messages, so this test checks the memory alone.
+		if w.Rank() == 0 {
+			for r := 1; r < w.Size(); r++ {
+				if _, err := w.Recv(AnySource, 99); err != nil {
+					return err
+				}
+			}
+			for r := 1; r < w.Size(); r++ {
+				w.Send(r, 98, nil)
+			}
+		} else {
+			w.Send(0, 99, nil)
+			if _, err := w.Recv(0, 98); err != nil {
+				return err
+			}
+		}
+		want := int64(300 * w.Size())
+		if a, b := m.LoadInt64(0), m.LoadInt64(8); a != want || b != want {
+			return fmt.Errorf("counters %d %d, want %d", a, b, want)
+		}
+		var sum int64
+		for p := 1; p <= 5; p++ {
+			sum += m.LoadInt64(m.PageSize() * p)
+		}
+		if sum != want {
+			return fmt.Errorf("spread counters sum to %d, want %d", sum, want)
+		}
+		return nil
+	},
+	// collectives: every call checked against the serial result.
+	"collectives": func(w *World) error {
+		r, n := w.Rank(), w.Size()
+		for root := 0; root < n; root++ {
+			b, err := w.Bcast(root, []byte(fmt.Sprintf("from %d", root)))
+			if err != nil || string(b) != fmt.Sprintf("from %d", root) {
+				return fmt.Errorf("Bcast root %d: %q %v", root, b, err)
+			}
+		}
+		all, err := w.Allgather([]byte{byte(r)})
+		if err != nil || len(all) != n {
+			return fmt.Errorf("Allgather: %v %v", all, err)
+		}
+		for i, b := range all {
+			if len(b) != 1 || int(b[0]) != i {
+				return fmt.Errorf("Allgather[%d] = %v", i, b)
+			}
+		}
+		g, err := w.Gather(n-1, bytes.Repeat([]byte{byte(r)}, r))
+		if err != nil || (r == n-1) != (g != nil) {
+			return fmt.Errorf("Gather: %v %v", g, err)
+		}
+		var parts [][]byte
+		if r == 0 {
+			for i := 0; i < n; i++ {
+				parts = append(parts, []byte(fmt.Sprint(i*i)))
+			}
+		}
+		part, err := w.Scatter(0, parts)
+		if err != nil || string(part) != fmt.Sprint(r*r) {
+			return fmt.Errorf("Scatter: %q %v", part, err)
+		}
+		big := make([]float64, 1<<20) // 8 MiB
+		for i := range big {
+			big[i] = float64(r + i%3)
+		}
+		sum, err := Allreduce(w, big, Sum)
+		if err != nil {
+			return fmt.Errorf("Allreduce: %v", err)
+		}
+		for i, v := range sum {
+			if want := float64(n*(n-1)/2 + n*(i%3)); v != want {
+				return fmt.Errorf("Allreduce[%d] = %v, want %v", i, v, want)
+			}
+		}
+		mx, err := Reduce(w, 0, []int32{int32(r), -int32(r)}, Max)
+		if err != nil || (r == 0 && (mx[0] != int32(n-1) || mx[1] != 0)) {
+			return fmt.Errorf("Reduce max: %v %v", mx, err)
+		}
+		// A mismatched length is an error on every rank, not a hang.
+		if n > 1 {
+			if _, err := Allreduce(w, make([]int64, 1+r%2), Sum); err == nil {
+				return fmt.Errorf("Allreduce with mismatched lengths succeeded")
+			}
+		}
+		return nil
+	},
+	"barriers": func(w *World) error {
+		for i := 0; i < 100; i++ {
+			if err := w.Barrier(); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	// lostpeer: rank 1 exits without finalizing; rank 0's Recv must fail naming it.
+	"lostpeer": func(w *World) error {
+		if w.Rank() == 1 {
+			os.Exit(0)
+		}
+		_, err := w.Recv(1, 0)
+		var pe *PeerError
+		if !errors.As(err, &pe) || pe.Rank != 1 {
+			return fmt.Errorf("Recv from a dead rank returned %v, want a PeerError for rank 1", err)
+		}
+		fmt.Println("lost:", err)
+		os.Exit(0)
+		return nil
+	},
+}
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv("RANK_TEST_PROGRAM"); name != "" {
+		w, err := Init()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "init:", err)
+			os.Exit(2)
+		}
+		if err := programs[name](w); err != nil {
+			fmt.Fprintf(os.Stderr, "rank %d: %v\n", w.Rank(), err)
+			os.Exit(1)
+		}
+		if err := w.Finalize(); err != nil {
+			fmt.Fprintf(os.Stderr, "rank %d: finalize: %v\n", w.Rank(), err)
+			os.Exit(1)
+		}
+		if err := w.Finalize(); err != nil {
+			fmt.Fprintf(os.Stderr, "rank %d: second finalize: %v\n", w.Rank(), err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runJob plays mpirun: a master, n processes of the test binary.
+func runJob(t *testing.T, program string, n int, env ...string) []string {
+	t.Helper()
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	m, err := rendezvous.Listen("127.0.0.1:0", rendezvous.Config{Size: n, Token: tok, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve(context.Background())
+	defer m.Close()
+	outs := make([]string, n)
+	var wg sync.WaitGroup
+	for r := 0; r < n; r++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(),
+			"RANK_TEST_PROGRAM="+program,
+			fmt.Sprintf("DSMEXEC_RANK=%d", r),
+			fmt.Sprintf("DSMEXEC_SIZE=%d", n),
+			"DSMEXEC_MASTER="+m.Addr(),
+			"DSMEXEC_TOKEN="+hex.EncodeToString(tok),
+			"DSMEXEC_DSM_SIZE=0",
+			"DSMEXEC_TIMEOUT=30s",
+			"GORACE=atexit_sleep_ms=0",
+		)
+		cmd.Env = append(cmd.Env, env...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("rank %d: %v\n%s", r, err, out.String())
+				}
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				t.Errorf("rank %d hung\n%s", r, out.String())
+			}
+			outs[r] = out.String()
+		}(r)
+	}
+	wg.Wait()
+	return outs
+}
+
+func TestJobs(t *testing.T) {
+	for _, tc := range []struct {
+		program string
+		n       int
+	}{{"pingpong", 2}, {"tags", 3}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
+		{"collectives", 1}, {"collectives", 2}, {"collectives", 3}, {"collectives", 4}, {"collectives", 7}} {
+		t.Run(fmt.Sprintf("%s/%d", tc.program, tc.n), func(t *testing.T) {
+			runJob(t, tc.program, tc.n)
+		})
+	}
+}
+
+func TestSharedMemory(t *testing.T) {
+	for _, backend := range []string{"uffd", "sigsegv"} {
+		for _, n := range []int{2, 3} {
+			t.Run(fmt.Sprintf("%s/%d", backend, n), func(t *testing.T) {
+				runJob(t, "dsm", n, "DSMEXEC_DSM_SIZE=1M", "DSMEXEC_FAULT="+backend)
+			})
+		}
+	}
+}
+
+func TestLostPeer(t *testing.T) {
+	outs := runJob(t, "lostpeer", 2)
+	if !strings.Contains(outs[0], "lost rank 1") {
+		t.Fatalf("rank 0 said %q", outs[0])
+	}
+}
+
+func TestSingleton(t *testing.T) {
+	w, err := Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Rank() != 0 || w.Size() != 1 {
+		t.Fatalf("singleton is rank %d of %d", w.Rank(), w.Size())
+	}
+	if err := w.Send(0, 1, []byte("me")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := w.Recv(0, 1); err != nil || string(b) != "me" {
+		t.Fatalf("self message %q %v", b, err)
+	}
+	if err := w.Barrier(); err != nil {
+		t.Fatal(err)
+	}
+	w.Memory().Bytes()[100] = 7
+	if err := w.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Barrier(); !errors.Is(err, ErrFinalized) {
+		t.Fatalf("barrier after finalize: %v", err)
+	}
+}
+
+func TestReadEnv(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	tests := []struct {
+		name string
+		get  func(string) string
+		want string // error substring, "" for success
+	}{
+		{"absent", env(), ""},
+		{"ok", env("DSMEXEC_RANK", "1", "DSMEXEC_SIZE", "2", "DSMEXEC_MASTER", "127.0.0.1:1", "DSMEXEC_TOKEN", "ab"), ""},
+		{"bad rank", env("DSMEXEC_RANK", "x", "DSMEXEC_SIZE", "2"), "DSMEXEC_RANK=\"x\""},
+		{"rank too big", env("DSMEXEC_RANK", "2", "DSMEXEC_SIZE", "2", "DSMEXEC_MASTER", "m", "DSMEXEC_TOKEN", "t"), "outside 0..1"},
+		{"no master", env("DSMEXEC_RANK", "0", "DSMEXEC_SIZE", "2"), "DSMEXEC_MASTER"},
+		{"bad size", env("DSMEXEC_RANK", "0", "DSMEXEC_SIZE", "2", "DSMEXEC_MASTER", "m", "DSMEXEC_TOKEN", "t", "DSMEXEC_DSM_SIZE", "lots"), "DSMEXEC_DSM_SIZE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readEnv(tt.get)
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"4096": 4096, "64M": 64 << 20, "1GiB": 1 << 30, "2k": 2048, "3 MiB": 3 << 20} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1", "1T"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", bad)
+		}
+	}
+}
