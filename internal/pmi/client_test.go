@@ -297,7 +297,7 @@ func TestAbort(t *testing.T) {
 		later func(*Client) error
 	}{
 		{"PMI-1", cfgV1, hydraV1Init, "cmd=abort exitcode=7\n", 7, "ignored on PMI-1", nil},
-		{"PMI-2", cfgV2, hydraV2Init, frame("cmd=abort;isworldabort=TRUE;msg=rank 0: bad  worse news;"), 3, "rank 0: bad; worse\tnews", nil},
+		{"PMI-2", cfgV2, hydraV2Init, frame("cmd=abort;isworld=TRUE;msg=rank 0: bad  worse news;"), 3, "rank 0: bad; worse\tnews", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cli, srv := net.Pipe()

@@ -500,9 +500,10 @@ func (c *Client) get(ctx context.Context, key string) (string, error) {
 // Abort asks the launcher to end the whole job and returns once the request
 // is written; the caller should then print msg and exit with code (the
 // launcher may kill it first). PMI-1 carries code (Hydra exits with it; Slurm
-// kills the step). PMI-2's abort has no exit status and carries msg: Slurm
-// kills the step; Hydra 4.0.2 does not know the command and ends the job with
-// status 255. Abort does not wait for an exchange in progress.
+// kills the step, srun exits 137). PMI-2's abort (isworld=TRUE) has no exit
+// status and carries msg: Slurm kills the step; Hydra 4.0.2 does not know the
+// command and ends the job with status 255. Abort does not wait for an
+// exchange in progress.
 func (c *Client) Abort(code int, msg string) error {
 	if c.closed.Load() {
 		return fmt.Errorf("abort: %w", ErrClosed)
@@ -512,7 +513,7 @@ func (c *Client) Abort(code int, msg string) error {
 	if c.version == 1 {
 		req = formatV1("abort", "exitcode", strconv.Itoa(code))
 	} else {
-		req = formatV2("abort", "isworldabort", "TRUE", "msg", abortMsg(msg, c.valMax-1))
+		req = formatV2("abort", "isworld", "TRUE", "msg", abortMsg(msg, c.valMax-1))
 	}
 	c.wmu.Lock()
 	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
