@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +28,10 @@ const (
 
 // pagerMain is the page server process. It returns the exit status.
 func pagerMain() int {
+	// Signals for the rank's process group (Ctrl-C, mpirun's SIGTERM) are
+	// for the application: the pager must keep serving until its rank has
+	// exited, and exits when the control socket closes. SIGKILL still ends it.
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	ctl, err := net.FileConn(os.NewFile(fdControl, "control"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dsm pager: control socket: %v\n", err)
