@@ -15,7 +15,7 @@ var sink byte
 // with zeros. The baseline is the same first touch of a memfd page
 // without userfaultfd (the kernel allocates the page itself). The direct
 // variants fill from the pager's reading goroutine instead of passing each
-// fault through ReadFaults' channel to a driver goroutine.
+// fault through a channel to a driver goroutine.
 func BenchmarkUffdFault(b *testing.B) {
 	const window = 1024 // pages faulted between two drops of the whole region
 	for _, bc := range []struct {

@@ -22,12 +22,10 @@
 //	// pager (base, size: the application's r.Base(), r.Size())
 //	u, err := uffd.FromFile(os.NewFile(4, "uffd"))
 //	ops := pagemem.NewUffdOps(os.NewFile(3, "memfd"), u, base, size, os.Getpagesize())
-//	faults := make(chan pagemem.Fault, 64)
-//	go pagemem.ReadFaults(ctx, u, base, os.Getpagesize(), faults)
-//	for f := range faults {
+//	go pagemem.ReadFaults(ctx, u, base, os.Getpagesize(), func(f pagemem.Fault) {
 //		// fetch the page, then
 //		err = ops.Fill(f.Page, data, f.Write)
-//	}
+//	})
 //
 // The pager never maps the region. Fill installs a page with UFFDIO_COPY
 // (write-protected unless writable), Protect flips write protection, Read

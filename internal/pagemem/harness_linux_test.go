@@ -103,7 +103,7 @@ func pagerMain() int {
 		// no channel hop; commands other than dropall are not meaningful.
 		go func() { readErr <- serveDirect(u, p.ops, uintptr(base), ps) }()
 	} else {
-		go func() { readErr <- ReadFaults(ctx, u, uintptr(base), ps, faults) }()
+		go func() { readErr <- ReadFaults(ctx, u, uintptr(base), ps, func(f Fault) { faults <- f }) }()
 	}
 	cmds := make(chan string)
 	go func() {

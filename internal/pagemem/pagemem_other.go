@@ -45,7 +45,7 @@ func (o *UffdOps) Read(p int, buf []byte) error                 { return ErrNotS
 func (o *UffdOps) Wake(p int) error                             { return ErrNotSupported }
 
 // ReadFaults returns ErrNotSupported on this platform.
-func ReadFaults(ctx context.Context, u *uffd.FD, base uintptr, pageSize int, out chan<- Fault) error {
+func ReadFaults(ctx context.Context, u *uffd.FD, base uintptr, pageSize int, handle func(Fault)) error {
 	return ErrNotSupported
 }
 

@@ -46,7 +46,7 @@ func TestReadFaultsInProcess(t *testing.T) {
 	defer cancel()
 	faults := make(chan Fault, 4)
 	errc := make(chan error, 1)
-	go func() { errc <- ReadFaults(ctx, u, r.Base(), pageSize, faults) }()
+	go func() { errc <- ReadFaults(ctx, u, r.Base(), pageSize, func(f Fault) { faults <- f }) }()
 
 	zero, err := os.Open("/dev/zero")
 	if err != nil {

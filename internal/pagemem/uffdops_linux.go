@@ -137,7 +137,7 @@ func (o *UffdOps) Wake(p int) error {
 // Several messages for the same page are normal: every faulting thread
 // sends one, and a thread interrupted by a signal (Go's preemption
 // signal, for one) faults, and sends, again.
-func ReadFaults(ctx context.Context, u *uffd.FD, base uintptr, pageSize int, out chan<- Fault) error {
+func ReadFaults(ctx context.Context, u *uffd.FD, base uintptr, pageSize int, handle func(Fault)) error {
 	if err := u.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("pagemem: read faults: %w", err)
 	}
@@ -159,12 +159,7 @@ func ReadFaults(ctx context.Context, u *uffd.FD, base uintptr, pageSize int, out
 			if m.Address < uint64(base) {
 				panic(fmt.Sprintf("pagemem: fault at %#x below the region at %#x", m.Address, base))
 			}
-			f := Fault{Page: int((m.Address - uint64(base)) / uint64(pageSize)), Write: m.IsWrite(), WP: m.IsWP()}
-			select {
-			case out <- f:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			handle(Fault{Page: int((m.Address - uint64(base)) / uint64(pageSize)), Write: m.IsWrite(), WP: m.IsWP()})
 		}
 	}
 }
