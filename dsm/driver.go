@@ -34,8 +34,9 @@ type driver struct {
 	bufs  [][]byte // page buffers for the batch being sent
 	nbuf  int
 	out   []outMsg
-	data  []byte // contents carried by the message being stepped
-	wake  bool   // ops need an explicit wake on Resolve (userfaultfd)
+	data  []byte                  // contents carried by the message being stepped
+	wake  bool                    // ops need an explicit wake on Resolve (userfaultfd)
+	woken map[coherence.Page]bool // pages installed or upgraded in this batch: their waiters are awake
 	stats Stats
 
 	pending map[coherence.Page]time.Time // first fault time, per page being fetched
@@ -57,6 +58,7 @@ func newDriver(rank, size, pageSize int, ops pagemem.PageOps, wake bool, fatal f
 		ps:      pageSize,
 		wake:    wake,
 		pending: map[coherence.Page]time.Time{},
+		woken:   map[coherence.Page]bool{},
 		waiters: map[coherence.Page][]chan error{},
 		locks:   map[uint32]chan error{},
 		fatal:   fatal,
@@ -231,6 +233,7 @@ func (d *driver) run() []error {
 			return errs
 		}
 		d.out, d.nbuf = d.out[:0], 0
+		clear(d.woken)
 		for _, a := range acts {
 			if err := d.do(a); err != nil {
 				errs = append(errs, err)
@@ -284,6 +287,7 @@ func (d *driver) do(a coherence.Action) error {
 		if err := d.ops.Fill(int(a.Page), data, a.Access == coherence.Write); err != nil {
 			return fmt.Errorf("dsm: rank %d: install page %d: %w", d.rank, a.Page, err)
 		}
+		d.woken[a.Page] = true
 	case coherence.Protect:
 		var err error
 		switch {
@@ -292,6 +296,7 @@ func (d *driver) do(a coherence.Action) error {
 			d.stats.Invalidations++
 		case a.To == coherence.Write:
 			err = d.ops.Protect(int(a.Page), true)
+			d.woken[a.Page] = true
 		default:
 			err = d.ops.Protect(int(a.Page), false)
 		}
@@ -299,7 +304,9 @@ func (d *driver) do(a coherence.Action) error {
 			return fmt.Errorf("dsm: rank %d: change page %d from %s to %s: %w", d.rank, a.Page, a.From, a.To, err)
 		}
 	case coherence.Resolve:
-		if d.wake {
+		// Fill and Protect(->Write) wake the page's waiters themselves;
+		// a fault on a page that was already accessible needs a wake.
+		if d.wake && !d.woken[a.Page] {
 			if err := d.ops.Wake(int(a.Page)); err != nil {
 				return fmt.Errorf("dsm: rank %d: wake faults on page %d: %w", d.rank, a.Page, err)
 			}

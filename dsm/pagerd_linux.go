@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +33,10 @@ func pagerMain() int {
 	// for the application: the pager must keep serving until its rank has
 	// exited, and exits when the control socket closes. SIGKILL still ends it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	// One P: the driver handles one event at a time anyway, and with more
+	// Ps a hand-off between goroutines wakes spinning threads that compete
+	// with the ranks for the CPUs.
+	runtime.GOMAXPROCS(1)
 	ctl, err := net.FileConn(os.NewFile(fdControl, "control"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dsm pager: control socket: %v\n", err)
