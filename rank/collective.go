@@ -25,7 +25,7 @@ const (
 // their own, so user tags never collide with them. An error (a bad root,
 // mismatched lengths, a lost rank) is returned on every rank.
 
-func (w *World) coll(call string) (collective.Transport, func(), error) {
+func (w *World) coll(call func() string) (collective.Transport, func(), error) {
 	if w.finalized() {
 		return nil, nil, ErrFinalized
 	}
@@ -34,7 +34,7 @@ func (w *World) coll(call string) (collective.Transport, func(), error) {
 
 // Bcast sends root's b to every rank and returns it (root gets b back).
 func (w *World) Bcast(root int, b []byte) ([]byte, error) {
-	t, done, err := w.coll(fmt.Sprintf("Bcast(root %d)", root))
+	t, done, err := w.coll(func() string { return fmt.Sprintf("Bcast(root %d)", root) })
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func (w *World) Bcast(root int, b []byte) ([]byte, error) {
 
 // Gather collects every rank's b at root, indexed by rank; nil on non-roots.
 func (w *World) Gather(root int, b []byte) ([][]byte, error) {
-	t, done, err := w.coll(fmt.Sprintf("Gather(root %d)", root))
+	t, done, err := w.coll(func() string { return fmt.Sprintf("Gather(root %d)", root) })
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (w *World) Gather(root int, b []byte) ([][]byte, error) {
 
 // Allgather gives every rank every rank's b, indexed by rank.
 func (w *World) Allgather(b []byte) ([][]byte, error) {
-	t, done, err := w.coll("Allgather")
+	t, done, err := w.coll(func() string { return "Allgather" })
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func (w *World) Allgather(b []byte) ([][]byte, error) {
 // Scatter sends parts[r] from root to rank r; parts is read on root only
 // and must have Size() elements.
 func (w *World) Scatter(root int, parts [][]byte) ([]byte, error) {
-	t, done, err := w.coll(fmt.Sprintf("Scatter(root %d)", root))
+	t, done, err := w.coll(func() string { return fmt.Sprintf("Scatter(root %d)", root) })
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (w *World) Scatter(root int, parts [][]byte) ([]byte, error) {
 // Reduce combines every rank's v element-wise with op; the result is
 // returned on root, nil elsewhere. All ranks must pass the same length.
 func Reduce[T Number](w *World, root int, v []T, op Op) ([]T, error) {
-	t, done, err := w.coll(fmt.Sprintf("Reduce(root %d, %s)", root, op))
+	t, done, err := w.coll(func() string { return fmt.Sprintf("Reduce(root %d, %s)", root, op) })
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func Reduce[T Number](w *World, root int, v []T, op Op) ([]T, error) {
 
 // Allreduce is Reduce with the result on every rank.
 func Allreduce[T Number](w *World, v []T, op Op) ([]T, error) {
-	t, done, err := w.coll(fmt.Sprintf("Allreduce(%s)", op))
+	t, done, err := w.coll(func() string { return fmt.Sprintf("Allreduce(%s)", op) })
 	if err != nil {
 		return nil, err
 	}

@@ -77,14 +77,15 @@ type World struct {
 	blocked atomic.Pointer[blockedIn] // the call a goroutine waits in, for mpirun -timeout
 }
 
-// blockedIn is a blocking call in progress.
+// blockedIn is a blocking call in progress; call describes it, formatted
+// only when mpirun asks (not on every call).
 type blockedIn struct {
-	call  string
+	call  func() string
 	since time.Time
 }
 
 // enter records that the caller blocks in call; the returned func ends it.
-func (w *World) enter(call string) func() {
+func (w *World) enter(call func() string) func() {
 	b := &blockedIn{call: call, since: time.Now()}
 	w.blocked.Store(b)
 	return func() { w.blocked.CompareAndSwap(b, nil) }
@@ -96,10 +97,11 @@ func (w *World) where() string {
 	if b == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s for %v", b.call, time.Since(b.since).Round(time.Millisecond))
+	return fmt.Sprintf("%s for %v", b.call(), time.Since(b.since).Round(time.Millisecond))
 }
 
-func rankName(r int) string {
+// anyName formats a rank or tag, AnySource and AnyTag as "any".
+func anyName(r int) string {
 	if r == AnySource {
 		return "any"
 	}
@@ -179,11 +181,7 @@ func (w *World) RecvFrom(from, tag int) (int, []byte, error) {
 	} else if w.finalized() {
 		return 0, nil, ErrFinalized
 	}
-	tagName := strconv.Itoa(tag)
-	if tag == AnyTag {
-		tagName = "any"
-	}
-	defer w.enter(fmt.Sprintf("Recv(from %s, tag %s)", rankName(from), tagName))()
+	defer w.enter(func() string { return fmt.Sprintf("Recv(from %s, tag %s)", anyName(from), anyName(tag)) })()
 	m, err := w.user.get(from, tag)
 	if err != nil {
 		return 0, nil, err
@@ -213,7 +211,7 @@ func (w *World) Barrier() error {
 	if w.size == 1 {
 		return nil
 	}
-	defer w.enter("Barrier")()
+	defer w.enter(func() string { return "Barrier" })()
 	return w.barrier.Wait()
 }
 

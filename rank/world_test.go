@@ -170,6 +170,11 @@ var programs = map[string]func(w *World) error{
 		}
 		return nil
 	},
+	// stuck: both ranks wait for a message that never comes (killed by the test).
+	"stuck": func(w *World) error {
+		_, err := w.Recv(1-w.Rank(), 5+w.Rank())
+		return err
+	},
 	"barriers": func(w *World) error {
 		for i := 0; i < 100; i++ {
 			if err := w.Barrier(); err != nil {
@@ -289,6 +294,50 @@ func TestSharedMemory(t *testing.T) {
 				runJob(t, "dsm", n, "DSMEXEC_DSM_SIZE=1M", "DSMEXEC_FAULT="+backend)
 			})
 		}
+	}
+}
+
+// TestWhere: the master asks a stuck job where each rank waits (what
+// mpirun -timeout prints).
+func TestWhere(t *testing.T) {
+	tok := []byte("where")
+	m, err := rendezvous.Listen("127.0.0.1:0", rendezvous.Config{Size: 2, Token: tok, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve(context.Background())
+	defer m.Close()
+	var cmds []*exec.Cmd
+	for r := 0; r < 2; r++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "RANK_TEST_PROGRAM=stuck", fmt.Sprintf("DSMEXEC_RANK=%d", r), "DSMEXEC_SIZE=2",
+			"DSMEXEC_MASTER="+m.Addr(), "DSMEXEC_TOKEN="+hex.EncodeToString(tok), "DSMEXEC_DSM_SIZE=0", "GORACE=atexit_sleep_ms=0")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
+		cmds = append(cmds, cmd)
+	}
+	select {
+	case <-m.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("ranks never joined")
+	}
+	// Bounded retries: a rank may not have entered Recv yet.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m.Where(ctx)
+		cancel()
+		reps := m.Reports()
+		if strings.HasPrefix(reps[0].Where, "Recv(from 1, tag 5) for ") && strings.HasPrefix(reps[1].Where, "Recv(from 0, tag 6) for ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("where = %q, %q", reps[0].Where, reps[1].Where)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
 	}
 }
 
