@@ -3,8 +3,9 @@ package rank
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/dsmexec/dsmexec/internal/units"
 )
 
 // launchEnv is the DSMEXEC_* contract between mpirun and a rank.
@@ -63,35 +64,9 @@ func dsmSizeFromEnv(getenv func(string) string) (int64, error) {
 	if s == "" {
 		return DefaultDSMSize, nil
 	}
-	n, err := ParseSize(s)
+	n, err := units.ParseSize(s)
 	if err != nil {
 		return 0, fmt.Errorf("rank: DSMEXEC_DSM_SIZE=%q: %w", s, err)
 	}
 	return n, nil
-}
-
-// ParseSize reads a byte count with an optional K, M, G (or KiB, MiB, GiB)
-// suffix, powers of 1024.
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	mult := int64(1)
-	upper := strings.ToUpper(t)
-	for _, suf := range []struct {
-		s string
-		m int64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(upper, suf.s) {
-			mult = suf.m
-			t = strings.TrimSpace(t[:len(t)-len(suf.s)])
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("not a size (want e.g. 4096, 64M, 1GiB)")
-	}
-	if n > (1<<62)/mult {
-		return 0, fmt.Errorf("size too large")
-	}
-	return n * mult, nil
 }
