@@ -30,10 +30,34 @@
 // if mpirun itself is killed, the kernel kills every rank (parent-death
 // signal) and each rank also exits when its master connection drops.
 //
+// # Several machines
+//
+// With -machinefile (or -host) ranks are placed on the listed hosts by
+// internal/hostfile. Entries naming this machine are forked as above; the
+// others are reached over SSH (internal/remote), one connection per host,
+// all hosts at once. On each, mpirun checks that the program's architecture
+// fits, copies itself and the program into the host's cache
+// (~/.cache/dsmexec/<sha256>/), skipping what is there already, and starts
+// itself in its hidden agent mode ("mpirun -agent"), which starts that
+// host's ranks and streams their lines and exits back. Output is then
+// tagged "[rank N@host] ". Remote ranks get the agent's (login)
+// environment plus the DSMEXEC_* variables and -x; the master listens on
+// the address the hosts reach this machine by (the local address of the
+// SSH connections) instead of 127.0.0.1.
+//
+// A host that cannot be reached, refuses the key, has an unknown or changed
+// host key, or cannot run the program is an "mpirun: error:" naming it,
+// with a hint, before any rank starts. A host lost during the job (its
+// connection drops, or it misses SSH keepalives for 3 s) ends the job with
+// "mpirun: error: lost host H (ranks ...)"; its agent stops the ranks there
+// when its input ends, or after 15 s without a ping from mpirun if the
+// network is cut.
+//
 // Example:
 //
 //	mpirun -np 4 ./pi
 //	mpirun -np 2 -x OMP_NUM_THREADS=1 -summary -output-dir out ./matmul 512
+//	mpirun -np 8 -machinefile hosts ./matmul 512
 //
 // See usage (mpirun -h) for every option.
 package main

@@ -5,17 +5,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dsmexec/dsmexec/internal/hostfile"
 )
 
 // config is a parsed command line.
 type config struct {
 	np          int
 	machinefile string
-	env         []envVar // from -x, in order
+	hostList    string // -host
+	sshAlways   bool
+	acceptNew   bool
+	noCopy      bool
+	sshTimeout  time.Duration // 0: ConnectTimeout from ~/.ssh/config, else remote.DefaultTimeout
+	env         []envVar      // from -x, in order
 	dsmSize     int64
 	timeout     time.Duration
 	grace       time.Duration
@@ -30,6 +39,11 @@ type config struct {
 	program string // as given
 	path    string // resolved, absolute
 	args    []string
+	// pathNotLocal: -no-copy with an absolute path that does not exist
+	// here; it is used as given on the (all remote) hosts.
+	pathNotLocal bool
+
+	plan *plan // where each rank runs
 
 	warnings []string
 }
@@ -139,8 +153,8 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("not a size (want e.g. 4096, 64M, 1GiB)")
+	if err != nil || n < 0 {
+		return 0, errors.New("not a size (want e.g. 4096, 64M, 1GiB, or 0 for no shared region)")
 	}
 	if n > (1<<62)/mult {
 		return 0, errors.New("size too large")
@@ -160,6 +174,11 @@ func parseArgs(args []string) (*config, *cliError) {
 	fs.Var(npValue{&cfg.np, &npSet}, "n", "")
 	fs.StringVar(&cfg.machinefile, "machinefile", "", "")
 	fs.StringVar(&cfg.machinefile, "hostfile", "", "")
+	fs.StringVar(&cfg.hostList, "host", "", "")
+	fs.BoolVar(&cfg.sshAlways, "ssh-always", false, "")
+	fs.BoolVar(&cfg.acceptNew, "ssh-accept-new", false, "")
+	fs.BoolVar(&cfg.noCopy, "no-copy", false, "")
+	fs.DurationVar(&cfg.sshTimeout, "ssh-timeout", 0, "")
 	fs.Var(envList{&cfg.env}, "x", "")
 	fs.Var(sizeValue{&cfg.dsmSize}, "dsm-size", "")
 	fs.DurationVar(&cfg.timeout, "timeout", 0, "")
@@ -195,8 +214,8 @@ func parseArgs(args []string) (*config, *cliError) {
 	case cfg.np < 1:
 		return nil, usageErr("a job needs at least one rank: -np 1 or more", "-np %d: the number of ranks must be at least 1", cfg.np)
 	}
-	if cfg.timeout < 0 || cfg.grace < 0 || cfg.rdvTimeout <= 0 {
-		return nil, usageErr("durations look like 500ms, 30s, 2m", "negative or zero duration: -timeout %v, -grace %v, -rendezvous-timeout %v", cfg.timeout, cfg.grace, cfg.rdvTimeout)
+	if cfg.timeout < 0 || cfg.grace < 0 || cfg.rdvTimeout <= 0 || cfg.sshTimeout < 0 {
+		return nil, usageErr("durations look like 500ms, 30s, 2m", "negative or zero duration: -timeout %v, -grace %v, -rendezvous-timeout %v, -ssh-timeout %v", cfg.timeout, cfg.grace, cfg.rdvTimeout, cfg.sshTimeout)
 	}
 	switch cfg.format {
 	case "table", "csv", "json":
@@ -208,13 +227,69 @@ func parseArgs(args []string) (*config, *cliError) {
 			cfg.warnings = append(cfg.warnings, fmt.Sprintf("-x %s: %s is not set in mpirun's environment; not passed on", e.name, e.name))
 		}
 	}
-	if cfg.machinefile != "" {
-		return nil, failErr("run without -machinefile to start every rank on this machine", "machine files need the SSH launcher, not built yet")
-	}
-	path, cerr := resolveProgram(cfg.program)
+	hf, cerr := readHosts(cfg)
 	if cerr != nil {
 		return nil, cerr
 	}
+	if hf != nil {
+		cfg.warnings = append(cfg.warnings, hf.Warnings...)
+		if !npSet {
+			// Open MPI's rule: without -np, one rank per slot.
+			cfg.np = 0
+			for _, e := range hf.Entries {
+				cfg.np += e.Slots
+			}
+		}
+	}
+	p, warning, cerr := makePlan(hf, cfg.np, cfg.sshAlways)
+	if cerr != nil {
+		return nil, cerr
+	}
+	if warning != "" {
+		cfg.warnings = append(cfg.warnings, warning)
+	}
+	cfg.plan = p
+	path, cerr := resolveProgram(cfg.program)
+	if cerr != nil {
+		// -no-copy with an absolute path: the program needs to exist on
+		// the hosts, not here, unless a rank runs here.
+		if !cfg.noCopy || !filepath.IsAbs(cfg.program) || p.anyLocal() {
+			return nil, cerr
+		}
+		path, cfg.pathNotLocal = cfg.program, true
+	}
 	cfg.path = path
 	return cfg, nil
+}
+
+// readHosts reads the -machinefile or the -host list; nil without either.
+func readHosts(cfg *config) (*hostfile.File, *cliError) {
+	const syntax = "one host per line: name, user@name, name:SLOTS, name slots=N, [name]:PORT (see mpirun -h)"
+	switch {
+	case cfg.machinefile != "" && cfg.hostList != "":
+		return nil, usageErr("give the hosts one way: a machine file, or a -host list", "-machinefile and -host both given")
+	case cfg.machinefile != "":
+		hf, err := hostfile.ReadFile(cfg.machinefile)
+		var pe *hostfile.ParseError
+		var pathErr *fs.PathError
+		switch {
+		case err == nil:
+			return hf, nil
+		case errors.As(err, &pe):
+			return nil, failErr(syntax, "%v", pe) // "m:3: ..."
+		case errors.Is(err, hostfile.ErrNoHosts):
+			return nil, failErr(syntax, "%s: no hosts: the machine file has only blank lines and comments", cfg.machinefile)
+		case errors.As(err, &pathErr):
+			return nil, failErr("", "cannot read machine file %s: %v", cfg.machinefile, pathErr.Err)
+		default:
+			return nil, failErr("", "%v", err)
+		}
+	case cfg.hostList != "":
+		hf, err := hostfile.ParseHosts(cfg.hostList)
+		if err != nil {
+			return nil, usageErr("-host takes a comma-separated list such as node1:2,alice@node2,[10.0.0.5]:2222", "%v", err)
+		}
+		return hf, nil
+	}
+	return nil, nil
 }

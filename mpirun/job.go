@@ -245,13 +245,10 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 	c := j.cause
 	if len(j.lostOrder) > 0 {
 		for _, lh := range j.lostOrder {
-			out.Printf(proc.Stderr, "mpirun: error: lost host %s (%s): %s", lh.host.name, rankList(lh.ranks), j.ssh.lostReason(lh.host))
+			reason, hint := j.ssh.lostReason(lh.host)
+			out.Printf(proc.Stderr, "mpirun: error: lost host %s (%s): %s", lh.host.name, rankList(lh.ranks), reason)
+			out.Printf(proc.Stderr, "mpirun: hint: %s", hint)
 		}
-		names := make([]string, len(j.lostOrder))
-		for i, lh := range j.lostOrder {
-			names[i] = lh.host.name
-		}
-		out.Printf(proc.Stderr, "mpirun: hint: check that %s is up and reachable from here; its agent stops the ranks there once it has not heard from mpirun for %v", strings.Join(names, ", "), agentIdle)
 		if c == nil || c.rankFailed {
 			status = 1
 		}
@@ -287,8 +284,10 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 // cancels it. ok is false when the job cannot start; status is then mpirun's
 // exit status.
 func (j *job) connect(hosts []*hostPlan, lines chan<- proc.Line, sigc <-chan os.Signal) (status int, ok bool) {
+	// The agents' sessions live as long as this context: it is cancelled
+	// only on failure here, or by ssh.Close after the job.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	j.ssh.cancel = cancel
 	done := make(chan []hostFailure, 1)
 	go func() { done <- j.ssh.connect(ctx, hosts, lines) }()
 	var sig syscall.Signal
@@ -307,6 +306,9 @@ wait:
 		}
 	}
 	if sig != 0 {
+		if len(fails) == 0 {
+			j.ssh.Close() // set up just before the signal won
+		}
 		return 128 + int(sig), false
 	}
 	if len(fails) == 0 {
@@ -370,8 +372,13 @@ func (j *job) loop(sigc <-chan os.Signal) {
 				j.vlogf("rank %d on %s: %v", rs.rank, rs.host, e.Err)
 				j.hostLost(rs)
 			case e.Err != nil && e.Pid == 0:
-				j.vlogf("rank %d on %s could not be started: %v", rs.rank, rs.host, e.Err)
-				j.stop(&stopCause{status: 1, msg: fmt.Sprintf("error: could not start rank %d on %s: %v", rs.rank, rs.host, e.Err)})
+				why := e.Err.Error()
+				var ae *remote.AgentError
+				if errors.As(e.Err, &ae) {
+					why = ae.Msg // without the host, named here already
+				}
+				j.vlogf("rank %d on %s could not be started: %s", rs.rank, rs.host, why)
+				j.stop(&stopCause{status: 1, msg: fmt.Sprintf("error: could not start rank %d on %s: %s", rs.rank, rs.host, why)})
 			default:
 				j.vlogf("%s %s", rs.who(j.multiHost), e)
 				if e.Failed() {

@@ -14,7 +14,7 @@ type launcher interface {
 	Name() string
 	// Start starts one rank on host. Its output goes to lines until its
 	// task's Wait returns.
-	Start(host string, spec proc.Spec, lines chan<- proc.Line) (task, error)
+	Start(host *hostPlan, spec proc.Spec, lines chan<- proc.Line) (task, error)
 	// Close releases what the launcher holds (connections), after every
 	// task's Wait has returned.
 	Close() error
@@ -34,7 +34,7 @@ type localLauncher struct{}
 
 func (localLauncher) Name() string { return "local" }
 
-func (localLauncher) Start(host string, spec proc.Spec, lines chan<- proc.Line) (task, error) {
+func (localLauncher) Start(host *hostPlan, spec proc.Spec, lines chan<- proc.Line) (task, error) {
 	p, err := proc.Start(spec, lines)
 	if err != nil {
 		return nil, err
@@ -43,3 +43,8 @@ func (localLauncher) Start(host string, spec proc.Spec, lines chan<- proc.Line) 
 }
 
 func (localLauncher) Close() error { return nil }
+
+var (
+	_ launcher = localLauncher{}
+	_ launcher = (*sshLauncher)(nil)
+)

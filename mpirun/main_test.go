@@ -53,10 +53,16 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	if raceEnabled && os.Getenv("GORACE") == "" {
+		// A race-enabled binary sleeps a second at exit by default: every
+		// mpirun and every agent would.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	build(mpirun, ".", raceEnabled)
 	build(rankprog, "./testdata/rankprog", false)
 	build(rdvprog, "./testdata/rdvprog", false)
 	code := m.Run()
+	sharedEnv.cleanup()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -70,9 +76,16 @@ type result struct {
 // runMpirun runs mpirun with args and stdin to completion (at most a minute).
 func runMpirun(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return runMpirunEnv(t, nil, stdin, args...)
+}
+
+// runMpirunEnv is runMpirun with the environment env (nil: the test's).
+func runMpirunEnv(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, mpirun, args...)
+	cmd.Env = env
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -142,8 +155,15 @@ type started struct {
 
 func start(t *testing.T, args ...string) *started {
 	t.Helper()
+	return startEnv(t, nil, args...)
+}
+
+// startEnv is start with the environment env (nil: the test's).
+func startEnv(t *testing.T, env []string, args ...string) *started {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	cmd := exec.CommandContext(ctx, mpirun, args...)
+	cmd.Env = env
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -435,6 +455,10 @@ func TestBadInput(t *testing.T) {
 	os.WriteFile(local, []byte("#!/bin/sh\n"), 0o755)
 	afile := filepath.Join(dir, "afile")
 	os.WriteFile(afile, nil, 0o644)
+	badHosts := filepath.Join(dir, "badhosts")
+	os.WriteFile(badHosts, []byte("# comment\nlocalhost\nlocalhost slots=x\n"), 0o644)
+	fullHosts := filepath.Join(dir, "fullhosts")
+	os.WriteFile(fullHosts, []byte("localhost max_slots=2\n"), 0o644)
 	touched := filepath.Join(dir, "touched")
 	touch := []string{rankprog, "touch", touched}
 	tests := []struct {
@@ -455,11 +479,16 @@ func TestBadInput(t *testing.T) {
 		{"not executable", []string{"-np", "2", noexec}, 1, "is not executable", "chmod +x"},
 		{"directory", []string{"-np", "2", dir}, 1, "is a directory", ""},
 		{"bad dsm size", append([]string{"-np", "2", "-dsm-size", "12X"}, touch...), 2, "-dsm-size", ""},
-		{"zero dsm size", append([]string{"-dsm-size", "0"}, touch...), 2, "-dsm-size", ""},
+		{"negative dsm size", append([]string{"-dsm-size", "-1"}, touch...), 2, "-dsm-size", ""},
 		{"bad format", append([]string{"-report-format", "xml"}, touch...), 2, `unknown report format "xml"`, "table, csv or json"},
 		{"reserved -x", append([]string{"-x", "DSMEXEC_RANK=3"}, touch...), 2, "DSMEXEC_RANK is set by mpirun", ""},
 		{"bad -x", append([]string{"-x", "=v"}, touch...), 2, `"=v" is not a NAME`, ""},
-		{"machinefile", append([]string{"-machinefile", afile}, touch...), 1, "machine files need the SSH launcher, not built yet", ""},
+		{"empty machine file", append([]string{"-machinefile", afile}, touch...), 1, afile + ": no hosts", "one host per line"},
+		{"machine file line", append([]string{"-machinefile", badHosts}, touch...), 1, badHosts + `:3: bad slots value "x"`, "one host per line"},
+		{"machine file missing", append([]string{"-machinefile", filepath.Join(dir, "nohosts")}, touch...), 1, "cannot read machine file " + filepath.Join(dir, "nohosts") + ": no such file", ""},
+		{"machine file full", append([]string{"-np", "3", "-machinefile", fullHosts}, touch...), 1, "not enough slots", "max_slots"},
+		{"bad -host", append([]string{"-host", "a,,b"}, touch...), 2, "-host item 2: empty host name", "comma-separated"},
+		{"both host lists", append([]string{"-host", "a", "-machinefile", fullHosts}, touch...), 2, "-machinefile and -host both given", ""},
 		{"output dir", append([]string{"-output-dir", filepath.Join(afile, "sub")}, touch...), 1, "output:", ""},
 	}
 	for _, tt := range tests {

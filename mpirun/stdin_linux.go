@@ -25,3 +25,9 @@ func rankStdin(stdin *os.File) io.Reader {
 	}
 	return struct{ io.Reader }{stdin} // not an *os.File: proc copies it
 }
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

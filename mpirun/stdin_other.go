@@ -14,3 +14,6 @@ func rankStdin(stdin *os.File) io.Reader {
 	}
 	return stdin
 }
+
+// isTerminal: progress lines are shown on Linux only.
+func isTerminal(f *os.File) bool { return false }

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,12 @@ const stdinQueue = 64
 // it started has exited: at the end of in it stops the ranks still running
 // with SIGTERM, then SIGKILL after AgentGrace. The error is nil for a clean
 // end of in.
+//
+// Once mpirun has sent a Ping, silence for the idle time the Ping names
+// counts as the end of in, so a host cut off from mpirun does not keep its
+// ranks: RunAgent then stops them and returns an error wrapping
+// ErrMpirunSilent without waiting for their reports to be written, and the
+// process should exit.
 func RunAgent(in io.Reader, out io.Writer) error {
 	// When out is the process's stdout and mpirun is gone, a write would
 	// kill the agent with SIGPIPE (Go's rule for fds 1 and 2) before it
@@ -51,6 +58,12 @@ func RunAgent(in io.Reader, out io.Writer) error {
 
 	readErr := a.read(in)
 	a.stopAll()
+	if errors.Is(readErr, ErrMpirunSilent) {
+		// mpirun is unreachable, so out may block for good (a full SSH
+		// window on a dead link): the ranks are stopped, do not wait for
+		// their reports to be written. The caller's process should exit.
+		return fmt.Errorf("remote: agent: %w", readErr)
+	}
 	a.waiters.Wait()
 	close(a.events) // nothing sends after the waiters are done
 	<-fwdDone
@@ -59,6 +72,12 @@ func RunAgent(in io.Reader, out io.Writer) error {
 	}
 	return nil
 }
+
+// ErrMpirunSilent is returned by RunAgent when mpirun asked for pings
+// (the Ping frame) and then sent nothing for the idle time it gave: the
+// network to mpirun is down, or mpirun is stuck. The agent has stopped its
+// ranks.
+var ErrMpirunSilent = errors.New("no word from mpirun")
 
 type agent struct {
 	w      *bufio.Writer // owned by forward (and by RunAgent before it starts)
@@ -131,19 +150,62 @@ func (a *agent) forward() {
 // event queues a frame for forward.
 func (a *agent) event(typ byte, payload []byte) { a.events <- frame{typ, payload} }
 
-// read handles mpirun's frames until in ends.
+// read handles mpirun's frames until in ends. Once a Ping arrived, it also
+// gives up when no frame arrives for the Ping's idle time.
 func (a *agent) read(in io.Reader) error {
-	br := bufio.NewReaderSize(in, 64<<10)
+	type result struct {
+		f   frame
+		err error
+	}
+	// Frames are read by a goroutine so that the idle timer can end the
+	// wait; when read gives up that way, the goroutine stays blocked in
+	// Read until in ends (the agent's process exits first).
+	frames := make(chan result)
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() {
+		br := bufio.NewReaderSize(in, 64<<10)
+		for {
+			f, err := readFrame(br, MaxFrame)
+			select {
+			case frames <- result{f, err}:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var idle time.Duration // 0 until the first Ping
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
-		f, err := readFrame(br, MaxFrame)
-		if err == io.EOF {
-			return nil
-		}
-		if err == nil {
-			err = a.handle(f)
-		}
-		if err != nil {
-			a.event(frameError, encodeError(err.Error()))
+		select {
+		case r := <-frames:
+			if r.err == io.EOF {
+				return nil
+			}
+			err := r.err
+			if err == nil && r.f.typ == framePing {
+				idle, err = decodePing(r.f.payload)
+			} else if err == nil {
+				err = a.handle(r.f)
+			}
+			if err != nil {
+				a.event(frameError, encodeError(err.Error()))
+				return err
+			}
+			if idle > 0 {
+				timer.Reset(idle)
+			}
+		case <-timer.C:
+			err := fmt.Errorf("%w for %v: stopping the ranks", ErrMpirunSilent, idle)
+			select { // best effort: the way to mpirun is probably blocked
+			case a.events <- frame{frameError, encodeError(err.Error())}:
+			default:
+			}
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -300,7 +301,7 @@ func TestClientHello(t *testing.T) {
 		{"banner", []byte("Welcome to node1!\n"), `it sent "Welcome to node1!\n": is a login script (~/.bashrc, ~/.profile) printing text`},
 		{"empty", nil, "remote: agent on h1: no Hello: EOF"},
 		{"not hello", rawFrame(frameStarted, encodeStarted(Started{1, 1})), "frame type 0x81 before Hello"},
-		{"version", rawFrame(frameHello, encodeHello(Hello{Version: 99})), "speaks protocol version 99, this mpirun speaks 1"},
+		{"version", rawFrame(frameHello, encodeHello(Hello{Version: 99})), "speaks protocol version 99, this mpirun speaks " + strconv.Itoa(AgentVersion)},
 	}
 	for _, tt := range tests {
 		r, w := fakeAgent(t, tt.in)
@@ -395,5 +396,23 @@ func TestMergeEnv(t *testing.T) {
 	got := mergeEnv([]string{"A=1", "B=2", "C=3"}, []string{"B=x", "D=4"})
 	if strings.Join(got, " ") != "A=1 C=3 B=x D=4" {
 		t.Errorf("mergeEnv = %q", got)
+	}
+}
+
+// TestAgentPingsKeepItAlive: while pings flow, a rank outlives the idle time
+// many times over.
+func TestAgentPingsKeepItAlive(t *testing.T) {
+	p := startAgentPair(t)
+	p.c.StartPings(10*time.Millisecond, 150*time.Millisecond)
+	if err := p.c.Start(shRank(0, `sleep 0.6; echo done`)); err != nil {
+		t.Fatal(err)
+	}
+	res := collect(t, p.lines, p.exits, 1, nil)
+	if e := res.exits[0]; e.Code != 0 || e.Signal != 0 || e.Err != nil || strings.Join(res.lines[0], "|") != "stdout: done" {
+		t.Errorf("exit %+v, lines %q", e, res.lines[0])
+	}
+	p.c.CloseInput()
+	if err := <-p.agentErr; err != nil {
+		t.Errorf("agent: %v", err)
 	}
 }

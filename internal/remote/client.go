@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/proc"
 )
@@ -137,6 +138,12 @@ func (c *Client) send(typ byte, payload []byte) error {
 		return ErrClientClosed
 	default:
 	}
+	c.mu.Lock()
+	eof := c.inEOF
+	c.mu.Unlock()
+	if eof {
+		return fmt.Errorf("remote: send to agent on %s: input already closed", c.host)
+	}
 	// One Write per frame: the SSH channel forwards it as it is.
 	b := make([]byte, 0, 5+len(payload))
 	buf := bytes.NewBuffer(b)
@@ -217,6 +224,29 @@ func (s *stdinWriter) Close() error {
 		err = s.c.send(frameStdin, encodeStdin(s.rank, nil))
 	})
 	return err
+}
+
+// StartPings sends a Ping frame now and then every interval until the
+// stream ends or CloseInput. Each Ping tells the agent to stop its ranks if
+// it hears nothing from mpirun for idle, which should be several intervals.
+func (c *Client) StartPings(interval, idle time.Duration) {
+	payload := encodePing(idle)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if err := c.send(framePing, payload); err != nil {
+				return
+			}
+			select {
+			case <-t.C:
+			case <-c.done:
+				return
+			case <-c.closed:
+				return
+			}
+		}
+	}()
 }
 
 // CloseInput closes the stream to the agent: the agent stops every rank

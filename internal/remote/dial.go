@@ -24,7 +24,10 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultTimeout   = 10 * time.Second
+	// DefaultTimeout bounds connecting to a host (TCP and SSH handshake)
+	// and waiting for its agent's Hello: short enough that mpirun reports a
+	// dead host within 10 s.
+	DefaultTimeout   = 8 * time.Second
 	DefaultKeepAlive = 30 * time.Second
 	// maxParallelDials bounds DialAll.
 	maxParallelDials = 16
@@ -299,6 +302,15 @@ type Host struct {
 
 	mu   sync.Mutex
 	arch string // `uname -m`, once known
+	lost error  // why keepAlive gave the connection up
+}
+
+// Lost returns why the keepalive gave up the connection (the host stopped
+// answering), or nil if it did not.
+func (h *Host) Lost() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lost
 }
 
 // Client returns the SSH connection.
@@ -435,6 +447,9 @@ func (h *Host) keepAlive(every time.Duration) {
 				return // the connection is gone; its users see that themselves
 			}
 		case <-wait.C:
+			h.mu.Lock()
+			h.lost = fmt.Errorf("%w: no answer from %s for %v", ErrHostLost, h.Name, 3*every)
+			h.mu.Unlock()
 			h.opts.notef("%s: no answer for %v, closing the connection", h.Name, 3*every)
 			h.client.Close()
 			return

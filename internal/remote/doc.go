@@ -32,15 +32,19 @@
 // mpirun starts one agent per host ([Host.StartAgent]): a program that
 // calls [RunAgent] with its stdin and stdout, such as the installed mpirun
 // in its agent mode. The two sides speak the framed protocol described in
-// protocol.md: mpirun sends Start (one rank: path, args, env, dir), Signal
-// and Stdin frames; the agent answers with Hello, Started, Line, Exit and
+// protocol.md: mpirun sends Start (one rank: path, args, env, dir), Signal,
+// Stdin and Ping frames; the agent answers with Hello, Started, Line, Exit and
 // Error frames. The agent starts ranks with package proc, so a remote rank's
 // output arrives as whole proc.Line values and its end as a proc.Exit with
 // rusage, exactly like a local rank's. When the agent's stdin closes
 // (mpirun ended, or the connection broke) it stops all its ranks: SIGTERM,
-// then SIGKILL after [AgentGrace]. On mpirun's side, [Client] delivers the
-// lines and exits into the caller's channels and makes up an Exit wrapping
-// [ErrAgentGone] for every rank whose agent was lost.
+// then SIGKILL after [AgentGrace]; it does the same when mpirun, having
+// started pings ([Client.StartPings]), falls silent for longer than it
+// asked, so a host cut off from the network does not keep its ranks. A
+// host that stops answering SSH keepalives is disconnected ([Host.Lost]
+// says so). On mpirun's side, [Client] delivers the lines and exits into
+// the caller's channels and makes up an Exit wrapping [ErrAgentGone] for
+// every rank whose agent was lost.
 //
 // # Usage
 //
@@ -60,6 +64,7 @@
 //	self, _ := os.Executable()
 //	agentPath, _, err := h.Install(ctx, self, "mpirun")
 //	a, err := h.StartAgent(ctx, []string{agentPath, "-agent"}, lines, exits)
+//	a.StartPings(time.Second, 15*time.Second) // the agent's watchdog
 //	a.Start(remote.RankSpec{Rank: 2, Path: progPath, Env: []string{"DSMEXEC_RANK=2", ...}})
 //	// ... receive from lines and exits until every rank has exited ...
 //	a.CloseInput() // the agent stops whatever still runs and ends

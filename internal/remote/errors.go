@@ -17,6 +17,9 @@ var (
 	ErrBadConfig      = errors.New("remote: bad ssh configuration")
 	ErrWrongArch      = errors.New("remote: program cannot run on this host")
 	ErrSSH            = errors.New("remote: ssh failed") // any other failure
+	// ErrHostLost is wrapped by Host.Lost: the host stopped answering
+	// keepalives and its connection was closed.
+	ErrHostLost = errors.New("remote: host stopped answering")
 )
 
 // DialError is a failed connection to one host, with a hint for the user.

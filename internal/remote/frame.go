@@ -17,8 +17,9 @@ import (
 // holds one proc.MaxLine line with room to spare.
 const MaxFrame = 8 << 20
 
-// AgentVersion is the protocol version carried in Hello.
-const AgentVersion = 1
+// AgentVersion is the protocol version carried in Hello. Version 2 added
+// the Ping frame.
+const AgentVersion = 2
 
 // agentMagic opens the Hello frame.
 const agentMagic = "dsmexec-agent"
@@ -28,6 +29,7 @@ const (
 	frameStart   byte = 0x01
 	frameSignal  byte = 0x02
 	frameStdin   byte = 0x03
+	framePing    byte = 0x04
 	frameHello   byte = 0x80
 	frameStarted byte = 0x81
 	frameLine    byte = 0x82
@@ -307,6 +309,26 @@ func decodeStdin(p []byte) (int, []byte, error) {
 	rank := d.int("rank")
 	data := d.bytes("data")
 	return rank, data, d.done(frameStdin)
+}
+
+// maxIdle bounds the idle time a Ping may ask for (a day): larger values
+// are malformed rather than silently "never".
+const maxIdle = 24 * time.Hour
+
+func encodePing(idle time.Duration) []byte {
+	if idle < time.Millisecond || idle > maxIdle {
+		panic(fmt.Sprintf("remote: ping idle time %v outside 1ms..%v", idle, maxIdle))
+	}
+	return enc(nil).uv(uint64(idle / time.Millisecond))
+}
+
+func decodePing(p []byte) (time.Duration, error) {
+	d := dec{b: p}
+	ms := d.uv("idle")
+	if d.err == nil && (ms == 0 || ms > uint64(maxIdle/time.Millisecond)) {
+		d.fail("idle")
+	}
+	return time.Duration(ms) * time.Millisecond, d.done(framePing)
 }
 
 func encodeHello(h Hello) []byte {

@@ -21,6 +21,7 @@ func TestFrameGolden(t *testing.T) {
 	}{
 		{"signal", frameSignal, encodeSignal(syscall.SIGTERM), []byte{0, 0, 0, 2, 0x02, 15}},
 		{"stdin", frameStdin, encodeStdin(3, []byte("hi")), []byte{0, 0, 0, 5, 0x03, 3, 2, 'h', 'i'}},
+		{"ping", framePing, encodePing(15 * time.Second), []byte{0, 0, 0, 3, 0x04, 0x98, 0x75}},
 		{"started", frameStarted, encodeStarted(Started{Rank: 1, Pid: 300}), []byte{0, 0, 0, 4, 0x81, 1, 0xac, 0x02}},
 		{"line", frameLine, encodeLine(proc.Line{Rank: 2, Stream: proc.Stderr, Text: []byte("ok"), Partial: true}),
 			[]byte{0, 0, 0, 7, 0x82, 2, 2, 1, 2, 'o', 'k'}},
@@ -70,6 +71,9 @@ func TestFrameRoundTrip(t *testing.T) {
 	if got, err := decodeLine(encodeLine(empty)); err != nil || len(got.Text) != 0 || got.Partial {
 		t.Errorf("empty Line: %+v, %v", got, err)
 	}
+	if got, err := decodePing(encodePing(1500 * time.Millisecond)); err != nil || got != 1500*time.Millisecond {
+		t.Errorf("Ping: %v, %v", got, err)
+	}
 	if got, err := decodeError(encodeError("bad")); err != nil || got != "bad" {
 		t.Errorf("Error: %q, %v", got, err)
 	}
@@ -103,6 +107,8 @@ func TestFrameErrors(t *testing.T) {
 		{"stream", second(decodeLine([]byte{0, 3, 0, 0}))},
 		{"partial", second(decodeLine([]byte{0, 1, 2, 0}))},
 		{"signal 0", second(decodeSignal([]byte{0}))},
+		{"ping 0", second(decodePing([]byte{0}))},
+		{"ping too long", second(decodePing(enc(nil).uv(uint64(maxIdle/time.Millisecond) + 1)))},
 		{"magic", second(decodeHello(enc(nil).str("other").uv(1).uv(1).str("").str("")))},
 		{"varint", second(decodeStarted([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}))},
 		{"rank range", second(decodeStarted(enc(nil).uv(1 << 40).uv(1)))},
@@ -145,12 +151,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add(frameHello, encodeHello(Hello{Version: 1}))
 	f.Add(frameStdin, encodeStdin(1, []byte("in")))
 	f.Add(frameSignal, encodeSignal(syscall.SIGINT))
+	f.Add(framePing, encodePing(time.Second))
 	f.Fuzz(func(t *testing.T, typ byte, p []byte) {
 		switch typ {
 		case frameStart:
 			roundTrip(t, p, decodeStart, encodeStart)
 		case frameSignal:
 			roundTrip(t, p, decodeSignal, encodeSignal)
+		case framePing:
+			roundTrip(t, p, decodePing, encodePing)
 		case frameStdin:
 			roundTrip(t, p, func(p []byte) (stdinData, error) {
 				r, d, err := decodeStdin(p)

@@ -11,7 +11,9 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/pkg/sftp"
 )
@@ -49,7 +51,7 @@ func (h *Host) Install(ctx context.Context, localPath, name string) (remotePath 
 	if !st.Mode().IsRegular() {
 		return fail(errors.New("not a regular file"))
 	}
-	sum, err := hashFile(f)
+	sum, err := cachedSum(f, localPath, st)
 	if err != nil {
 		return fail(err)
 	}
@@ -136,6 +138,41 @@ func (h *Host) copyTo(ctx context.Context, c *sftp.Client, f *os.File, size int6
 func isUnsupported(err error) bool {
 	var se *sftp.StatusError
 	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxOpUnsupported
+}
+
+// sumKey identifies a version of a local file: installing one program on
+// many hosts hashes it once.
+type sumKey struct {
+	path  string
+	size  int64
+	mtime int64
+}
+
+type sumEntry struct {
+	once sync.Once
+	sum  string
+	err  error
+}
+
+var sums sync.Map // sumKey → *sumEntry
+
+// cachedSum returns the SHA-256 of f (opened from path, with info st),
+// computed once per path, size and modification time. A file rewritten in
+// place within one clock tick at the same size would keep its old sum; the
+// copy itself checks the bytes it sends.
+func cachedSum(f *os.File, path string, st os.FileInfo) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	k := sumKey{abs, st.Size(), st.ModTime().UnixNano()}
+	v, _ := sums.LoadOrStore(k, &sumEntry{})
+	e := v.(*sumEntry)
+	e.once.Do(func() { e.sum, e.err = hashFile(f) })
+	if e.err != nil {
+		sums.Delete(k) // let a later call try again
+	}
+	return e.sum, e.err
 }
 
 func hashFile(f *os.File) (string, error) {

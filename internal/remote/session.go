@@ -190,13 +190,19 @@ func (h *Host) StartAgent(ctx context.Context, argv []string, lines chan<- proc.
 func (a *Agent) Stderr() string { return a.stderr.String() }
 
 // Wait waits until the agent's stream has ended (every Exit delivered) and
-// its session has closed, and returns the first error: the stream's, or the
-// session's exit status with the agent's stderr.
+// its session has closed, and returns the stream's error (wrapping the
+// session's too, if any), or the session's exit status with the agent's
+// stderr.
 func (a *Agent) Wait() error {
 	<-a.Client.Done()
 	werr := a.sess.Wait()
 	a.errWG.Wait()
 	if err := a.Client.Err(); err != nil {
+		if werr != nil {
+			// Both: the exit status (e.g. killed by a signal) says why
+			// the stream ended.
+			return fmt.Errorf("%w (%w)", err, werr)
+		}
 		return err
 	}
 	if werr != nil {

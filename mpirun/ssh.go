@@ -1,0 +1,400 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dsmexec/dsmexec/internal/output"
+	"github.com/dsmexec/dsmexec/internal/proc"
+	"github.com/dsmexec/dsmexec/internal/remote"
+	"golang.org/x/crypto/ssh"
+)
+
+// How a lost host is noticed, on both sides.
+const (
+	// sshKeepAlive: a host that misses three keepalives in a row (no
+	// answer for 3 s) is disconnected and its ranks reported lost.
+	sshKeepAlive = time.Second
+	// agentPing, agentIdle: mpirun pings each agent every second; an agent
+	// that hears nothing for agentIdle stops its ranks, so a host cut off
+	// from the network does not keep them.
+	agentPing = time.Second
+	agentIdle = 15 * time.Second
+	// agentWait bounds the wait for agents to end once the job is over.
+	agentWait = 3 * time.Second
+)
+
+// sshLauncher starts ranks on other machines through one agent per host:
+// the mpirun binary itself, copied into the host's cache and run in its
+// agent mode over one SSH connection.
+type sshLauncher struct {
+	cfg   *config
+	out   *output.Writer
+	vlogf func(format string, args ...any)
+	prog  *progress
+
+	hosts  map[*hostPlan]*remoteHost
+	order  []*remoteHost
+	cancel context.CancelFunc // of the set-up context, which the agents' sessions live in
+}
+
+// remoteHost is one connected host.
+type remoteHost struct {
+	plan     *hostPlan
+	h        *remote.Host
+	agent    *remote.Agent // nil until set up
+	progPath string        // the program on that host
+	localIP  net.IP        // our address on the connection: the host reaches us there
+	exits    chan proc.Exit
+	dispatch chan struct{} // closed when the dispatcher has delivered every Exit
+
+	mu    sync.Mutex
+	tasks map[int]*remoteTask
+
+	waitErr error // how the agent's session ended, once Close waited for it
+}
+
+// hostFailure is a host that could not be set up.
+type hostFailure struct {
+	host *hostPlan
+	err  error
+	hint string
+}
+
+func newSSHLauncher(cfg *config, out *output.Writer, stderr *os.File, vlogf func(string, ...any)) *sshLauncher {
+	return &sshLauncher{cfg: cfg, out: out, vlogf: vlogf, prog: newProgress(stderr), hosts: map[*hostPlan]*remoteHost{}}
+}
+
+func (l *sshLauncher) Name() string { return "ssh" }
+
+// connect dials every host in parallel, then on each (in parallel) checks
+// that the program can run there, installs the agent and the program in the
+// host's cache and starts the agent, whose lines go to lines. Either every
+// host is ready, or the failures are returned (and nothing is left open).
+func (l *sshLauncher) connect(ctx context.Context, plans []*hostPlan, lines chan<- proc.Line) []hostFailure {
+	opts := remote.Options{
+		AcceptNew: l.cfg.acceptNew,
+		Timeout:   l.cfg.sshTimeout,
+		KeepAlive: sshKeepAlive,
+		Notef: func(format string, args ...any) {
+			l.out.Printf(proc.Stderr, "mpirun: note: "+format, args...)
+		},
+		Progress: l.prog.update,
+	}
+	targets := make([]remote.Target, len(plans))
+	for i, hp := range plans {
+		targets[i] = remote.Target{User: hp.entry.User, Host: hp.entry.Host, Port: hp.entry.Port}
+	}
+	start := time.Now()
+	conns, errs := remote.DialAll(ctx, targets, opts)
+	var fails []hostFailure
+	for i, hp := range plans {
+		if errs[i] != nil {
+			fails = append(fails, hostFailure{host: hp, err: errs[i]})
+			continue
+		}
+		h := conns[i]
+		rh := &remoteHost{plan: hp, h: h, exits: make(chan proc.Exit), dispatch: make(chan struct{}), tasks: map[int]*remoteTask{}}
+		if a, ok := h.Client().LocalAddr().(*net.TCPAddr); ok {
+			rh.localIP = a.IP
+		}
+		l.hosts[hp] = rh
+		l.order = append(l.order, rh)
+		l.vlogf("%s: connected to %s as %s (from %s)", hp.name, h.Addr(), h.User, rh.localIP)
+	}
+	if len(fails) > 0 {
+		l.Close()
+		return fails
+	}
+	l.vlogf("connected to %d host%s in %v", len(plans), plural(len(plans)), time.Since(start).Round(time.Millisecond))
+
+	self, err := os.Executable()
+	if err != nil {
+		l.Close()
+		return []hostFailure{{host: plans[0], err: fmt.Errorf("find mpirun's own executable, to install it as the agent: %w", err)}}
+	}
+	start = time.Now()
+	setupErrs := make([]error, len(l.order))
+	var wg sync.WaitGroup
+	for i, rh := range l.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			setupErrs[i] = l.setup(ctx, rh, self, lines)
+		}()
+	}
+	wg.Wait()
+	l.prog.finish()
+	for i, err := range setupErrs {
+		if err != nil {
+			fails = append(fails, hostFailure{host: l.order[i].plan, err: err, hint: setupHint(err, l.order[i])})
+		}
+	}
+	if len(fails) > 0 {
+		l.Close()
+		return fails
+	}
+	l.vlogf("set up %d host%s in %v", len(l.order), plural(len(l.order)), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// setup prepares one connected host and starts its agent.
+func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, lines chan<- proc.Line) error {
+	name := rh.plan.name
+	if !l.cfg.pathNotLocal {
+		if err := rh.h.CheckRunnable(ctx, l.cfg.path); err != nil {
+			return err
+		}
+	}
+	if err := rh.h.CheckRunnable(ctx, self); err != nil {
+		return err // mpirun itself runs there, as the agent
+	}
+	agentPath, err := l.install(ctx, rh, self, "mpirun")
+	if err != nil {
+		return err
+	}
+	if l.cfg.noCopy {
+		rh.progPath = l.cfg.path
+		l.vlogf("%s: -no-copy: running %s as it is there", name, rh.progPath)
+	} else if rh.progPath, err = l.install(ctx, rh, l.cfg.path, filepath.Base(l.cfg.path)); err != nil {
+		return err
+	}
+	a, err := rh.h.StartAgent(ctx, []string{agentPath, "-agent"}, lines, rh.exits)
+	if err != nil {
+		return err
+	}
+	rh.agent = a
+	a.StartPings(agentPing, agentIdle)
+	go rh.dispatchExits()
+	hello := a.Hello()
+	l.vlogf("%s: agent running, pid %d on %s (%s)", name, hello.Pid, hello.Hostname, hello.GOARCH)
+	return nil
+}
+
+// install copies a file into the host's cache unless it is there already.
+func (l *sshLauncher) install(ctx context.Context, rh *remoteHost, local, name string) (string, error) {
+	start := time.Now()
+	path, copied, err := rh.h.Install(ctx, local, name)
+	if err != nil {
+		return "", err
+	}
+	if copied {
+		size := int64(0)
+		if st, err := os.Stat(local); err == nil {
+			size = st.Size()
+		}
+		l.vlogf("%s: copied %s (%s) to %s in %v", rh.plan.name, name, bytesString(size), path, time.Since(start).Round(time.Millisecond))
+	} else {
+		l.vlogf("%s: %s found in the cache at %s", rh.plan.name, name, path)
+	}
+	return path, nil
+}
+
+// setupHint says what to do about a failed setup, where remote.Hint does
+// not know.
+func setupHint(err error, rh *remoteHost) string {
+	if h := remote.Hint(err); h != "" {
+		return h
+	}
+	if strings.Contains(err.Error(), "agent on") {
+		return fmt.Sprintf("the agent is this mpirun, copied into ~/%s on %s; run it there by hand to see what fails: ssh %s <that path> -agent </dev/null",
+			remote.CacheDir, rh.plan.name, rh.plan.entry.Key())
+	}
+	return ""
+}
+
+// localIPs returns our distinct addresses on the hosts' connections, in
+// host order.
+func (l *sshLauncher) localIPs() []net.IP {
+	var ips []net.IP
+	for _, rh := range l.order {
+		seen := false
+		for _, ip := range ips {
+			if ip.Equal(rh.localIP) {
+				seen = true
+			}
+		}
+		if !seen && rh.localIP != nil {
+			ips = append(ips, rh.localIP)
+		}
+	}
+	return ips
+}
+
+// Start asks the host's agent to start one rank: spec.Path is replaced by
+// the program's path on the host, spec.Env is added to the agent's
+// environment (the remote login environment), spec.Stdin is forwarded.
+func (l *sshLauncher) Start(hp *hostPlan, spec proc.Spec, lines chan<- proc.Line) (task, error) {
+	rh := l.hosts[hp]
+	if rh == nil || rh.agent == nil {
+		panic(fmt.Sprintf("mpirun: rank %d for host %s, which is not set up", spec.Rank, hp.name))
+	}
+	t := &remoteTask{rh: rh, rank: spec.Rank, done: make(chan struct{})}
+	rh.mu.Lock()
+	rh.tasks[spec.Rank] = t
+	rh.mu.Unlock()
+	err := rh.agent.Start(remote.RankSpec{Rank: spec.Rank, Path: rh.progPath, Args: spec.Args, Env: spec.Env, Stdin: spec.Stdin != nil})
+	if err != nil {
+		return nil, err
+	}
+	if spec.Stdin != nil {
+		go func() {
+			w := rh.agent.Stdin(spec.Rank)
+			io.Copy(w, spec.Stdin) // ends at EOF, or when the agent is gone
+			w.Close()
+		}()
+	}
+	return t, nil
+}
+
+// dispatchExits hands each Exit the agent reports to its task.
+func (rh *remoteHost) dispatchExits() {
+	defer close(rh.dispatch)
+	for {
+		select {
+		case e := <-rh.exits:
+			rh.mu.Lock()
+			t := rh.tasks[e.Rank]
+			rh.mu.Unlock()
+			if t == nil {
+				panic(fmt.Sprintf("mpirun: exit of rank %d from %s, which runs no such rank", e.Rank, rh.plan.name))
+			}
+			t.exit = e
+			close(t.done)
+		case <-rh.agent.Done():
+			return // every Exit was delivered before Done
+		}
+	}
+}
+
+// lostReason says why the host's ranks were lost, for "lost host" lines,
+// and what to check.
+func (l *sshLauncher) lostReason(hp *hostPlan) (reason, hint string) {
+	unreachable := fmt.Sprintf("check that %s is up and reachable from here; its agent stops the ranks there once it has not heard from mpirun for %v", hp.name, agentIdle)
+	rh := l.hosts[hp]
+	if rh == nil {
+		return "the connection to it dropped", unreachable
+	}
+	if err := rh.h.Lost(); err != nil {
+		return fmt.Sprintf("it stopped answering (no reply to SSH keepalives for %v)", 3*sshKeepAlive), unreachable
+	}
+	if rh.agent == nil {
+		return "the connection to it dropped", unreachable
+	}
+	select {
+	case <-rh.agent.Done():
+		if err := rh.agent.Err(); err != nil && !errors.Is(err, remote.ErrAgentGone) {
+			return "the connection to it dropped: " + strings.TrimPrefix(err.Error(), "remote: "), unreachable
+		}
+	default:
+	}
+	// An agent that died with the connection up says why on stderr, or
+	// its session's exit status does.
+	crashed := fmt.Sprintf("the agent (mpirun -agent, run by sshd on %s) was killed or crashed; look at that host's logs (out of memory?)", hp.name)
+	if msg := strings.TrimSpace(rh.agent.Stderr()); msg != "" {
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		return "its agent ended: " + msg, crashed
+	}
+	var ee *ssh.ExitError
+	if errors.As(rh.waitErr, &ee) {
+		how := fmt.Sprintf("exited with status %d", ee.ExitStatus())
+		if sig := ee.Signal(); sig != "" {
+			how = "was killed by signal SIG" + sig
+		}
+		return "its agent " + how, crashed
+	}
+	return "the connection to it dropped", unreachable
+}
+
+// abort closes every connection at once: ranks whose exit was not reported
+// yet are reported lost, and the agents stop them when they notice.
+func (l *sshLauncher) abort() {
+	for _, rh := range l.order {
+		rh.h.Close()
+	}
+}
+
+// Close ends every agent (which stops whatever still runs there), waiting
+// at most agentWait for them, and closes the connections.
+func (l *sshLauncher) Close() error {
+	var wg sync.WaitGroup
+	for _, rh := range l.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if a := rh.agent; a != nil {
+				a.CloseInput()
+				done := make(chan error, 1)
+				go func() { done <- a.Wait() }()
+				t := time.NewTimer(agentWait)
+				select {
+				case err := <-done:
+					if err != nil {
+						l.vlogf("%s: agent: %v", rh.plan.name, err)
+					}
+					rh.waitErr = err
+				case <-t.C:
+					l.vlogf("%s: the agent did not end within %v; closing the connection", rh.plan.name, agentWait)
+					rh.h.Close()
+					<-done
+				}
+				t.Stop()
+				rh.h.Close()
+				<-rh.dispatch
+				return
+			}
+			rh.h.Close()
+		}()
+	}
+	wg.Wait()
+	if l.cancel != nil {
+		l.cancel()
+	}
+	return nil
+}
+
+// remoteTask is a rank run by an agent.
+type remoteTask struct {
+	rh   *remoteHost
+	rank int
+	done chan struct{} // closed when exit is set
+	exit proc.Exit
+}
+
+func (t *remoteTask) Pid() int {
+	select {
+	case <-t.done:
+		return t.exit.Pid
+	default:
+	}
+	pid, _ := t.rh.agent.Pid(t.rank)
+	return pid
+}
+
+// Signal sends sig to every rank of the task's host: the agent protocol
+// signals all of a host's ranks at once (signalGroup lets the job send it
+// once per host).
+func (t *remoteTask) Signal(sig syscall.Signal) error {
+	// A failed send means the agent is gone: its ranks are then reported
+	// lost, which is what the caller learns from Wait.
+	t.rh.agent.Signal(sig)
+	return nil
+}
+
+func (t *remoteTask) Wait() proc.Exit {
+	<-t.done
+	return t.exit
+}
+
+func (t *remoteTask) signalGroup() any { return t.rh }
