@@ -142,6 +142,18 @@ func TestDeadlockTimeout(t *testing.T) {
 			if !strings.Contains(string(out), "timed out") {
 				t.Fatalf("mpirun does not say the job timed out:\n%s", out)
 			}
+			// Every rank's wait is named: its partner (rank^1, or
+			// itself for the odd one out), tag 0.
+			for r := 0; r < np; r++ {
+				partner := r ^ 1
+				if partner >= np {
+					partner = r
+				}
+				re := regexp.MustCompile(fmt.Sprintf(`mpirun: rank %d \(pid \d+\) was waiting in Recv\(from %d, tag 0\)`, r, partner))
+				if !re.Match(out) {
+					t.Fatalf("mpirun does not say where rank %d waits:\n%s", r, out)
+				}
+			}
 		})
 	}
 }

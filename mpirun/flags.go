@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/hostfile"
+	"github.com/dsmexec/dsmexec/internal/units"
 )
 
 // config is a parsed command line.
@@ -128,38 +129,12 @@ func (v sizeValue) String() string {
 }
 
 func (v sizeValue) Set(s string) error {
-	n, err := parseSize(s)
+	n, err := units.ParseSize(s)
 	if err != nil {
 		return err
 	}
 	*v.n = n
 	return nil
-}
-
-// parseSize reads a byte count with an optional K, M, G (or KiB, MiB, GiB,
-// KB, MB, GB, B) suffix; every multiple is a power of 1024, as in rank.
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	upper := strings.ToUpper(t)
-	mult := int64(1)
-	for _, suf := range []struct {
-		s string
-		m int64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(upper, suf.s) {
-			mult = suf.m
-			t = strings.TrimSpace(t[:len(t)-len(suf.s)])
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
-		return 0, errors.New("not a size (want e.g. 4096, 64M, 1GiB, or 0 for no shared region)")
-	}
-	if n > (1<<62)/mult {
-		return 0, errors.New("size too large")
-	}
-	return n * mult, nil
 }
 
 // parseArgs parses the command line and checks the program; nothing has

@@ -231,10 +231,7 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 	j.loop(sigc)
 	signal.Stop(sigc) // from now on a signal ends mpirun at once
 
-	var reports []rendezvous.Report
-	if cfg.summary || cfg.verbose {
-		reports = j.reports()
-	}
+	reports := j.reports()
 	m.Close()
 	if j.ssh != nil {
 		j.ssh.Close()
@@ -269,7 +266,9 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 			j.vlogf("DSM fault backend: %s", b)
 		}
 	}
-	if cfg.summary {
+	// The table is printed with -summary, and whenever a rank reported
+	// something with World.Report.
+	if cfg.summary || reported(reports) {
 		if err := j.writeSummary(reports, stderr); err != nil {
 			out.Printf(proc.Stderr, "mpirun: error: write the summary: %v", err)
 			if status == 0 {
@@ -394,6 +393,7 @@ func (j *job) loop(sigc <-chan os.Signal) {
 					still = append(still, fmt.Sprint(rs.rank))
 				}
 			}
+			j.tellWhere()
 			j.stop(&stopCause{
 				status: 124,
 				msg:    fmt.Sprintf("error: job timed out after %v; rank%s %s still running", j.cfg.timeout, plural(len(still)), strings.Join(still, ", ")),
@@ -502,6 +502,26 @@ func (j *job) signalAll(sig syscall.Signal) {
 	}
 }
 
+// tellWhere asks the ranks still running which dsmexec call they wait in
+// and prints it: a job that timed out is usually a deadlock, and this says
+// which ranks wait for which.
+func (j *job) tellWhere() {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	j.master.Where(ctx)
+	reps := j.master.Reports()
+	for _, rs := range j.ranks {
+		if rs.t == nil || rs.done || rs.rank >= len(reps) || !reps[rs.rank].Joined {
+			continue
+		}
+		if w := reps[rs.rank].Where; w != "" {
+			j.out.Printf(proc.Stderr, "mpirun: %s was waiting in %s", rs.who(j.multiHost), w)
+		} else {
+			j.out.Printf(proc.Stderr, "mpirun: %s was not waiting in a dsmexec call (computing, or in a page fault)", rs.who(j.multiHost))
+		}
+	}
+}
+
 // reports returns what the ranks told the master. A rank that exited
 // normally after finalizing sent its statistics just before; they may still
 // be in flight, so wait a little (bounded) for the master to read them.
@@ -520,6 +540,15 @@ func (j *job) reports() []rendezvous.Report {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+func reported(reps []rendezvous.Report) bool {
+	for _, r := range reps {
+		if len(r.Columns) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func backends(reps []rendezvous.Report) string {

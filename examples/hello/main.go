@@ -19,7 +19,6 @@ func main() {
 	defer w.Finalize()
 	host, _ := os.Hostname()
 	fmt.Printf("hello from rank %d of %d on %s (%s, pid %d)\n", w.Rank(), w.Size(), w.Host(), host, os.Getpid())
-	w.Report("greeting", "hello")
 	if err := w.Finalize(); err != nil {
 		log.Fatal(err)
 	}
