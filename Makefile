@@ -34,7 +34,7 @@ test-system: build
 	bash scripts/test-system.sh
 
 bench: build
-	$(GO) run ./scripts/bench
+	bash scripts/bench.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./internal/wire
