@@ -1,0 +1,22 @@
+// Package dsm is the job's shared memory: one region, the same size and
+// offsets on every rank, whose pages move between ranks on page faults and
+// are kept sequentially consistent per page (single writer, multiple
+// readers, invalidation based, the page's home rank p % size serialising
+// requests for it; the protocol is internal/coherence).
+//
+// Usage (the Memory comes from rank.World.Memory):
+//
+//	m := w.Memory()
+//	v := dsm.Slice[float64](m, 0, n)   // plain loads and stores (userfaultfd backend)
+//	m.AddInt64(off, 1)                 // accessors: every backend
+//	mu := m.Mutex(3)                   // a job-wide lock, FIFO at rank 3 % size
+//	mu.Lock(); v[0]++; mu.Unlock()
+//	st := m.Stats()                    // faults, pages and bytes moved, invalidations
+//
+// Two fault backends: userfaultfd (default; faults served by a page server
+// process, the same binary re-executed) makes plain loads, stores and
+// sync/atomic on Bytes() transparent; mprotect + SIGSEGV
+// (DSMEXEC_FAULT=sigsegv, or where userfaultfd is not permitted) serves
+// only the accessor methods, which turn the fault into a recovered panic,
+// fetch the page and retry.
+package dsm

@@ -1,0 +1,19 @@
+// Package rendezvous is the launcher's master socket and the ranks' side of
+// it: every rank reports its listening addresses, the master answers with the
+// connection table once all have reported, and the connection stays open for
+// the rest of the job to carry report cells and DSM statistics to mpirun and
+// to tell each rank when the launcher is gone.
+//
+// Master side (mpirun):
+//
+//	m, err := rendezvous.Listen("127.0.0.1:0", rendezvous.Config{Size: n, Token: tok, Timeout: 30 * time.Second})
+//	go m.Serve(ctx)                 // ranks get DSMEXEC_MASTER=m.Addr()
+//	select { case err := <-m.Err(): ... }
+//	reports := m.Reports()          // after the job
+//
+// Rank side (package rank):
+//
+//	c, err := rendezvous.Join(ctx, master, token, rank, rendezvous.Join{Endpoints: []string{addr}})
+//	table := c.Table()              // endpoints of every rank
+//	c.Cell("iterations", "42")
+package rendezvous

@@ -1,0 +1,27 @@
+// Package rank is a dsmexec program's view of its job: its rank, the
+// number of ranks, messages between ranks, barriers, collectives, the
+// per-rank report table, and the shared memory.
+//
+// Usage:
+//
+//	w, err := rank.Init() // under mpirun, Hydra or Slurm; alone: a world of one
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer w.Finalize()
+//	if w.Rank() == 0 {
+//		w.Send(1, 7, []byte("ping"))
+//	} else if w.Rank() == 1 {
+//		b, err := w.Recv(0, 7)
+//	}
+//	sum, err := rank.Allreduce(w, []float64{x}, rank.Sum)
+//	w.Barrier()
+//	w.Report("iterations", n)
+//	v := dsm.Slice[int64](w.Memory(), 0, 1024) // shared between all ranks
+//
+// Init forms the world from the DSMEXEC_* environment set by mpirun (a
+// rendezvous with mpirun's master socket, then an all-to-all TCP mesh), or
+// through a PMI launcher's key-value space, or as a singleton. A rank that
+// loses a peer fails every pending and later call that needs it with a
+// *PeerError naming the rank; nothing waits forever.
+package rank
