@@ -134,7 +134,9 @@ func (d *driver) faultLocked(p coherence.Page, write bool) {
 			}
 		}
 	}
-	d.tracef("fault p%d write=%v access=%s", p, write, d.node.Access(p))
+	if d.trace {
+		d.tracef("fault p%d write=%v access=%s", p, write, d.node.Access(p))
+	}
 	d.node.Fault(p, write)
 }
 
@@ -163,7 +165,9 @@ func (d *driver) deliver(f wire.Frame) {
 		return
 	}
 	d.mu.Lock()
-	d.tracef("recv %s", m)
+	if d.trace {
+		d.tracef("recv %s", m)
+	}
 	d.data = data
 	d.node.Step(m)
 	errs := d.run()
@@ -260,7 +264,9 @@ type outMsg struct {
 }
 
 func (d *driver) do(a coherence.Action) error {
-	d.tracef("do %s", a)
+	if d.trace {
+		d.tracef("do %s", a)
+	}
 	switch a := a.(type) {
 	case coherence.Send:
 		o := outMsg{to: a.Msg.To, typ: uint8(a.Msg.Type)}
