@@ -141,7 +141,8 @@ func runJob(cfg *config, stdin, stdout, stderr *os.File) int {
 			listen = ":0" // hosts reach us on different addresses
 		}
 	}
-	m, err := rendezvous.Listen(listen, rendezvous.Config{Size: n, Token: tok, Timeout: cfg.rdvTimeout, Logf: j.vlogf})
+	m, err := rendezvous.Listen(listen, rendezvous.Config{Size: n, Token: tok, Timeout: cfg.rdvTimeout, Logf: j.vlogf,
+		Warnf: func(format string, args ...any) { out.Printf(proc.Stderr, "mpirun: warning: "+format, args...) }})
 	if err != nil {
 		if j.ssh != nil {
 			j.ssh.Close()

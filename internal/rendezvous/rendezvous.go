@@ -79,6 +79,9 @@ type Config struct {
 	Token   []byte
 	Timeout time.Duration // for all ranks to report; 0 means 30 s
 	Logf    func(format string, args ...any)
+	// Warnf reports connections refused (strangers, wrong tokens, bad
+	// joins); nil means Logf.
+	Warnf func(format string, args ...any)
 }
 
 // Master is the launcher's rendezvous socket.
@@ -140,6 +143,14 @@ func (m *Master) Err() <-chan error { return m.errc }
 
 // Ready is closed once every rank has received the connection table.
 func (m *Master) Ready() <-chan struct{} { return m.done }
+
+func (m *Master) warnf(format string, args ...any) {
+	if m.cfg.Warnf != nil {
+		m.cfg.Warnf(format, args...)
+		return
+	}
+	m.logf(format, args...)
+}
 
 func (m *Master) logf(format string, args ...any) {
 	if m.cfg.Logf != nil {
@@ -214,26 +225,26 @@ func (m *Master) member(c net.Conn) {
 		return nil
 	})
 	if err != nil {
-		m.logf("master: refused a connection from %s: %v", c.RemoteAddr(), err)
+		m.warnf("master: refused a connection from %s: %v", c.RemoteAddr(), err)
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	f, err := wire.ReadFrame(r, maxControl)
 	c.SetReadDeadline(time.Time{})
 	if err != nil || f.Type != TypeJoin {
-		m.logf("master: rank %d sent no join: %v", rank, err)
+		m.warnf("master: rank %d sent no join: %v", rank, err)
 		return
 	}
 	var j JoinInfo
 	if err := json.Unmarshal(f.Body, &j); err != nil || j.Rank != rank {
-		m.logf("master: rank %d sent a bad join: %v", rank, err)
+		m.warnf("master: rank %d sent a bad join: %v", rank, err)
 		return
 	}
 	w := wire.NewWriter(c, auth.Master)
 	m.mu.Lock()
 	if m.reports[rank].Joined {
 		m.mu.Unlock()
-		m.logf("master: rank %d joined twice; second connection from %s refused", rank, c.RemoteAddr())
+		m.warnf("master: rank %d joined twice; second connection from %s refused", rank, c.RemoteAddr())
 		return
 	}
 	rep := &m.reports[rank]
