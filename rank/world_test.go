@@ -170,6 +170,24 @@ var programs = map[string]func(w *World) error{
 		}
 		return nil
 	},
+	// dsmlost: rank 1 takes page 0 (homed on rank 0) for writing, then dies
+	// without finalizing; rank 0's next access to page 0 must end rank 0
+	// with an error naming the page and rank 1, not hang.
+	"dsmlost": func(w *World) error {
+		m := w.Memory()
+		if w.Rank() == 1 {
+			m.StoreInt64(0, 7)
+			w.Send(0, 1, nil)
+			os.Exit(0)
+		}
+		if _, err := w.Recv(1, 1); err != nil {
+			return err
+		}
+		// Wait until rank 0 noticed the loss (bounded: Recv fails then).
+		w.Recv(1, 2)
+		v := m.LoadInt64(0) // must not return
+		return fmt.Errorf("read %d from a page whose owner is gone", v)
+	},
 	// stuck: both ranks wait for a message that never comes (killed by the test).
 	"stuck": func(w *World) error {
 		_, err := w.Recv(1-w.Rank(), 5+w.Rank())
@@ -226,6 +244,19 @@ func TestMain(m *testing.M) {
 // runJob plays mpirun: a master, n processes of the test binary.
 func runJob(t *testing.T, program string, n int, env ...string) []string {
 	t.Helper()
+	outs, errs := startJob(t, program, n, env...)
+	for r, err := range errs {
+		if err != nil {
+			t.Errorf("rank %d: %v\n%s", r, err, outs[r])
+		}
+	}
+	return outs
+}
+
+// startJob plays mpirun: a master, n processes of the test binary; it
+// returns each rank's output and exit error.
+func startJob(t *testing.T, program string, n int, env ...string) ([]string, []error) {
+	t.Helper()
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	m, err := rendezvous.Listen("127.0.0.1:0", rendezvous.Config{Size: n, Token: tok, Timeout: 30 * time.Second})
@@ -235,6 +266,7 @@ func runJob(t *testing.T, program string, n int, env ...string) []string {
 	go m.Serve(context.Background())
 	defer m.Close()
 	outs := make([]string, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for r := 0; r < n; r++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -260,19 +292,17 @@ func runJob(t *testing.T, program string, n int, env ...string) []string {
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
 			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("rank %d: %v\n%s", r, err, out.String())
-				}
+			case errs[r] = <-done:
 			case <-time.After(60 * time.Second):
 				cmd.Process.Kill()
+				<-done
 				t.Errorf("rank %d hung\n%s", r, out.String())
 			}
 			outs[r] = out.String()
 		}(r)
 	}
 	wg.Wait()
-	return outs
+	return outs, errs
 }
 
 func TestJobs(t *testing.T) {
@@ -338,6 +368,24 @@ func TestWhere(t *testing.T) {
 			t.Fatalf("where = %q, %q", reps[0].Where, reps[1].Where)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+func TestLostPageOwner(t *testing.T) {
+	for _, backend := range []string{"uffd", "sigsegv"} {
+		t.Run(backend, func(t *testing.T) {
+			outs, errs := startJob(t, "dsmlost", 2, "DSMEXEC_DSM_SIZE=1M", "DSMEXEC_FAULT="+backend)
+			if errs[1] != nil {
+				t.Fatalf("rank 1: %v\n%s", errs[1], outs[1])
+			}
+			if errs[0] == nil {
+				t.Fatalf("rank 0 exited 0 after reading a lost page:\n%s", outs[0])
+			}
+			t.Logf("rank 0: %s", outs[0])
+			if !strings.Contains(outs[0], "page 0") || !strings.Contains(outs[0], "rank 1") {
+				t.Fatalf("rank 0's error does not name the page and the rank:\n%s", outs[0])
+			}
+		})
 	}
 }
 
