@@ -110,7 +110,10 @@ func TestHydraChild(t *testing.T) {
 			<-ctx.Done() // the launcher kills us; if not, exit 3 when the bound expires
 			os.Exit(3)
 		}
-		c.Fence(ctx) // rank 1 never arrives
+		c.Fence(ctx) // rank 1 never arrives; the launcher tears the job down
+		// Wait to be killed: exiting at once (the fence may fail as soon as
+		// the launcher starts tearing down) would race the abort's status.
+		<-ctx.Done()
 		os.Exit(3)
 	}
 	if err := c.Put(fmt.Sprintf("dsmexec-addr-%d", c.Rank()), fmt.Sprintf("127.0.0.1:%d", 40000+c.Rank())); err != nil {
