@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dsmexec/dsmexec/internal/uffd"
 )
 
 var bin string // folder with mpirun and the examples
@@ -89,9 +91,21 @@ var sharedExamples = []job{
 	{prog: "jacobi", args: []string{"-n", "40", "-iters", "10"}, want: "equals the serial result"},
 }
 
+// needUffd skips where the kernel or a seccomp profile forbids
+// userfaultfd (the sigsegv backend's tests still run there).
+func needUffd(t *testing.T) {
+	t.Helper()
+	u, err := uffd.New(true)
+	if err != nil {
+		t.Skipf("userfaultfd is not permitted here (%v): the uffd backend cannot run", err)
+	}
+	u.Close()
+}
+
 // TestSharedMemoryExamples runs every shared-memory example with 2, 3 and 4
 // ranks on the userfaultfd backend.
 func TestSharedMemoryExamples(t *testing.T) {
+	needUffd(t)
 	n := reps(t, 2)
 	for _, ex := range sharedExamples {
 		for _, np := range []int{2, 3, 4} {
@@ -130,6 +144,7 @@ func TestSigsegvBackend(t *testing.T) {
 // TestContendedCounter: 4 ranks × 2,000 lock-protected and 2,000 atomic
 // increments on one page, exact totals, repeated.
 func TestContendedCounter(t *testing.T) {
+	needUffd(t)
 	if testing.Short() {
 		t.Skip("-short")
 	}
@@ -150,6 +165,7 @@ func TestUnprivileged(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to the unprivileged user nobody (setpriv)")
 	}
+	needUffd(t)
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Skip("setpriv not installed (util-linux)")
