@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/dsmexec/dsmexec/internal/transporttest"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -82,9 +83,9 @@ func checkBarriers(t *testing.T, n, k int, ends []barrier.Transport, abort func(
 	}
 }
 
-func memEnds(m *memNet) []barrier.Transport {
+func memEnds(m *transporttest.MemNet) []barrier.Transport {
 	var ts []barrier.Transport
-	for _, e := range m.ends() {
+	for _, e := range m.Ends() {
 		ts = append(ts, e)
 	}
 	return ts
@@ -95,9 +96,9 @@ func TestBarrierMemory(t *testing.T) {
 		for _, alg := range algorithms(n) {
 			for _, reorder := range []bool{false, true} {
 				t.Run(fmt.Sprintf("N=%d/%s/reorder=%v", n, alg.name, reorder), func(t *testing.T) {
-					m := newMemNet(n, reorder, uint64(n*100+len(alg.name)))
-					defer m.close()
-					checkBarriers(t, n, 20, memEnds(m), m.close, alg)
+					m := transporttest.NewMemNet(n, reorder, uint64(n*100+len(alg.name)))
+					defer m.Close()
+					checkBarriers(t, n, 20, memEnds(m), m.Close, alg)
 				})
 			}
 		}
@@ -108,12 +109,12 @@ func TestBarrierLoopback(t *testing.T) {
 	for n := 1; n <= 9; n++ {
 		for _, alg := range algorithms(n) {
 			t.Run(fmt.Sprintf("N=%d/%s", n, alg.name), func(t *testing.T) {
-				m := newTCPMesh(t, n)
+				m := transporttest.NewTCPMesh(t, n)
 				var ends []barrier.Transport
-				for _, e := range m.ends {
+				for _, e := range m.Ends {
 					ends = append(ends, e)
 				}
-				checkBarriers(t, n, 10, ends, m.close, alg)
+				checkBarriers(t, n, 10, ends, m.Close, alg)
 			})
 		}
 	}
@@ -157,10 +158,10 @@ func TestBarrierPeerFailure(t *testing.T) {
 				for _, after := range []int{0, 3} {
 					name := fmt.Sprintf("N=%d/%s/dead=%d/after=%d", n, alg.name, dead, after)
 					t.Run(name, func(t *testing.T) {
-						m := newMemNet(n, after > 0, uint64(n+dead))
-						defer m.close()
-						ends := m.ends()
-						errs := runRanks(t, n, m.close, func(r int) error {
+						m := transporttest.NewMemNet(n, after > 0, uint64(n+dead))
+						defer m.Close()
+						ends := m.Ends()
+						errs := runRanks(t, n, m.Close, func(r int) error {
 							b := alg.make(ends[r])
 							for i := range after {
 								if err := b.Wait(); err != nil {
@@ -168,7 +169,7 @@ func TestBarrierPeerFailure(t *testing.T) {
 								}
 							}
 							if r == dead {
-								m.kill(r)
+								m.Kill(r)
 								return nil
 							}
 							err := b.Wait()
@@ -195,14 +196,14 @@ func TestBarrierPeerFailure(t *testing.T) {
 // hanging.
 func TestBarrierDeadRankReturns(t *testing.T) {
 	for _, alg := range algorithms(5) {
-		m := newMemNet(5, false, 1)
-		m.kill(2)
-		err := alg.make(m.ends()[2]).Wait()
+		m := transporttest.NewMemNet(5, false, 1)
+		m.Kill(2)
+		err := alg.make(m.Ends()[2]).Wait()
 		var be *barrier.Error
 		if !errors.As(err, &be) || be.Rank != 2 {
 			t.Errorf("%s: dead rank's Wait returned %v, want a *barrier.Error from rank 2", alg.name, err)
 		}
-		m.close()
+		m.Close()
 	}
 }
 
@@ -210,13 +211,13 @@ func TestBarrierLoopbackPeerFailure(t *testing.T) {
 	const n, dead = 5, 3
 	for _, alg := range algorithms(n) {
 		t.Run(alg.name, func(t *testing.T) {
-			m := newTCPMesh(t, n)
-			m.kill(dead)
-			errs := runRanks(t, n, m.close, func(r int) error {
+			m := transporttest.NewTCPMesh(t, n)
+			m.Kill(dead)
+			errs := runRanks(t, n, m.Close, func(r int) error {
 				if r == dead {
 					return nil
 				}
-				return alg.make(m.ends[r]).Wait()
+				return alg.make(m.Ends[r]).Wait()
 			})
 			for r, err := range errs {
 				if r != dead {
@@ -243,10 +244,10 @@ func TestBarrierEpochMismatch(t *testing.T) {
 		for name, alg := range algs {
 			for _, odd := range failedRanks(n) {
 				t.Run(fmt.Sprintf("N=%d/%s/odd=%d", n, name, odd), func(t *testing.T) {
-					m := newMemNet(n, true, uint64(n*odd+3))
-					defer m.close()
-					ends := m.ends()
-					errs := runRanks(t, n, m.close, func(r int) error {
+					m := transporttest.NewMemNet(n, true, uint64(n*odd+3))
+					defer m.Close()
+					ends := m.Ends()
+					errs := runRanks(t, n, m.Close, func(r int) error {
 						epoch := uint64(4)
 						if r == odd {
 							epoch = 7
@@ -271,23 +272,23 @@ func TestBarrierEpochMismatch(t *testing.T) {
 
 func TestCentralBadRoot(t *testing.T) {
 	for _, root := range []int{-1, 3, 100} {
-		m := newMemNet(3, false, 0)
-		errs := runRanks(t, 3, m.close, func(r int) error {
-			return barrier.NewCentral(m.ends()[r], root).Wait()
+		m := transporttest.NewMemNet(3, false, 0)
+		errs := runRanks(t, 3, m.Close, func(r int) error {
+			return barrier.NewCentral(m.Ends()[r], root).Wait()
 		})
 		for r, err := range errs {
 			if !errors.Is(err, barrier.ErrBadRoot) {
 				t.Errorf("root %d, rank %d: got %v, want ErrBadRoot", root, r, err)
 			}
 		}
-		m.close()
+		m.Close()
 	}
 }
 
 func TestSingleRank(t *testing.T) {
-	m := newMemNet(1, false, 0)
-	defer m.close()
-	e := m.ends()[0]
+	m := transporttest.NewMemNet(1, false, 0)
+	defer m.Close()
+	e := m.Ends()[0]
 	for _, alg := range algorithms(1) {
 		b := alg.make(e)
 		for range 3 {

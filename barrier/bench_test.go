@@ -2,6 +2,7 @@ package barrier_test
 
 import (
 	"fmt"
+	"github.com/dsmexec/dsmexec/internal/transporttest"
 	"testing"
 
 	"github.com/dsmexec/dsmexec/barrier"
@@ -34,17 +35,17 @@ func BenchmarkBarrier(b *testing.B) {
 	for _, n := range []int{2, 4, 8} {
 		for _, alg := range algorithms(n)[:2] {
 			b.Run(fmt.Sprintf("mem/%s/N=%d", alg.name, n), func(b *testing.B) {
-				m := newMemNet(n, false, 0)
-				defer m.close()
-				benchBarrier(b, memEnds(m), m.close, alg)
+				m := transporttest.NewMemNet(n, false, 0)
+				defer m.Close()
+				benchBarrier(b, memEnds(m), m.Close, alg)
 			})
 			b.Run(fmt.Sprintf("tcp/%s/N=%d", alg.name, n), func(b *testing.B) {
-				m := newTCPMesh(b, n)
+				m := transporttest.NewTCPMesh(b, n)
 				var ends []barrier.Transport
-				for _, e := range m.ends {
+				for _, e := range m.Ends {
 					ends = append(ends, e)
 				}
-				benchBarrier(b, ends, m.close, alg)
+				benchBarrier(b, ends, m.Close, alg)
 			})
 		}
 	}

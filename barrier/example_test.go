@@ -2,6 +2,7 @@ package barrier_test
 
 import (
 	"fmt"
+	"github.com/dsmexec/dsmexec/internal/transporttest"
 	"sync"
 	"sync/atomic"
 
@@ -12,12 +13,12 @@ import (
 // steps of work separated by barriers.
 func ExampleNewDissemination() {
 	const n, steps = 4, 3
-	world := newMemNet(n, false, 0) // the test's in-memory Transport
-	defer world.close()
+	world := transporttest.NewMemNet(n, false, 0) // the test's in-memory Transport
+	defer world.Close()
 
 	var done [steps]atomic.Int32
 	var wg sync.WaitGroup
-	for _, t := range world.ends() {
+	for _, t := range world.Ends() {
 		wg.Go(func() {
 			b := barrier.NewDissemination(t)
 			for step := range steps {

@@ -2,6 +2,7 @@ package collective
 
 import (
 	"fmt"
+	"github.com/dsmexec/dsmexec/internal/transporttest"
 	"sync"
 )
 
@@ -9,12 +10,12 @@ import (
 // vectors; every rank gets the sum.
 func ExampleAllreduce() {
 	const n = 4
-	world := newMemNet(n, false, 0) // the test's in-memory Transport
-	defer world.close()
+	world := transporttest.NewMemNet(n, false, 0) // the test's in-memory Transport
+	defer world.Close()
 
 	sums := make([][]float64, n)
 	var wg sync.WaitGroup
-	for r, t := range world.ends() {
+	for r, t := range world.Ends() {
 		wg.Go(func() {
 			t := Sequenced(t)             // wrap once per rank
 			v := []float64{float64(r), 1} // rank r contributes r and 1

@@ -3,6 +3,7 @@ package collective
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/dsmexec/dsmexec/internal/transporttest"
 	"runtime"
 	"sync"
 	"testing"
@@ -20,10 +21,10 @@ func (w testWorld) size() int { return len(w.ends) }
 
 // memWorld builds an in-memory world; seq wraps each end in Sequenced.
 func memWorld(t testing.TB, n int, reorder, seq bool) testWorld {
-	m := newMemNet(n, reorder, uint64(n)*7919)
-	t.Cleanup(m.close)
-	w := testWorld{abort: m.close}
-	for _, e := range m.ends() {
+	m := transporttest.NewMemNet(n, reorder, uint64(n)*7919)
+	t.Cleanup(m.Close)
+	w := testWorld{abort: m.Close}
+	for _, e := range m.Ends() {
 		var tr Transport = e
 		if seq {
 			tr = Sequenced(tr)
@@ -33,20 +34,20 @@ func memWorld(t testing.TB, n int, reorder, seq bool) testWorld {
 	return w
 }
 
-func memWorldNet(t testing.TB, n int) (testWorld, *memNet) {
-	m := newMemNet(n, false, 1)
-	t.Cleanup(m.close)
-	w := testWorld{abort: m.close}
-	for _, e := range m.ends() {
+func memWorldNet(t testing.TB, n int) (testWorld, *transporttest.MemNet) {
+	m := transporttest.NewMemNet(n, false, 1)
+	t.Cleanup(m.Close)
+	w := testWorld{abort: m.Close}
+	for _, e := range m.Ends() {
 		w.ends = append(w.ends, e)
 	}
 	return w, m
 }
 
-func tcpWorld(t testing.TB, n int) (testWorld, *tcpMesh) {
-	m := newTCPMesh(t, n)
-	w := testWorld{abort: m.close}
-	for _, e := range m.ends {
+func tcpWorld(t testing.TB, n int) (testWorld, *transporttest.TCPMesh) {
+	m := transporttest.NewTCPMesh(t, n)
+	w := testWorld{abort: m.Close}
+	for _, e := range m.Ends {
 		w.ends = append(w.ends, e)
 	}
 	return w, m

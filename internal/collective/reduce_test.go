@@ -428,7 +428,7 @@ func TestDeadRank(t *testing.T) {
 			for _, dead := range someRanks(n) {
 				t.Run(fmt.Sprintf("N=%d/%s/dead=%d", n, name, dead), func(t *testing.T) {
 					w, m := memWorldNet(t, n)
-					m.kill(dead)
+					m.Kill(dead)
 					errs := w.run(t, func(r int, tr Transport) error {
 						if r == dead {
 							return nil

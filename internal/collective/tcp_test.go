@@ -76,7 +76,7 @@ func TestLoopbackDeadRank(t *testing.T) {
 	const n, dead = 4, 2
 	for _, size := range []int{1, rabenseifnerMin / 8} {
 		w, m := tcpWorld(t, n)
-		m.kill(dead)
+		m.Kill(dead)
 		errs := w.run(t, func(r int, tr Transport) error {
 			if r == dead {
 				return nil

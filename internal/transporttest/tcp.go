@@ -1,4 +1,4 @@
-package barrier_test
+package transporttest
 
 import (
 	"encoding/binary"
@@ -11,18 +11,18 @@ import (
 	"time"
 )
 
-// tcpMesh is a full mesh of n ranks over loopback TCP: one connection per
+// TCPMesh is a full mesh of n ranks over loopback TCP: one connection per
 // pair, frames of a 4-byte little-endian length then the payload, and a
 // reader goroutine per connection end that queues frames for Recv, as the
 // rank package's mesh does.
-type tcpMesh struct {
-	ends []*tcpEnd
+type TCPMesh struct {
+	Ends []*TCPEnd
 	wg   sync.WaitGroup
 }
 
 const maxFrame = 64 << 20
 
-type tcpEnd struct {
+type TCPEnd struct {
 	rank, size int
 	conns      []net.Conn
 	wmu        []sync.Mutex
@@ -36,9 +36,9 @@ type frameQueue struct {
 	err    error
 }
 
-func newTCPMesh(tb testing.TB, n int) *tcpMesh {
+func NewTCPMesh(tb testing.TB, n int) *TCPMesh {
 	tb.Helper()
-	m := &tcpMesh{ends: make([]*tcpEnd, n)}
+	m := &TCPMesh{Ends: make([]*TCPEnd, n)}
 	lns := make([]net.Listener, n)
 	for i := range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -46,12 +46,12 @@ func newTCPMesh(tb testing.TB, n int) *tcpMesh {
 			tb.Fatalf("listen on loopback: %v", err)
 		}
 		lns[i] = ln
-		e := &tcpEnd{rank: i, size: n, conns: make([]net.Conn, n), wmu: make([]sync.Mutex, n), in: make([]*frameQueue, n)}
+		e := &TCPEnd{rank: i, size: n, conns: make([]net.Conn, n), wmu: make([]sync.Mutex, n), in: make([]*frameQueue, n)}
 		for j := range e.in {
 			e.in[j] = &frameQueue{}
 			e.in[j].cond = sync.NewCond(&e.in[j].mu)
 		}
-		m.ends[i] = e
+		m.Ends[i] = e
 	}
 	defer func() {
 		for _, ln := range lns {
@@ -77,12 +77,12 @@ func newTCPMesh(tb testing.TB, n int) *tcpMesh {
 					return
 				}
 				i := int(binary.LittleEndian.Uint32(id[:]))
-				if i >= j || m.ends[j].conns[i] != nil {
+				if i >= j || m.Ends[j].conns[i] != nil {
 					errc <- fmt.Errorf("rank %d: unexpected hello from %d", j, i)
 					return
 				}
 				c.SetDeadline(time.Time{})
-				m.ends[j].conns[i] = c
+				m.Ends[j].conns[i] = c
 			}
 			errc <- nil
 		}()
@@ -98,7 +98,7 @@ func newTCPMesh(tb testing.TB, n int) *tcpMesh {
 			if _, err := c.Write(id[:]); err != nil {
 				tb.Fatalf("write hello to rank %d: %v", j, err)
 			}
-			m.ends[i].conns[j] = c
+			m.Ends[i].conns[j] = c
 		}
 	}
 	for range n {
@@ -106,7 +106,7 @@ func newTCPMesh(tb testing.TB, n int) *tcpMesh {
 			tb.Fatal(err)
 		}
 	}
-	for _, e := range m.ends {
+	for _, e := range m.Ends {
 		for p, c := range e.conns {
 			if c != nil {
 				m.wg.Add(1)
@@ -117,11 +117,11 @@ func newTCPMesh(tb testing.TB, n int) *tcpMesh {
 			}
 		}
 	}
-	tb.Cleanup(m.close)
+	tb.Cleanup(m.Close)
 	return m
 }
 
-func (e *tcpEnd) read(peer int, c net.Conn) {
+func (e *TCPEnd) read(peer int, c net.Conn) {
 	q := e.in[peer]
 	var hdr [4]byte
 	var err error
@@ -150,16 +150,16 @@ func (e *tcpEnd) read(peer int, c net.Conn) {
 }
 
 // kill closes every connection of rank r, as if its process died.
-func (m *tcpMesh) kill(r int) {
-	for _, c := range m.ends[r].conns {
+func (m *TCPMesh) Kill(r int) {
+	for _, c := range m.Ends[r].conns {
 		if c != nil {
 			c.Close()
 		}
 	}
 }
 
-func (m *tcpMesh) close() {
-	for _, e := range m.ends {
+func (m *TCPMesh) Close() {
+	for _, e := range m.Ends {
 		for _, c := range e.conns {
 			if c != nil {
 				c.Close()
@@ -169,10 +169,10 @@ func (m *tcpMesh) close() {
 	m.wg.Wait()
 }
 
-func (e *tcpEnd) Rank() int { return e.rank }
-func (e *tcpEnd) Size() int { return e.size }
+func (e *TCPEnd) Rank() int { return e.rank }
+func (e *TCPEnd) Size() int { return e.size }
 
-func (e *tcpEnd) Send(to int, msg []byte) error {
+func (e *TCPEnd) Send(to int, msg []byte) error {
 	var hdr [4]byte
 	binary.LittleEndian.PutUint32(hdr[:], uint32(len(msg)))
 	bufs := net.Buffers{hdr[:], msg}
@@ -184,7 +184,7 @@ func (e *tcpEnd) Send(to int, msg []byte) error {
 	return nil
 }
 
-func (e *tcpEnd) Recv(from int) ([]byte, error) {
+func (e *TCPEnd) Recv(from int) ([]byte, error) {
 	q := e.in[from]
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -1,4 +1,4 @@
-package collective
+package transporttest
 
 import (
 	"fmt"
@@ -7,12 +7,12 @@ import (
 	"sync"
 )
 
-// memNet is an in-memory world of n ranks: one unbounded FIFO queue per
+// MemNet is an in-memory world of n ranks: one unbounded FIFO queue per
 // ordered pair. With reorder set, a scheduler goroutine moves messages from
 // per-link "in flight" queues to the receivers in a random order across
 // links (seeded), so messages overtake each other between different pairs
 // but never within one pair.
-type memNet struct {
+type MemNet struct {
 	n       int
 	reorder bool
 
@@ -27,8 +27,8 @@ type memNet struct {
 	rng      *rand.Rand
 }
 
-func newMemNet(n int, reorder bool, seed uint64) *memNet {
-	m := &memNet{n: n, reorder: reorder, down: make([]bool, n), done: make(chan struct{}),
+func NewMemNet(n int, reorder bool, seed uint64) *MemNet {
+	m := &MemNet{n: n, reorder: reorder, down: make([]bool, n), done: make(chan struct{}),
 		rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
 	m.cond = sync.NewCond(&m.mu)
 	m.inflight = make([][][][]byte, n)
@@ -45,18 +45,18 @@ func newMemNet(n int, reorder bool, seed uint64) *memNet {
 	return m
 }
 
-// ends returns the n transports of the world.
-func (m *memNet) ends() []*memEnd {
-	e := make([]*memEnd, m.n)
+// Ends returns the n transports of the world.
+func (m *MemNet) Ends() []*MemEnd {
+	e := make([]*MemEnd, m.n)
 	for i := range e {
-		e[i] = &memEnd{net: m, rank: i}
+		e[i] = &MemEnd{net: m, rank: i}
 	}
 	return e
 }
 
 // kill makes rank r fail like a crashed process: its own calls fail, and
 // Recv from it fails once the messages it sent before are consumed.
-func (m *memNet) kill(r int) {
+func (m *MemNet) Kill(r int) {
 	m.mu.Lock()
 	m.down[r] = true
 	m.mu.Unlock()
@@ -64,7 +64,7 @@ func (m *memNet) kill(r int) {
 }
 
 // close fails every blocked and later call and stops the scheduler.
-func (m *memNet) close() {
+func (m *MemNet) Close() {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
@@ -72,7 +72,7 @@ func (m *memNet) close() {
 	<-m.done
 }
 
-func (m *memNet) schedule() {
+func (m *MemNet) schedule() {
 	defer close(m.done)
 	type link struct{ from, to int }
 	var links []link
@@ -109,15 +109,15 @@ func (m *memNet) schedule() {
 	}
 }
 
-type memEnd struct {
-	net  *memNet
+type MemEnd struct {
+	net  *MemNet
 	rank int
 }
 
-func (e *memEnd) Rank() int { return e.rank }
-func (e *memEnd) Size() int { return e.net.n }
+func (e *MemEnd) Rank() int { return e.rank }
+func (e *MemEnd) Size() int { return e.net.n }
 
-func (e *memEnd) Send(to int, msg []byte) error {
+func (e *MemEnd) Send(to int, msg []byte) error {
 	m := e.net
 	if to < 0 || to >= m.n || to == e.rank {
 		panic(fmt.Sprintf("fake: rank %d sends to rank %d of %d", e.rank, to, m.n))
@@ -143,7 +143,7 @@ func (e *memEnd) Send(to int, msg []byte) error {
 	return nil
 }
 
-func (e *memEnd) Recv(from int) ([]byte, error) {
+func (e *MemEnd) Recv(from int) ([]byte, error) {
 	m := e.net
 	if from < 0 || from >= m.n || from == e.rank {
 		panic(fmt.Sprintf("fake: rank %d receives from rank %d of %d", e.rank, from, m.n))
