@@ -70,36 +70,41 @@ func (f *fakeOps) Read(p int, buf []byte) error {
 
 func (f *fakeOps) Wake(p int) error { return nil }
 
-// add increments the uint64 at the start of page p, faulting as needed.
-func (f *fakeOps) add(d *driver, p int) {
-	for i := 0; ; i++ {
+// touch runs fn on page p's contents once this rank holds p with at
+// least the access asked for, faulting through the driver as needed.
+func (f *fakeOps) touch(d *driver, p int, write bool, fn func(b []byte)) {
+	need := 1
+	if write {
+		need = 2
+	}
+	for {
 		f.mu.Lock()
-		if f.access[p] == 2 {
-			v := binary.LittleEndian.Uint64(f.data[p])
-			binary.LittleEndian.PutUint64(f.data[p], v+1)
+		if f.access[p] >= need {
+			fn(f.data[p])
 			f.mu.Unlock()
 			return
 		}
 		f.mu.Unlock()
-		if err := d.fetch(p, true); err != nil {
+		if err := d.fetch(p, write); err != nil {
 			panic(err)
 		}
 	}
 }
 
-func (f *fakeOps) load(d *driver, p int) uint64 {
-	for {
-		f.mu.Lock()
-		if f.access[p] >= 1 {
-			v := binary.LittleEndian.Uint64(f.data[p])
-			f.mu.Unlock()
-			return v
-		}
-		f.mu.Unlock()
-		if err := d.fetch(p, false); err != nil {
-			panic(err)
-		}
-	}
+// add increments the uint64 at the start of page p.
+func (f *fakeOps) add(d *driver, p int) {
+	f.touch(d, p, true, func(b []byte) { binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)+1) })
+}
+
+func (f *fakeOps) load(d *driver, p int) uint64 { return f.loadWord(d, p, 0) }
+
+func (f *fakeOps) store(d *driver, p, word int, v uint64) {
+	f.touch(d, p, true, func(b []byte) { binary.LittleEndian.PutUint64(b[word*8:], v) })
+}
+
+func (f *fakeOps) loadWord(d *driver, p, word int) (v uint64) {
+	f.touch(d, p, false, func(b []byte) { v = binary.LittleEndian.Uint64(b[word*8:]) })
+	return v
 }
 
 func TestDriverCounters(t *testing.T) {
@@ -153,36 +158,6 @@ func TestDriverCounters(t *testing.T) {
 			}
 			wg.Wait()
 		})
-	}
-}
-
-func (f *fakeOps) store(d *driver, p, word int, v uint64) {
-	for {
-		f.mu.Lock()
-		if f.access[p] == 2 {
-			binary.LittleEndian.PutUint64(f.data[p][word*8:], v)
-			f.mu.Unlock()
-			return
-		}
-		f.mu.Unlock()
-		if err := d.fetch(p, true); err != nil {
-			panic(err)
-		}
-	}
-}
-
-func (f *fakeOps) loadWord(d *driver, p, word int) uint64 {
-	for {
-		f.mu.Lock()
-		if f.access[p] >= 1 {
-			v := binary.LittleEndian.Uint64(f.data[p][word*8:])
-			f.mu.Unlock()
-			return v
-		}
-		f.mu.Unlock()
-		if err := d.fetch(p, false); err != nil {
-			panic(err)
-		}
 	}
 }
 

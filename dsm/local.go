@@ -53,9 +53,6 @@ func (m *Memory) Connect(ctx context.Context, addrs []string) error {
 // Stats returns this rank's counters.
 func (m *Memory) Stats() Stats { return m.impl.stats() }
 
-// PeerLost tells the memory that a rank is gone (noticed by the caller).
-func (m *Memory) PeerLost(rank int, err error) { m.impl.peerLost(rank, err) }
-
 // Close stops serving and unmaps the region. Finalize calls it after a
 // barrier, so no rank needs a page from this one any more.
 func (m *Memory) Close() error {
@@ -74,9 +71,7 @@ type localImpl struct {
 
 func (l *localImpl) endpoint() string                  { return "" }
 func (l *localImpl) connect([]string, time.Time) error { return nil }
-func (l *localImpl) fetch(int, bool) error             { return nil }
 func (l *localImpl) stats() Stats                      { return Stats{} }
-func (l *localImpl) peerLost(int, error)               {}
 func (l *localImpl) close() error {
 	if l.data == nil {
 		return nil

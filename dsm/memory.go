@@ -3,7 +3,6 @@ package dsm
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 	"unsafe"
@@ -45,13 +44,9 @@ type Memory struct {
 type impl interface {
 	endpoint() string
 	connect(addrs []string, deadline time.Time) error
-	// fetch makes page p accessible (for write if write) in the
-	// application's view; used by the accessors on the sigsegv backend.
-	fetch(p int, write bool) error
 	lock(id int) error
 	unlock(id int) error
 	stats() Stats
-	peerLost(rank int, err error)
 	close() error
 }
 
@@ -94,11 +89,4 @@ func Slice[T any](m *Memory, off, n int) []T {
 		panic(fmt.Sprintf("dsm: Slice offset %d is not aligned to %d", off, al))
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(&m.data[off])), n)
-}
-
-func fault() string {
-	if v := os.Getenv("DSMEXEC_FAULT"); v != "" {
-		return v
-	}
-	return ""
 }

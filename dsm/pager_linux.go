@@ -276,8 +276,6 @@ func (p *uffdImpl) call(typ uint8, arg uint32) ([]byte, error) {
 	return r.body, r.err
 }
 
-func (p *uffdImpl) fetch(int, bool) error { return nil } // faults are transparent
-
 func (p *uffdImpl) lock(id int) error {
 	_, err := p.call(ctlLock, uint32(id))
 	return err
@@ -296,8 +294,6 @@ func (p *uffdImpl) stats() Stats {
 	}
 	return s
 }
-
-func (p *uffdImpl) peerLost(int, error) {} // the pager's own mesh notices
 
 func (p *uffdImpl) close() error {
 	_, err := p.call(ctlClose, 0)

@@ -108,8 +108,6 @@ func (s *sigsegvImpl) connect(addrs []string, deadline time.Time) error {
 	return s.d.connect(s.ln, addrs, s.m.cfg.Token, deadline)
 }
 
-func (s *sigsegvImpl) fetch(p int, write bool) error { return s.d.fetch(p, write) }
-
 // run implements faulter: catch a fault in fn, fetch the page, retry.
 func (s *sigsegvImpl) run(off, n int, write bool, fn func()) {
 	if raceEnabled {
@@ -165,7 +163,6 @@ func (s *sigsegvImpl) runHeld(off, n int, write bool, fn func()) {
 func (s *sigsegvImpl) lock(id int) error   { return s.d.lock(uint32(id)) }
 func (s *sigsegvImpl) unlock(id int) error { s.d.unlock(uint32(id)); return nil }
 func (s *sigsegvImpl) stats() Stats        { return s.d.snapshot() }
-func (s *sigsegvImpl) peerLost(int, error) {}
 
 func (s *sigsegvImpl) close() error {
 	s.d.close()

@@ -274,9 +274,6 @@ func (w *World) peerLost(peer int, why error) {
 	w.lost[peer] = err
 	w.lostMu.Unlock()
 	w.peerGone(peer, why)
-	if w.mem != nil {
-		w.mem.PeerLost(peer, err)
-	}
 }
 
 // Finalize ends this rank's part in the job: a barrier, then the shared
