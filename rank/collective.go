@@ -25,12 +25,6 @@ const (
 // their own, so user tags never collide with them. An error (a bad root,
 // mismatched lengths, a lost rank) is returned on every rank.
 
-func (w *World) coll(call func() string) (collective.Transport, func(), error) {
-	if w.finalized() {
-		return nil, nil, ErrFinalized
-	}
-	return w.collT, w.enter(call), nil
-}
 
 // Bcast sends root's b to every rank and returns it (root gets b back).
 func (w *World) Bcast(root int, b []byte) ([]byte, error) {
@@ -75,7 +69,7 @@ func (w *World) Scatter(root int, parts [][]byte) ([]byte, error) {
 
 // Reduce combines every rank's v element-wise with op; the result is
 // returned on root, nil elsewhere. All ranks must pass the same length.
-func Reduce[T Number](w *World, root int, v []T, op Op) ([]T, error) {
+func Reduce[T Number](w Communicator, root int, v []T, op Op) ([]T, error) {
 	t, done, err := w.coll(func() string { return fmt.Sprintf("Reduce(root %d, %s)", root, op) })
 	if err != nil {
 		return nil, err
@@ -85,7 +79,7 @@ func Reduce[T Number](w *World, root int, v []T, op Op) ([]T, error) {
 }
 
 // Allreduce is Reduce with the result on every rank.
-func Allreduce[T Number](w *World, v []T, op Op) ([]T, error) {
+func Allreduce[T Number](w Communicator, v []T, op Op) ([]T, error) {
 	t, done, err := w.coll(func() string { return fmt.Sprintf("Allreduce(%s)", op) })
 	if err != nil {
 		return nil, err

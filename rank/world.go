@@ -215,6 +215,15 @@ func (w *World) Barrier() error {
 	return w.barrier.Wait()
 }
 
+// coll starts a collective call described by call: it returns the
+// transport to run it on and a func that ends the call.
+func (w *World) coll(call func() string) (collective.Transport, func(), error) {
+	if w.finalized() {
+		return nil, nil, ErrFinalized
+	}
+	return w.collT, w.enter(call), nil
+}
+
 // Report adds a cell to this rank's row of the table mpirun prints at the
 // end of the job (see mpirun -report-format).
 func (w *World) Report(column string, value any) {

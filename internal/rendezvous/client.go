@@ -120,3 +120,13 @@ func (c *Client) Bye() error {
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.c.Close() }
+
+// Abort asks mpirun to end the whole job with code, as MPI_Abort does.
+// (Contract stub: the mpirun side fills it in.)
+func (c *Client) Abort(code int) error { return nil }
+
+// Failed tells mpirun why this rank is about to exit with an error before it
+// does, so the first failure in time is blamed: lostPeer is the rank whose
+// loss caused it (-1 if none), msg the error.
+// (Contract stub: the mpirun side fills it in.)
+func (c *Client) Failed(lostPeer int, msg string) error { return nil }
