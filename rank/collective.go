@@ -25,7 +25,6 @@ const (
 // their own, so user tags never collide with them. An error (a bad root,
 // mismatched lengths, a lost rank) is returned on every rank.
 
-
 // Bcast sends root's b to every rank and returns it (root gets b back).
 func (w *World) Bcast(root int, b []byte) ([]byte, error) {
 	t, done, err := w.coll(func() string { return fmt.Sprintf("Bcast(root %d)", root) })
