@@ -12,6 +12,22 @@
 // byte-for-byte copies of what it wrote (a last line without a newline stays
 // without one).
 //
+// The directory and the files are checked so that another user cannot make
+// the launcher write where they choose (a symbolic link planted as
+// rank.0.out in a shared directory) or read what it writes:
+//
+//   - a missing directory is created (0755 less the umask); an existing one
+//     must be owned by the caller or by root, and if everyone may write to
+//     it, it must have the sticky bit (as /tmp has);
+//   - files are opened relative to the directory's descriptor with
+//     O_NOFOLLOW (a symbolic link is an error, never followed) and without
+//     blocking (a FIFO is an error, never waited on); a missing file is
+//     created 0600 less the umask; an existing one must be a regular file
+//     of the caller's with a single link, and is truncated only then.
+//
+// Every refusal is an error naming the path, returned by New before any
+// rank starts.
+//
 // # Usage
 //
 //	w, err := output.New(output.Options{Stdout: os.Stdout, Stderr: os.Stderr, Size: n, Tag: true})

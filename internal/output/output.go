@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -33,7 +32,9 @@ type Options struct {
 	// tag becomes "[rank N@host] ".
 	Hosts []string
 	// Dir, if not empty, is created if needed and gets one rank.N.out and
-	// one rank.N.err file per rank, truncated first.
+	// one rank.N.err file per rank, truncated first. See the package
+	// documentation for what New refuses (symbolic links, other users'
+	// files and directories).
 	Dir string
 }
 
@@ -74,17 +75,18 @@ func New(o Options) (*Writer, error) {
 		}
 	}
 	if o.Dir != "" {
-		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("output: create output directory: %w", err)
+		d, err := openDir(o.Dir)
+		if err != nil {
+			return nil, err
 		}
+		defer d.Close()
 		w.files = make([][3]*bufio.Writer, o.Size)
 		for r := range w.files {
 			for _, s := range []proc.Stream{proc.Stdout, proc.Stderr} {
-				name := filepath.Join(o.Dir, fmt.Sprintf("rank.%d.%s", r, suffix[s]))
-				f, err := os.Create(name)
+				f, err := createIn(d, fmt.Sprintf("rank.%d.%s", r, suffix[s]))
 				if err != nil {
 					w.Close()
-					return nil, fmt.Errorf("output: create rank %d's file: %w", r, err)
+					return nil, err
 				}
 				w.closer = append(w.closer, f)
 				w.files[r][s] = bufio.NewWriterSize(f, 32<<10)
