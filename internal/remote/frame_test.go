@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +50,10 @@ func TestFrameRoundTrip(t *testing.T) {
 	spec := RankSpec{Rank: 7, Path: "/home/u/.cache/dsmexec/ab/app", Args: []string{"-n", "", "a b"}, Env: []string{"DSMEXEC_RANK=7", "X="}, Dir: "/tmp"}
 	if got, err := decodeStart(encodeStart(spec)); err != nil || !reflect.DeepEqual(got, spec) {
 		t.Errorf("Start: %+v, %v", got, err)
+	}
+	spec.SHA256 = strings.Repeat("0f", 32)
+	if got, err := decodeStart(encodeStart(spec)); err != nil || !reflect.DeepEqual(got, spec) {
+		t.Errorf("Start with a hash: %+v, %v", got, err)
 	}
 	hello := Hello{Version: 1, Pid: 4242, Hostname: "h1", GOARCH: "arm64"}
 	if got, err := decodeHello(encodeHello(hello)); err != nil || got != hello {
@@ -103,7 +108,8 @@ func TestFrameErrors(t *testing.T) {
 		{"short", second(decodeStarted([]byte{1}))},
 		{"list count", second(decodeStart([]byte{0, 0, 200, 1}))},
 		{"string length", second(decodeStart([]byte{0, 50, 'a'}))},
-		{"flags", second(decodeStart(enc(encodeStart(RankSpec{}))[:len(encodeStart(RankSpec{}))-1].uv(2)))},
+		{"flags", second(decodeStart(enc(encodeStart(RankSpec{}))[:len(encodeStart(RankSpec{}))-1].uv(4)))},
+		{"sha256", second(decodeStart(enc(encodeStart(RankSpec{}))[:len(encodeStart(RankSpec{}))-1].uv(2).str("ABC")))},
 		{"stream", second(decodeLine([]byte{0, 3, 0, 0}))},
 		{"partial", second(decodeLine([]byte{0, 1, 2, 0}))},
 		{"signal 0", second(decodeSignal([]byte{0}))},
