@@ -8,6 +8,15 @@
 // formats lines into a buffer and writes it out whenever the channel has
 // nothing more to give, so a burst of output costs a few large writes.
 //
+// A line longer than proc.MaxLine (1 MiB) arrives in pieces (Line.More) and
+// is passed through whole, never split: tagged once, its pieces written as
+// they come, and every other line (other ranks', either stream, the
+// launcher's Printf) held until it ends. If it holds back more than 64 MiB
+// or for more than 2 s, it is ended with a newline there, the held lines
+// are written, and its rest starts with "[rank N] (continued) ". A long
+// line whose rest never comes (a lost host) is ended when Run's channel
+// closes. The rank files always get the exact bytes.
+//
 // With a directory, every rank also gets D/rank.N.out and D/rank.N.err,
 // byte-for-byte copies of what it wrote (a last line without a newline stays
 // without one).

@@ -382,6 +382,9 @@ func encodeLine(l proc.Line) []byte {
 	if l.Partial {
 		partial = 1
 	}
+	if l.More {
+		partial = 3
+	}
 	return enc(nil).int(l.Rank).u8(byte(l.Stream)).u8(partial).bytes(l.Text)
 }
 
@@ -395,6 +398,8 @@ func decodeLine(p []byte) (proc.Line, error) {
 	case 0:
 	case 1:
 		l.Partial = true
+	case 3:
+		l.Partial, l.More = true, true
 	default:
 		d.fail("partial")
 	}

@@ -72,6 +72,11 @@ func TestFrameRoundTrip(t *testing.T) {
 	if got, err := decodeLine(encodeLine(line)); err != nil || !reflect.DeepEqual(got, line) {
 		t.Errorf("long Line: %v", err)
 	}
+	for _, l := range []proc.Line{{Rank: 2, Stream: proc.Stderr, Text: []byte("a"), Partial: true, More: true}, {Rank: 2, Stream: proc.Stderr, Text: []byte("b"), Partial: true}} {
+		if got, err := decodeLine(encodeLine(l)); err != nil || !reflect.DeepEqual(got, l) {
+			t.Errorf("Line %+v: %+v, %v", l, got, err)
+		}
+	}
 	empty := proc.Line{Rank: 1, Stream: proc.Stdout}
 	if got, err := decodeLine(encodeLine(empty)); err != nil || len(got.Text) != 0 || got.Partial {
 		t.Errorf("empty Line: %+v, %v", got, err)
