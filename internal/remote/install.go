@@ -25,7 +25,8 @@ const CacheDir = ".cache/dsmexec"
 // ~/.cache/dsmexec/<sha256>/<name>, and returns its absolute remote path.
 // If a file of the right size is already there it is not copied again
 // (copied is false); its content is checked before it runs: StartAgent
-// reads an installed agent back over SFTP and hashes it, and the agent
+// hashes an installed agent on the host first (sha256sum, or reading it
+// back over SFTP), and the agent
 // hashes an installed program before executing it (Start carries the
 // hash). A copy goes to a temporary name in that directory and is renamed
 // into place only once complete and made executable, so an interrupted copy
@@ -148,9 +149,10 @@ func (h *Host) installedSum(remotePath string) string {
 // no longer matches the hash it is stored under.
 var ErrCacheTampered = errors.New("the cached copy does not match its content hash")
 
-// verifyInstalled reads back, over SFTP, every file of argv that Install
-// found in the cache without copying it, and checks its SHA-256: the agent
-// binary must be what mpirun installed before it runs and checks the rest.
+// verifyInstalled hashes on the host (remoteSum) every file of argv that
+// Install found in the cache without copying it, and checks its SHA-256:
+// the agent binary must be what mpirun installed before it runs and checks
+// the rest.
 func (h *Host) verifyInstalled(ctx context.Context, argv []string) error {
 	for _, p := range argv {
 		h.mu.Lock()
@@ -172,8 +174,26 @@ func (h *Host) verifyInstalled(ctx context.Context, argv []string) error {
 	return nil
 }
 
-// remoteSum reads the remote file over SFTP and returns its SHA-256.
+// remoteSum returns the SHA-256 of the remote file: computed on the host
+// by sha256sum over an exec session (no transfer), or, where that fails
+// (no sha256sum), by reading the file back over SFTP.
 func (h *Host) remoteSum(ctx context.Context, p string) (string, error) {
+	if out, err := h.Output(ctx, []string{"sha256sum", "--", p}); err == nil {
+		// "<64 hex>  <path>\n" ('*' for ' ' in binary mode); GNU escapes
+		// names with a backslash or newline: those fall back below.
+		o := string(out)
+		if len(o) > 66 && isHexSum(o[:64]) && o[64] == ' ' && (o[65] == ' ' || o[65] == '*') && o[66:] == p+"\n" {
+			return o[:64], nil
+		}
+	}
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	return h.readBackSum(ctx, p)
+}
+
+// readBackSum reads the remote file over SFTP and returns its SHA-256.
+func (h *Host) readBackSum(ctx context.Context, p string) (string, error) {
 	c, err := sftp.NewClient(h.client, sftp.UseConcurrentReads(true))
 	if err != nil {
 		return "", fmt.Errorf("start sftp: %w", err)

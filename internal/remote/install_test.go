@@ -249,3 +249,28 @@ func TestArchRuns(t *testing.T) {
 		}
 	}
 }
+
+// remoteSum hashes on the host (sha256sum) and falls back to reading the
+// file back over SFTP; both agree with the local hash, also for names
+// that need quoting.
+func TestRemoteSum(t *testing.T) {
+	_, _, h := dialTest(t)
+	local, content := writeRandom(t, 100<<10)
+	sum := sha256.Sum256(content)
+	want := hex.EncodeToString(sum[:])
+	for _, name := range []string{"app", "a b'c", "back\\slash"} {
+		p, _, err := h.Install(testContext(t), local, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.remoteSum(testContext(t), p); err != nil || got != want {
+			t.Errorf("%q: remoteSum = %s, %v; want %s", name, got, err, want)
+		}
+		if got, err := h.readBackSum(testContext(t), p); err != nil || got != want {
+			t.Errorf("%q: readBackSum = %s, %v; want %s", name, got, err, want)
+		}
+	}
+	if _, err := h.remoteSum(testContext(t), "/nonexistent/x"); err == nil {
+		t.Error("remoteSum of a missing file succeeded")
+	}
+}
