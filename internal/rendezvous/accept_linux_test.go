@@ -165,7 +165,7 @@ func TestStrangersDoNotStarveRanks(t *testing.T) {
 	m.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(warned) == 0 || len(warned) > 4 || !strings.Contains(strings.Join(warned, "|"), "dropped an unauthenticated connection") {
-		t.Errorf("warnings %q: want a few rate-limited lines about dropped strangers", warned)
+	if len(warned) == 0 || len(warned) > 10 || !strings.Contains(strings.Join(warned, "|"), "dropped an unauthenticated connection") {
+		t.Errorf("warnings %q: want a few rate-limited lines (not one per each of the 38 dropped strangers)", warned)
 	}
 }
