@@ -206,7 +206,13 @@ func (m *Master) Serve(ctx context.Context) error {
 	}()
 	// The accept loop survives EMFILE and strangers (package listen); it
 	// ends only with Close.
-	return m.srv.Serve(m.member)
+	err := m.srv.Serve(m.member)
+	select {
+	case <-m.closed:
+		return nil // Serve after Close
+	default:
+	}
+	return err
 }
 
 func (m *Master) missingLocked() []int {
