@@ -27,6 +27,8 @@ test-go:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 10m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime 10s ./internal/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5s ./internal/hostfile
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime 5s ./internal/units
 
 # Tests that need root, network namespaces, sshd, MPICH or Slurm. Each
 # script says why it skips when something is missing.
@@ -38,6 +40,8 @@ bench: build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./internal/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/hostfile
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./internal/units
 
 clean:
 	rm -rf $(BIN)

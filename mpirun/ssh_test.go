@@ -112,7 +112,7 @@ func TestSSHLaunch(t *testing.T) {
 			if !strings.Contains(r.stderr, fmt.Sprintf("mpirun: %s: copied %s (", s.name, f.name)) || !strings.Contains(r.stderr, p) {
 				t.Errorf("-v does not say %s was copied to %s:%s\n%s", f.name, s.name, p, r.stderr)
 			}
-			if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o755 || fileSum(t, p) != f.sum {
+			if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o700 || fileSum(t, p) != f.sum {
 				t.Errorf("%s in the cache of %s: %v", f.name, s.name, err)
 			}
 		}

@@ -29,7 +29,10 @@
 // host:N earns a warning, because it is more likely a port. Giving the same
 // thing twice (node1:4 slots=2, alice@node1 user=bob) is an error, as are
 // unknown words, slots or ports that are not whole numbers in range, and
-// max_slots below slots. Every error names the file and line, for example
+// max_slots below slots. An IPv6 zone (%eth0, %2) is an interface name or
+// number: 1 to 15 letters, digits, '.', '-' or '_'; anything else (control
+// characters, '#', ',', '/', a second '%') is an error. Every error names
+// the file and line, for example
 //
 //	m:3: bad slots value "x": want a whole number from 1 to 1048576
 //

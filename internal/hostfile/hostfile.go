@@ -299,6 +299,11 @@ func parseHostToken(s string) (hostToken, error) {
 	}
 	if strings.Count(rest, ":") > 1 {
 		// A bare IPv6 literal: the whole token is the address.
+		if addr, zone, ok := strings.Cut(rest, "%"); ok && isIPv6(addr) {
+			if err := checkZone(rest, zone); err != nil {
+				return t, err
+			}
+		}
 		if !isIPv6(rest) {
 			return t, fmt.Errorf("bad host %q: an IPv6 address with a port or slots goes in brackets, as in [fe80::1]:2222", rest)
 		}
@@ -323,6 +328,9 @@ func checkHost(h string) error {
 		return errors.New("empty host name")
 	}
 	if strings.Contains(h, ":") {
+		if addr, zone, ok := strings.Cut(h, "%"); ok && isIPv6(addr) {
+			return checkZone(h, zone)
+		}
 		if !isIPv6(h) {
 			return fmt.Errorf("bad IPv6 address %q", h)
 		}
@@ -340,14 +348,34 @@ func checkHost(h string) error {
 	return nil
 }
 
-// isIPv6 accepts an IPv6 literal with an optional %zone.
+// maxZone is the longest interface name Linux allows (IFNAMSIZ-1).
+const maxZone = 15
+
+// isIPv6 accepts an IPv6 literal with an optional %zone (see checkZone).
 func isIPv6(s string) bool {
-	addr, zone, _ := strings.Cut(s, "%")
+	addr, zone, hasZone := strings.Cut(s, "%")
 	ip := net.ParseIP(addr)
 	if ip == nil || !strings.Contains(addr, ":") {
 		return false
 	}
-	return !strings.ContainsAny(zone, " /[]")
+	return !hasZone || checkZone(s, zone) == nil
+}
+
+// checkZone accepts the zone of an IPv6 literal: an interface name or
+// number, 1 to 15 letters, digits, '.', '-' or '_'. Anything else (control
+// characters, '#', ',', '%', spaces) would reach ssh's command line or the
+// dialer as it is.
+func checkZone(host, zone string) error {
+	if zone == "" || len(zone) > maxZone {
+		return fmt.Errorf("bad IPv6 zone in %q: want an interface name or number of 1 to %d characters", host, maxZone)
+	}
+	for i := 0; i < len(zone); i++ {
+		c := zone[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return fmt.Errorf("bad IPv6 zone %q in %q: unexpected %q (want letters, digits, '.', '-', '_')", zone, host, c)
+		}
+	}
+	return nil
 }
 
 func validUser(u string) bool {

@@ -40,6 +40,8 @@ func TestParseLines(t *testing.T) {
 		{"fe80::1 slots=2", Entry{Host: "fe80::1", Slots: 2}},
 		{"[fe80::1]:2222", Entry{Host: "fe80::1", Port: 2222, Slots: 1}},
 		{"[fe80::1%eth0]:2222", Entry{Host: "fe80::1%eth0", Port: 2222, Slots: 1}},
+		{"fe80::1%br-1.100", Entry{Host: "fe80::1%br-1.100", Slots: 1}},
+		{"[fe80::1%2]", Entry{Host: "fe80::1%2", Slots: 1}},
 		{"bob@[fe80::1]:2222:4", Entry{User: "bob", Host: "fe80::1", Port: 2222, Slots: 4}},
 		{"node_1.example.org", Entry{Host: "node_1.example.org", Slots: 1}},
 		{"node1\tslots=2", Entry{Host: "node1", Slots: 2}},
@@ -136,6 +138,10 @@ func TestParseErrors(t *testing.T) {
 		{"-node", `m:1: bad host name "-node": starts with '-'`},
 		{"fe80::1:x", `m:1: bad host "fe80::1:x": an IPv6 address with a port or slots goes in brackets`},
 		{"[fe80::zz]", `m:1: bad IPv6 address "fe80::zz"`},
+		{"[fe80::1%a,b]", `m:1: bad IPv6 zone "a,b" in "fe80::1%a,b": unexpected ','`},
+		{"fe80::1%a%b", `m:1: bad IPv6 zone "a%b" in "fe80::1%a%b": unexpected '%'`},
+		{"[fe80::1%e\tth0]:22", `m:1: missing ']'`},
+		{"[fe80::1%a/b]:22", `m:1: bad IPv6 zone "a/b"`},
 		{"# only comments\n\n", `hostfile: no hosts in m`},
 		{"", `hostfile: no hosts in m`},
 		{"ok\n" + strings.Repeat("x", maxLine+10) + "\n", `m:2: line longer than 65536 bytes`},
@@ -219,6 +225,11 @@ func TestParseHosts(t *testing.T) {
 		{"a,,b", `-host item 2: empty host name`},
 		{"", `-host item 1: empty host name`},
 		{"a slots=2", `-host item 1: "a slots=2": a -host item is one host token`},
+		{"[::1%#x]", `-host item 1: bad IPv6 zone "#x" in "::1%#x": unexpected '#'`},
+		{"a,[::1%\x01]:22", `-host item 2: bad IPv6 zone "\x01" in "::1%\x01": unexpected '\x01'`},
+		{"fe80::1%\x1b[2J", `-host item 1: bad IPv6 zone "\x1b[2J" in "fe80::1%\x1b[2J"`},
+		{"[::1%]", `-host item 1: bad IPv6 zone in "::1%": want an interface name or number of 1 to 15 characters`},
+		{"[::1%abcdefghijklmnop]", `-host item 1: bad IPv6 zone in "::1%abcdefghijklmnop"`},
 	}
 	for _, tt := range errs {
 		_, err := ParseHosts(tt.in)
@@ -354,4 +365,46 @@ func ExamplePlace() {
 	// rank 2 on alice@node2
 	// rank 3 on node1
 	// warning: 4 ranks on 3 slots: hosts are oversubscribed
+}
+
+// FuzzParse: the machine-file and -host parsers never panic, every error is
+// a ParseError or names the file, and every entry they accept prints
+// (String) as a line that parses back to the same entry.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"node1\n", "node1:4 max_slots=6\n", "alice@[fe80::1%eth0]:2222:4\n", "# c\n\n::1\n",
+		"node1 port=22 user=bob slots=2\n", "[::1%#x]\n", "a,b:2,[::1]:22", "node1:x\n", "fe80::1%a%b",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		check := func(file *File, err error) {
+			if err != nil {
+				var pe *ParseError
+				if !errors.As(err, &pe) && !errors.Is(err, ErrNoHosts) && !strings.HasPrefix(err.Error(), "hostfile: ") {
+					t.Fatalf("%q: unexpected error type %T: %v", src, err, err)
+				}
+				if strings.ContainsAny(err.Error(), "\n\r\x1b") {
+					t.Fatalf("%q: error carries a control character: %q", src, err)
+				}
+				return
+			}
+			for _, e := range file.Entries {
+				if e.Slots < 1 || e.Slots > MaxSlots || e.Port < 0 || e.Port > 65535 || e.Host == "" {
+					t.Fatalf("%q: entry out of range: %+v", src, e)
+				}
+				back, err := Parse("m", strings.NewReader(e.String()))
+				if err != nil || len(back.Entries) != 1 {
+					t.Fatalf("%q: entry %+v prints as %q, which parses to %v, %v", src, e, e.String(), back, err)
+				}
+				b := back.Entries[0]
+				b.Line = e.Line
+				if b != e {
+					t.Fatalf("%q: entry %+v prints as %q, which parses to %+v", src, e, e.String(), b)
+				}
+			}
+		}
+		check(Parse("m", strings.NewReader(src)))
+		check(ParseHosts(src))
+	})
 }

@@ -31,7 +31,11 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (r *recorder) String() string { return strings.Join(r.writes, "") }
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.writes, "")
+}
 
 func line(rank int, s proc.Stream, text string, partial bool) proc.Line {
 	return proc.Line{Rank: rank, Stream: s, Text: []byte(text), Partial: partial}

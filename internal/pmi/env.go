@@ -15,6 +15,12 @@ const EnvVersion = "DSMEXEC_PMI_VERSION"
 // context has no deadline (and always for Put, Abort and Finalize).
 const DefaultTimeout = 60 * time.Second
 
+// MaxSize is the largest job size this package accepts from PMI_SIZE or
+// from the launcher (and so the bound on a rank number): far beyond any
+// real job, small enough that tables indexed by rank stay affordable, so a
+// corrupt or hostile value is an error rather than an out-of-memory crash.
+const MaxSize = 1 << 20
+
 // Launcher names, as reported in Config.Launcher.
 const (
 	LauncherHydra = "hydra" // MPICH's mpiexec.hydra
@@ -102,6 +108,10 @@ func Detect(getenv func(string) string) (Config, bool) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < v.min {
 			errs = append(errs, fmt.Sprintf("%s=%q is not a valid number", v.name, s))
+			continue
+		}
+		if n > MaxSize || (v.dst == &c.Rank && n >= MaxSize) {
+			errs = append(errs, fmt.Sprintf("%s=%q is beyond the largest job this library supports (%d ranks)", v.name, s, MaxSize))
 			continue
 		}
 		*v.dst = n

@@ -75,6 +75,8 @@ func TestMalformedReplies(t *testing.T) {
 		{name: "PMI-2: field without =", cfg: cfgV2, steps: []step{okInitV2, {fullinit, frame("cmd=fullinit-response;rc;")}}, is: ErrMalformed},
 		{name: "fullinit: rank beyond size", cfg: cfgV2, steps: []step{okInitV2,
 			{fullinit, frame("cmd=fullinit-response;rc=0;rank=2;size=2;")}}, is: ErrMalformed},
+		{name: "fullinit: huge size", cfg: cfgV2, steps: []step{okInitV2,
+			{fullinit, frame("cmd=fullinit-response;rc=0;rank=0;size=2000000000;")}}, is: ErrMalformed},
 		{name: "fullinit: size zero", cfg: cfgV2, steps: []step{okInitV2,
 			{fullinit, frame("cmd=fullinit-response;rc=0;rank=0;size=0;")}}, is: ErrMalformed},
 		{name: "fullinit: disagrees with PMI_RANK", cfg: cfgV2, steps: []step{okInitV2,

@@ -378,6 +378,9 @@ func (c *Client) initV2() error {
 // setRankSize records what the wire said, checking it against PMI_RANK and
 // PMI_SIZE when the environment had them.
 func (c *Client) setRankSize(rank, size int) error {
+	if size > MaxSize {
+		return fmt.Errorf("%w: the launcher says the job has %d ranks, beyond the largest this library supports (%d)", ErrMalformed, size, MaxSize)
+	}
 	if (c.cfg.Rank >= 0 && c.cfg.Rank != rank) || (c.cfg.Size > 0 && c.cfg.Size != size) {
 		return fmt.Errorf("%w: the launcher says rank %d of %d, the environment PMI_RANK=%d PMI_SIZE=%d",
 			ErrEnv, rank, size, c.cfg.Rank, c.cfg.Size)

@@ -18,7 +18,9 @@
 // Output is split on '\n'; the newline is not part of Line.Text. Lines are
 // never merged. A line longer than MaxLine bytes is delivered as several
 // Lines of at most MaxLine bytes; all but the last carry Partial, meaning
-// "no newline followed this text in the stream". The last bytes of a stream
+// "no newline followed this text in the stream", and More, meaning "the
+// line goes on in the next Line of this stream" (so a consumer can pass a
+// long line through whole, with one tag at its start). The last bytes of a stream
 // that ended without a newline are delivered, also marked Partial, when the
 // stream closes. Writing Text, plus a newline when Partial is false, for each
 // Line of a stream reproduces the stream byte for byte.

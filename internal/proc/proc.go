@@ -67,6 +67,11 @@ type Line struct {
 	// ended there or because the line was longer than MaxLine and continues
 	// in the next Line of this stream.
 	Partial bool
+	// More: the line was longer than MaxLine and continues in the next Line
+	// of this stream (Partial is then true too). Every Line with More is
+	// followed, on its stream, by one without: the stream's last Line never
+	// has More.
+	More bool
 }
 
 // Exit describes how a rank ended.

@@ -254,9 +254,9 @@ func (p *Process) waitExit(readers *sync.WaitGroup, pipes []*os.File, stdinW *os
 func readLines(wg *sync.WaitGroup, f *os.File, rank int, stream Stream, lines chan<- Line) {
 	defer wg.Done()
 	defer f.Close()
-	emit := func(text []byte, partial bool) {
+	emit := func(text []byte, partial, more bool) {
 		if lines != nil {
-			lines <- Line{Rank: rank, Stream: stream, Text: text, Partial: partial}
+			lines <- Line{Rank: rank, Stream: stream, Text: text, Partial: partial, More: more}
 		}
 	}
 	br := bufio.NewReaderSize(f, 64<<10)
@@ -267,12 +267,12 @@ func readLines(wg *sync.WaitGroup, f *os.File, rank int, stream Stream, lines ch
 		case err == nil:
 			text := chunk[:len(chunk)-1]
 			if long == nil {
-				emit(append([]byte(nil), text...), false)
+				emit(append([]byte(nil), text...), false, false)
 				continue
 			}
 			long = append(long, text...)
 			long = emitLong(long, emit)
-			emit(long, false)
+			emit(long, false, false)
 			long = nil
 		case err == bufio.ErrBufferFull:
 			long = append(long, chunk...)
@@ -281,7 +281,7 @@ func readLines(wg *sync.WaitGroup, f *os.File, rank int, stream Stream, lines ch
 			if len(chunk) > 0 || len(long) > 0 {
 				long = append(long, chunk...)
 				long = emitLong(long, emit)
-				emit(long, true)
+				emit(long, true, false)
 			}
 			return
 		}
@@ -291,12 +291,12 @@ func readLines(wg *sync.WaitGroup, f *os.File, rank int, stream Stream, lines ch
 // emitLong sends MaxLine-byte pieces while more than MaxLine bytes are held
 // (keeping at least one byte back, so a line of exactly k*MaxLine bytes does
 // not end with an empty piece) and returns the rest in a fresh slice.
-func emitLong(long []byte, emit func([]byte, bool)) []byte {
+func emitLong(long []byte, emit func(text []byte, partial, more bool)) []byte {
 	if len(long) <= MaxLine {
 		return long
 	}
 	for len(long) > MaxLine {
-		emit(long[:MaxLine:MaxLine], true)
+		emit(long[:MaxLine:MaxLine], true, true)
 		long = long[MaxLine:]
 	}
 	return append(make([]byte, 0, len(long)+64<<10), long...)

@@ -80,13 +80,13 @@ func TestLongLines(t *testing.T) {
 		t.Fatalf("exit: %v", e)
 	}
 	want := []struct {
-		c       byte
-		n       int
-		partial bool
+		c             byte
+		n             int
+		partial, more bool
 	}{
-		{'x', M, true}, {'x', M, true}, {'x', M / 2, false},
-		{'y', M, false},
-		{'z', M, true}, {'z', 1, true},
+		{'x', M, true, true}, {'x', M, true, true}, {'x', M / 2, false, false},
+		{'y', M, false, false},
+		{'z', M, true, true}, {'z', 1, true, false},
 	}
 	if len(ls) != len(want) {
 		t.Fatalf("got %d lines, want %d", len(ls), len(want))
@@ -94,8 +94,8 @@ func TestLongLines(t *testing.T) {
 	var rebuilt bytes.Buffer
 	for i, w := range want {
 		l := ls[i]
-		if len(l.Text) != w.n || l.Partial != w.partial || bytes.Count(l.Text, []byte{w.c}) != w.n {
-			t.Errorf("line %d: %d bytes partial=%v, want %d %q partial=%v", i, len(l.Text), l.Partial, w.n, w.c, w.partial)
+		if len(l.Text) != w.n || l.Partial != w.partial || l.More != w.more || bytes.Count(l.Text, []byte{w.c}) != w.n {
+			t.Errorf("line %d: %d bytes partial=%v more=%v, want %d %q partial=%v more=%v", i, len(l.Text), l.Partial, l.More, w.n, w.c, w.partial, w.more)
 		}
 		rebuilt.Write(l.Text)
 		if !l.Partial {

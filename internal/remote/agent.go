@@ -2,11 +2,14 @@ package remote
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -88,6 +91,15 @@ type agent struct {
 	mu      sync.Mutex
 	ranks   map[int]*agentRank // running or exited, by rank
 	waiters sync.WaitGroup     // one per started rank, until its Exit is queued
+	sums    map[fileID]string  // SHA-256 of programs already hashed
+}
+
+// fileID identifies one version of a file: a write, a chmod or a rename
+// over it changes its ctime, which no user can set back.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
 }
 
 type agentRank struct {
@@ -251,7 +263,11 @@ func (a *agent) start(spec RankSpec) error {
 		go copyStdin(pw, pr, r.stdin, r.stdinDone)
 	}
 	a.ranks[spec.Rank] = r
-	p, err := proc.Start(ps, a.lines)
+	var p *proc.Process
+	err := a.verify(spec)
+	if err == nil {
+		p, err = proc.Start(ps, a.lines)
+	}
 	if err != nil {
 		r.exited = true
 		r.stopStdin()
@@ -397,4 +413,44 @@ func mergeEnv(base, over []string) []string {
 		}
 	}
 	return append(out, over...)
+}
+
+// verify checks that the program of spec has the content hash mpirun gave
+// (when it gave one): a cached program replaced on this host by a file of
+// the same size is refused, never executed. Called with a.mu held.
+func (a *agent) verify(spec RankSpec) error {
+	if spec.SHA256 == "" {
+		return nil
+	}
+	p := spec.Path
+	if !filepath.IsAbs(p) && spec.Dir != "" {
+		p = filepath.Join(spec.Dir, p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("remote: agent: check %s before running it: %w", p, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("remote: agent: check %s before running it: %w", p, err)
+	}
+	id, canCache := fileIDOf(fi)
+	sum, ok := a.sums[id]
+	if !ok || !canCache {
+		hs := sha256.New()
+		if _, err := io.Copy(hs, f); err != nil {
+			return fmt.Errorf("remote: agent: hash %s before running it: %w", p, err)
+		}
+		sum = hex.EncodeToString(hs.Sum(nil))
+		if a.sums == nil {
+			a.sums = map[fileID]string{}
+		}
+		a.sums[id] = sum
+	}
+	if sum != spec.SHA256 {
+		return fmt.Errorf("remote: agent: %s: %w (sha256 %.16s…, want %.16s…): it was changed after mpirun copied it; refusing to run it (remove %s to let mpirun copy it again)",
+			p, ErrCacheTampered, sum, spec.SHA256, filepath.Dir(p))
+	}
+	return nil
 }

@@ -50,6 +50,10 @@ type Client struct {
 	closed    chan struct{} // Close was called: stop delivering
 	done      chan struct{} // the reader has finished and delivered every Exit
 	err       error         // why the stream ended, if not cleanly; set before done
+
+	// sumOf, if set, gives the SHA-256 of an installed program by remote
+	// path, for Start frames that do not carry one.
+	sumOf func(path string) string
 }
 
 // NewClient reads the agent's Hello from r and starts delivering its frames
@@ -158,6 +162,8 @@ func (c *Client) send(typ byte, payload []byte) error {
 
 // Start asks the agent to start one rank. Its lines and its Exit arrive on
 // the channels; a rank that cannot be started gets an Exit with Err set.
+// For an Agent, a Path that its Host installed gets that file's SHA-256 in
+// spec.SHA256 (unless set), so the agent runs only the bytes mpirun copied.
 func (c *Client) Start(spec RankSpec) error {
 	c.mu.Lock()
 	if c.used[spec.Rank] {
@@ -177,6 +183,9 @@ func (c *Client) Start(spec RankSpec) error {
 	c.used[spec.Rank] = true
 	c.pending[spec.Rank] = 0
 	c.mu.Unlock()
+	if spec.SHA256 == "" && c.sumOf != nil {
+		spec.SHA256 = c.sumOf(spec.Path)
+	}
 	if err := c.send(frameStart, encodeStart(spec)); err != nil {
 		// The reader will report the rank as lost when the stream ends.
 		return err

@@ -300,9 +300,10 @@ type Host struct {
 	done      chan struct{}
 	kaDone    chan struct{}
 
-	mu   sync.Mutex
-	arch string // `uname -m`, once known
-	lost error  // why keepAlive gave the connection up
+	mu        sync.Mutex
+	arch      string               // `uname -m`, once known
+	lost      error                // why keepAlive gave the connection up
+	installed map[string]installed // by remote path: what Install put there
 }
 
 // Lost returns why the keepalive gave up the connection (the host stopped

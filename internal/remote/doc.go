@@ -23,7 +23,13 @@
 // [Host.Install] copies a file to ~/.cache/dsmexec/<sha256>/<name> on the
 // host, unless it is already there. The copy is written under a temporary
 // name and renamed into place, so an interrupted copy never leaves a broken
-// program behind. [Host.CheckRunnable] compares the program's ELF machine
+// program behind. The cache is trusted only by content: the cache
+// directories and files are 0700, [Host.StartAgent] hashes a cached agent
+// on the host (sha256sum, or reading it back over SFTP) and checks its
+// SHA-256 before running it, and the agent
+// hashes a cached program before executing it ([RankSpec.SHA256]); a file
+// changed after it was copied is refused with an error wrapping
+// [ErrCacheTampered] that names it. [Host.CheckRunnable] compares the program's ELF machine
 // with the host's `uname -m` first, so a wrong architecture is reported
 // plainly instead of as "Exec format error".
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -181,5 +182,104 @@ func TestAgentProcessSurvivesBrokenStdout(t *testing.T) {
 	n, perr := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 30_000)
 	if perr != nil || n != 1 {
 		t.Fatalf("rank %d still running", pid)
+	}
+}
+
+// tamper replaces the file at p by other bytes of the same size, as
+// another user or a broken disk could.
+func tamper(t *testing.T, p string, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from != "" {
+		if len(from) != len(to) || !strings.Contains(string(b), from) {
+			t.Fatalf("tamper %s: %q not found or not the size of %q", p, from, to)
+		}
+		b = []byte(strings.Replace(string(b), from, to, 1))
+	} else {
+		b[len(b)/2] ^= 0xff
+	}
+	if err := os.WriteFile(p, b, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A cached agent replaced by a file of the same size is refused before it
+// runs: mpirun reads it back and checks its hash.
+func TestTamperedAgentRefused(t *testing.T) {
+	ts, ch, h := dialTest(t)
+	a, _, _ := startTestAgent(t, h)
+	a.CloseInput()
+	a.Wait()
+	self, _ := os.Executable()
+	cached, _, err := h.Install(testContext(t), self, "remote.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, cached, "", "")
+
+	h2, err := Dial(testContext(t), ts.target(), ch.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	p, copied, err := h2.Install(testContext(t), self, "remote.test")
+	if err != nil || copied || p != cached {
+		t.Fatalf("Install = %q, %v, %v; want the cached %q", p, copied, err, cached)
+	}
+	a2, err := h2.StartAgent(testContext(t), []string{"env", testAgentEnv + "=1", p, "-test.run=^$"}, make(chan proc.Line), make(chan proc.Exit))
+	if err == nil {
+		a2.Close()
+		t.Fatal("a tampered agent was started")
+	}
+	if !strings.Contains(err.Error(), "changed after it was copied") || !strings.Contains(err.Error(), cached) {
+		t.Errorf("StartAgent: %v, want an error naming %s as changed", err, cached)
+	}
+}
+
+// A cached program replaced by a file of the same size is not executed:
+// the agent hashes it first and the rank fails with an error saying so.
+func TestTamperedProgramRefused(t *testing.T) {
+	ts, ch, h := dialTest(t)
+	app := filepath.Join(t.TempDir(), "app")
+	if err := os.WriteFile(app, []byte("#!/bin/sh\necho good\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cached, _, err := h.Install(testContext(t), app, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, cached, "echo good", "echo evil")
+
+	h2, err := Dial(testContext(t), ts.target(), ch.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	a, lines, exits := startTestAgent(t, h2)
+	p, copied, err := h2.Install(testContext(t), app, "app")
+	if err != nil || copied || p != cached {
+		t.Fatalf("Install = %q, %v, %v; want the cached %q", p, copied, err, cached)
+	}
+	if err := a.Start(RankSpec{Rank: 0, Path: p}); err != nil {
+		t.Fatal(err)
+	}
+	res := collect(t, lines, exits, 1, nil)
+	if len(res.lines[0]) != 0 {
+		t.Errorf("the tampered program ran: %q", res.lines[0])
+	}
+	if e := res.exits[0]; e.Err == nil || !strings.Contains(e.Err.Error(), "changed after mpirun copied it") || e.Pid != 0 {
+		t.Errorf("exit %+v, want a refusal", e)
+	}
+	// The genuine program runs.
+	os.WriteFile(cached, []byte("#!/bin/sh\necho good\n"), 0o700)
+	if err := a.Start(RankSpec{Rank: 1, Path: p}); err != nil {
+		t.Fatal(err)
+	}
+	res = collect(t, lines, exits, 1, nil)
+	if got := strings.Join(res.lines[1], "|"); got != "stdout: good" || res.exits[1].Failed() {
+		t.Errorf("genuine program: lines %q exit %+v", got, res.exits[1])
 	}
 }

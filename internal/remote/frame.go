@@ -18,8 +18,8 @@ import (
 const MaxFrame = 8 << 20
 
 // AgentVersion is the protocol version carried in Hello. Version 2 added
-// the Ping frame.
-const AgentVersion = 2
+// the Ping frame, version 3 the program's hash in Start.
+const AgentVersion = 3
 
 // agentMagic opens the Hello frame.
 const agentMagic = "dsmexec-agent"
@@ -41,6 +41,10 @@ const (
 // frames.
 const StdinFrames = 1 << 0
 
+// startSum is the Start flag for a frame that ends with the program's
+// SHA-256 (hex), which the agent checks before it executes the program.
+const startSum = 1 << 1
+
 // Protocol errors.
 var (
 	ErrFrameTooLarge = errors.New("remote: agent frame too large")
@@ -57,6 +61,10 @@ type RankSpec struct {
 	// Stdin: the rank's standard input comes from Client.Stdin; otherwise
 	// it is /dev/null.
 	Stdin bool
+	// SHA256 (hex), if not empty, is the content hash Path must have: the
+	// agent hashes the file and refuses to execute anything else. An
+	// Agent's Start fills it in for a program its Host installed.
+	SHA256 string
 }
 
 // Hello is the agent's first frame.
@@ -271,7 +279,14 @@ func encodeStart(s RankSpec) []byte {
 	if s.Stdin {
 		flags |= StdinFrames
 	}
-	return enc(nil).int(s.Rank).str(s.Path).list(s.Args).list(s.Env).str(s.Dir).uv(flags)
+	if s.SHA256 != "" {
+		flags |= startSum
+	}
+	e := enc(nil).int(s.Rank).str(s.Path).list(s.Args).list(s.Env).str(s.Dir).uv(flags)
+	if s.SHA256 != "" {
+		e = e.str(s.SHA256)
+	}
+	return e
 }
 
 func decodeStart(p []byte) (RankSpec, error) {
@@ -284,10 +299,15 @@ func decodeStart(p []byte) (RankSpec, error) {
 		Dir:  d.str("dir"),
 	}
 	flags := d.uv("flags")
-	if flags&^StdinFrames != 0 {
+	if flags&^(StdinFrames|startSum) != 0 {
 		d.fail("flags")
 	}
 	s.Stdin = flags&StdinFrames != 0
+	if flags&startSum != 0 {
+		if s.SHA256 = d.str("sha256"); !isHexSum(s.SHA256) {
+			d.fail("sha256")
+		}
+	}
 	return s, d.done(frameStart)
 }
 
@@ -362,6 +382,9 @@ func encodeLine(l proc.Line) []byte {
 	if l.Partial {
 		partial = 1
 	}
+	if l.More {
+		partial = 3
+	}
 	return enc(nil).int(l.Rank).u8(byte(l.Stream)).u8(partial).bytes(l.Text)
 }
 
@@ -375,6 +398,8 @@ func decodeLine(p []byte) (proc.Line, error) {
 	case 0:
 	case 1:
 		l.Partial = true
+	case 3:
+		l.Partial, l.More = true, true
 	default:
 		d.fail("partial")
 	}
@@ -439,4 +464,17 @@ func (e *AgentError) Error() string {
 		return e.Msg
 	}
 	return e.Host + ": " + e.Msg
+}
+
+// isHexSum reports whether s is a SHA-256 in lower-case hex.
+func isHexSum(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +51,10 @@ func TestFrameRoundTrip(t *testing.T) {
 	if got, err := decodeStart(encodeStart(spec)); err != nil || !reflect.DeepEqual(got, spec) {
 		t.Errorf("Start: %+v, %v", got, err)
 	}
+	spec.SHA256 = strings.Repeat("0f", 32)
+	if got, err := decodeStart(encodeStart(spec)); err != nil || !reflect.DeepEqual(got, spec) {
+		t.Errorf("Start with a hash: %+v, %v", got, err)
+	}
 	hello := Hello{Version: 1, Pid: 4242, Hostname: "h1", GOARCH: "arm64"}
 	if got, err := decodeHello(encodeHello(hello)); err != nil || got != hello {
 		t.Errorf("Hello: %+v, %v", got, err)
@@ -66,6 +71,11 @@ func TestFrameRoundTrip(t *testing.T) {
 	line := proc.Line{Rank: 1, Stream: proc.Stdout, Text: bytes.Repeat([]byte("x"), proc.MaxLine)}
 	if got, err := decodeLine(encodeLine(line)); err != nil || !reflect.DeepEqual(got, line) {
 		t.Errorf("long Line: %v", err)
+	}
+	for _, l := range []proc.Line{{Rank: 2, Stream: proc.Stderr, Text: []byte("a"), Partial: true, More: true}, {Rank: 2, Stream: proc.Stderr, Text: []byte("b"), Partial: true}} {
+		if got, err := decodeLine(encodeLine(l)); err != nil || !reflect.DeepEqual(got, l) {
+			t.Errorf("Line %+v: %+v, %v", l, got, err)
+		}
 	}
 	empty := proc.Line{Rank: 1, Stream: proc.Stdout}
 	if got, err := decodeLine(encodeLine(empty)); err != nil || len(got.Text) != 0 || got.Partial {
@@ -103,7 +113,8 @@ func TestFrameErrors(t *testing.T) {
 		{"short", second(decodeStarted([]byte{1}))},
 		{"list count", second(decodeStart([]byte{0, 0, 200, 1}))},
 		{"string length", second(decodeStart([]byte{0, 50, 'a'}))},
-		{"flags", second(decodeStart(enc(encodeStart(RankSpec{}))[:len(encodeStart(RankSpec{}))-1].uv(2)))},
+		{"flags", second(decodeStart(enc(encodeStart(RankSpec{}))[:len(encodeStart(RankSpec{}))-1].uv(4)))},
+		{"sha256", second(decodeStart(enc(encodeStart(RankSpec{}))[:len(encodeStart(RankSpec{}))-1].uv(2).str("ABC")))},
 		{"stream", second(decodeLine([]byte{0, 3, 0, 0}))},
 		{"partial", second(decodeLine([]byte{0, 1, 2, 0}))},
 		{"signal 0", second(decodeSignal([]byte{0}))},

@@ -24,9 +24,14 @@ const CacheDir = ".cache/dsmexec"
 // Install copies the local file to the host's content-addressed cache,
 // ~/.cache/dsmexec/<sha256>/<name>, and returns its absolute remote path.
 // If a file of the right size is already there it is not copied again
-// (copied is false). A copy goes to a temporary name in that directory and
-// is renamed into place only once complete and made executable (0755), so
-// an interrupted copy never leaves a broken program at the final name.
+// (copied is false); its content is checked before it runs: StartAgent
+// hashes an installed agent on the host first (sha256sum, or reading it
+// back over SFTP), and the agent
+// hashes an installed program before executing it (Start carries the
+// hash). A copy goes to a temporary name in that directory and is renamed
+// into place only once complete and made executable, so an interrupted copy
+// never leaves a broken program at the final name. The cache directories
+// and files are 0700: only their owner may read, write or run them.
 // Progress is reported through Options.Progress. Cancelling ctx aborts the
 // copy.
 func (h *Host) Install(ctx context.Context, localPath, name string) (remotePath string, copied bool, err error) {
@@ -71,16 +76,26 @@ func (h *Host) Install(ctx context.Context, localPath, name string) (remotePath 
 	}
 	dir := path.Join(home, CacheDir, sum)
 	final := path.Join(dir, name)
-	if fi, err := c.Stat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == st.Size() {
-		if fi.Mode().Perm() != 0o755 {
-			if err := c.Chmod(final, 0o755); err != nil {
+	if err := c.MkdirAll(dir); err != nil {
+		return fail(fmt.Errorf("create %s: %w", dir, err))
+	}
+	// Only the owner may touch the cache: 0700 on ~/.cache/dsmexec and on
+	// the program's directory, whoever made them and however.
+	for _, d := range []string{path.Join(home, CacheDir), dir} {
+		if fi, err := c.Lstat(d); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			if err := c.Chmod(d, 0o700); err != nil {
+				return fail(fmt.Errorf("chmod 0700 %s: %w", d, err))
+			}
+		}
+	}
+	if fi, err := c.Lstat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == st.Size() {
+		if fi.Mode().Perm() != 0o700 {
+			if err := c.Chmod(final, 0o700); err != nil {
 				return fail(err)
 			}
 		}
+		h.noteInstalled(final, sum, false)
 		return final, false, nil
-	}
-	if err := c.MkdirAll(dir); err != nil {
-		return fail(fmt.Errorf("create %s: %w", dir, err))
 	}
 
 	var rnd [8]byte
@@ -98,9 +113,107 @@ func (h *Host) Install(ctx context.Context, localPath, name string) (remotePath 
 			if fi, serr := c.Stat(final); serr != nil || fi.Size() != st.Size() {
 				return fail(fmt.Errorf("rename into place: %w", err))
 			}
+			// Another copy's file: not ours to vouch for.
+			h.noteInstalled(final, sum, false)
+			return final, true, nil
 		}
 	}
+	h.noteInstalled(final, sum, true)
 	return final, true, nil
+}
+
+// installed is what Install knows of a remote file.
+type installed struct {
+	sum      string // SHA-256, hex
+	verified bool   // its content was hashed on the way (copied) or read back
+}
+
+func (h *Host) noteInstalled(remotePath, sum string, verified bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.installed == nil {
+		h.installed = map[string]installed{}
+	}
+	h.installed[remotePath] = installed{sum: sum, verified: verified}
+}
+
+// installedSum returns the SHA-256 of a file Install put at remotePath,
+// or "".
+func (h *Host) installedSum(remotePath string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.installed[remotePath].sum
+}
+
+// ErrCacheTampered is wrapped by the error for a cached file whose content
+// no longer matches the hash it is stored under.
+var ErrCacheTampered = errors.New("the cached copy does not match its content hash")
+
+// verifyInstalled hashes on the host (remoteSum) every file of argv that
+// Install found in the cache without copying it, and checks its SHA-256:
+// the agent binary must be what mpirun installed before it runs and checks
+// the rest.
+func (h *Host) verifyInstalled(ctx context.Context, argv []string) error {
+	for _, p := range argv {
+		h.mu.Lock()
+		in, ok := h.installed[p]
+		h.mu.Unlock()
+		if !ok || in.verified {
+			continue
+		}
+		got, err := h.remoteSum(ctx, p)
+		if err != nil {
+			return fmt.Errorf("remote: check %s on %s: %w", p, h.Name, err)
+		}
+		if got != in.sum {
+			return fmt.Errorf("remote: %s on %s: %w (sha256 %.16s…, want %.16s…): it was changed after it was copied; refusing to run it (remove %s on %s to let mpirun copy it again)",
+				p, h.Name, ErrCacheTampered, got, in.sum, path.Dir(p), h.Name)
+		}
+		h.noteInstalled(p, in.sum, true)
+	}
+	return nil
+}
+
+// remoteSum returns the SHA-256 of the remote file: computed on the host
+// by sha256sum over an exec session (no transfer), or, where that fails
+// (no sha256sum), by reading the file back over SFTP.
+func (h *Host) remoteSum(ctx context.Context, p string) (string, error) {
+	if out, err := h.Output(ctx, []string{"sha256sum", "--", p}); err == nil {
+		// "<64 hex>  <path>\n" ('*' for ' ' in binary mode); GNU escapes
+		// names with a backslash or newline: those fall back below.
+		o := string(out)
+		if len(o) > 66 && isHexSum(o[:64]) && o[64] == ' ' && (o[65] == ' ' || o[65] == '*') && o[66:] == p+"\n" {
+			return o[:64], nil
+		}
+	}
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	return h.readBackSum(ctx, p)
+}
+
+// readBackSum reads the remote file over SFTP and returns its SHA-256.
+func (h *Host) readBackSum(ctx context.Context, p string) (string, error) {
+	c, err := sftp.NewClient(h.client, sftp.UseConcurrentReads(true))
+	if err != nil {
+		return "", fmt.Errorf("start sftp: %w", err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	f, err := c.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	hs := sha256.New()
+	if _, err := f.WriteTo(hs); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", err
+	}
+	return hex.EncodeToString(hs.Sum(nil)), nil
 }
 
 // copyTo writes f to the new file tmp, checks that the bytes sent still
@@ -129,7 +242,7 @@ func (h *Host) copyTo(ctx context.Context, c *sftp.Client, f *os.File, size int6
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
-	if err := c.Chmod(tmp, 0o755); err != nil {
+	if err := c.Chmod(tmp, 0o700); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}
 	return ctx.Err()

@@ -66,8 +66,9 @@ func TestInstall(t *testing.T) {
 		t.Errorf("cache dir holds %d entries, want only the program", len(entries))
 	}
 
-	// Second time: found in the cache, mode repaired if someone changed it.
-	os.Chmod(want, 0o700)
+	// Second time: found in the cache, modes repaired if someone changed them.
+	os.Chmod(want, 0o755)
+	os.Chmod(filepath.Dir(want), 0o777)
 	p, copied, err = h.Install(testContext(t), local, "app")
 	if err != nil || p != want || copied {
 		t.Errorf("second Install = %q, %v, %v; want %q, false, nil", p, copied, err, want)
@@ -101,8 +102,13 @@ func checkInstalled(t *testing.T, p string, content []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o755 {
-		t.Errorf("%s mode %v, want 0755", p, st.Mode())
+	if st.Mode().Perm() != 0o700 {
+		t.Errorf("%s mode %v, want 0700", p, st.Mode())
+	}
+	for _, d := range []string{filepath.Dir(p), filepath.Dir(filepath.Dir(p))} {
+		if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("cache directory %s: %v, %v; want mode 0700", d, st.Mode(), err)
+		}
 	}
 	got, err := os.ReadFile(p)
 	if err != nil || !bytes.Equal(got, content) {
@@ -241,5 +247,30 @@ func TestArchRuns(t *testing.T) {
 		if got := archRuns(tt.m, tt.uname); got != tt.want {
 			t.Errorf("archRuns(%v, %s) = %v", tt.m, tt.uname, got)
 		}
+	}
+}
+
+// remoteSum hashes on the host (sha256sum) and falls back to reading the
+// file back over SFTP; both agree with the local hash, also for names
+// that need quoting.
+func TestRemoteSum(t *testing.T) {
+	_, _, h := dialTest(t)
+	local, content := writeRandom(t, 100<<10)
+	sum := sha256.Sum256(content)
+	want := hex.EncodeToString(sum[:])
+	for _, name := range []string{"app", "a b'c", "back\\slash"} {
+		p, _, err := h.Install(testContext(t), local, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.remoteSum(testContext(t), p); err != nil || got != want {
+			t.Errorf("%q: remoteSum = %s, %v; want %s", name, got, err, want)
+		}
+		if got, err := h.readBackSum(testContext(t), p); err != nil || got != want {
+			t.Errorf("%q: readBackSum = %s, %v; want %s", name, got, err, want)
+		}
+	}
+	if _, err := h.remoteSum(testContext(t), "/nonexistent/x"); err == nil {
+		t.Error("remoteSum of a missing file succeeded")
 	}
 }

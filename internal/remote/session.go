@@ -155,6 +155,9 @@ type Agent struct {
 // session: the agent then stops its ranks, but their exits may be lost; to
 // stop a job cleanly call CloseInput and wait for Done first.
 func (h *Host) StartAgent(ctx context.Context, argv []string, lines chan<- proc.Line, exits chan<- proc.Exit) (*Agent, error) {
+	if err := h.verifyInstalled(ctx, argv); err != nil {
+		return nil, err
+	}
 	s, err := h.Start(ctx, argv)
 	if err != nil {
 		return nil, err
@@ -182,6 +185,7 @@ func (h *Host) StartAgent(ctx context.Context, argv []string, lines chan<- proc.
 		}
 		return nil, err
 	}
+	c.sumOf = h.installedSum
 	a.Client = c
 	return a, nil
 }

@@ -4,6 +4,12 @@
 // the rest of the job to carry report cells and DSM statistics to mpirun and
 // to tell each rank when the launcher is gone.
 //
+// The master's accept loop is a listen.Server: it survives EMFILE/ENFILE
+// (backing off 5 ms to 1 s), bounds unauthenticated connections (2·Size+64
+// in all, Size+16 per source address; the oldest is dropped to make room)
+// and their handshake time (10 s), and rate-limits its "refused a
+// connection" warnings to one line per cause per second.
+//
 // Master side (mpirun):
 //
 //	m, err := rendezvous.Listen("127.0.0.1:0", rendezvous.Config{Size: n, Token: tok, Timeout: 30 * time.Second})

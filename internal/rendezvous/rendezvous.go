@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/listen"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
@@ -88,6 +89,7 @@ type Config struct {
 type Master struct {
 	cfg Config
 	ln  net.Listener
+	srv *listen.Server // the accept loop on ln
 
 	mu        sync.Mutex
 	reports   []Report
@@ -118,6 +120,11 @@ func Listen(addr string, cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendezvous: listen on %s: %w", addr, err)
 	}
+	return newMaster(ln, cfg), nil
+}
+
+// newMaster serves on ln, which it owns.
+func newMaster(ln net.Listener, cfg Config) *Master {
 	m := &Master{
 		cfg:       cfg,
 		ln:        ln,
@@ -132,8 +139,21 @@ func Listen(addr string, cfg Config) (*Master, error) {
 		m.reports[i].Rank = i
 		m.reports[i].Values = map[string]string{}
 	}
-	return m, nil
+	// Every rank of a job may connect at once from one host; strangers
+	// beyond these bounds push out the oldest unauthenticated connection
+	// (see package listen), never a rank that already proved the token.
+	m.srv = listen.New(ln, listen.Config{
+		Name:              "master",
+		MaxPending:        2*cfg.Size + 64,
+		MaxPendingPerHost: cfg.Size + 16,
+		HandshakeTimeout:  handshakeTimeout,
+		Warnf:             m.warnf,
+	})
+	return m
 }
+
+// handshakeTimeout bounds the token handshake of a connection.
+const handshakeTimeout = 10 * time.Second
 
 // Addr is the master's host:port, for DSMEXEC_MASTER.
 func (m *Master) Addr() string { return m.ln.Addr().String() }
@@ -184,22 +204,15 @@ func (m *Master) Serve(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	for {
-		c, err := m.ln.Accept()
-		if err != nil {
-			select {
-			case <-m.closed:
-				return nil
-			default:
-			}
-			return fmt.Errorf("rendezvous: accept: %w", err)
-		}
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.member(c)
-		}()
+	// The accept loop survives EMFILE and strangers (package listen); it
+	// ends only with Close.
+	err := m.srv.Serve(m.member)
+	select {
+	case <-m.closed:
+		return nil // Serve after Close
+	default:
 	}
+	return err
 }
 
 func (m *Master) missingLocked() []int {
@@ -212,21 +225,24 @@ func (m *Master) missingLocked() []int {
 	return missing
 }
 
-func (m *Master) member(c net.Conn) {
+func (m *Master) member(c net.Conn, g *listen.Gate) {
 	defer c.Close()
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	r := bufio.NewReader(c)
-	rank, err := auth.Accept(c, r, m.cfg.Token, auth.Master, time.Now().Add(10*time.Second), func(from int) error {
+	rank, err := auth.Accept(c, r, m.cfg.Token, auth.Master, time.Now().Add(handshakeTimeout), func(from int) error {
 		if from < 0 || from >= m.cfg.Size {
 			return fmt.Errorf("rendezvous: rank %d out of range (size %d)", from, m.cfg.Size)
 		}
 		return nil
 	})
 	if err != nil {
-		m.warnf("master: refused a connection from %s: %v", c.RemoteAddr(), err)
+		g.Refuse("failed handshake", err) // "master: refused a connection from ...", rate-limited
 		return
+	}
+	if !g.Authenticated() {
+		return // dropped meanwhile (handshake time, or Close)
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	f, err := wire.ReadFrame(r, maxControl)
@@ -242,6 +258,12 @@ func (m *Master) member(c net.Conn) {
 	}
 	w := wire.NewWriter(c, auth.Master)
 	m.mu.Lock()
+	select {
+	case <-m.closed: // Close has closed the connections it knew of
+		m.mu.Unlock()
+		return
+	default:
+	}
 	if m.reports[rank].Joined {
 		m.mu.Unlock()
 		m.warnf("master: rank %d joined twice; second connection from %s refused", rank, c.RemoteAddr())
@@ -358,7 +380,7 @@ func (m *Master) Reports() []Report {
 func (m *Master) Close() error {
 	m.once.Do(func() {
 		close(m.closed)
-		m.ln.Close()
+		m.srv.Close() // the listener and every unauthenticated connection
 		m.mu.Lock()
 		for _, c := range m.conns {
 			if c != nil {
@@ -367,6 +389,7 @@ func (m *Master) Close() error {
 		}
 		m.mu.Unlock()
 	})
+	m.srv.Wait()
 	m.wg.Wait()
 	return nil
 }
