@@ -342,6 +342,7 @@ func (m *measurer) idle(tr transport) {
 		m.take(v, "idle.rank_pct", tr.key+".idle.ours.rank")
 		if _, ok := v["idle.pager_pct"]; ok {
 			m.take(v, "idle.pager_pct", tr.key+".idle.ours.pager")
+			m.r.S["idle.pager_comm"] = v["idle.pager_comm"]
 		} else if kids, ok := v["idle.pager_none"]; ok {
 			m.r.Err[tr.key+".idle.ours.pager"] = fmt.Sprintf("no page server found among the rank's %s child processes (a child named dsmexec-pager, or the only child)", kids)
 		}

@@ -231,6 +231,9 @@ func report(w io.Writer, p *plan, r *results) {
 	fmt.Fprintf(w, "\n4. CPU while idle: rank 1 blocked in Recv for %d ms while rank 0 sleeps; utime+stime of /proc/PID/stat over that time,\n", c.IdleMs)
 	fmt.Fprintln(w, "   in % of one CPU (ours with the default shared region: the page server is the rank's child process;")
 	fmt.Fprintln(w, "   Open MPI has none, and busy-polls while it waits)")
+	if comm := r.S["idle.pager_comm"]; comm != "" {
+		fmt.Fprintf(w, "   (the page server was found as the rank's child process named %q)\n", comm)
+	}
 	idleKey := func(what string) func(tr transport, who string) string {
 		return func(tr transport, who string) string { return fmt.Sprintf("%s.idle.%s.%s", tr.key, who, what) }
 	}
