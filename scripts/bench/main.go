@@ -21,7 +21,7 @@ const netnsName = "dsmbench"
 // counts are the repetitions of every figure.
 type counts struct {
 	LaunchReps   int // runs of each launch command (median)
-	Barriers     int // per barrier figure
+	Barriers     int // per barrier figure at 2 ranks (fewer at more: see barriers)
 	PingSmall    int // 8-byte round trips
 	PingBig      int // 1 MiB round trips
 	RawRTT       int // raw TCP round trips
@@ -36,8 +36,8 @@ type counts struct {
 	CollBig      int // API rows: 1 MiB ones
 }
 
-var fullCounts = counts{10, 10000, 20000, 200, 10000, 3000, 1000, 1000, 2000, 20, 5, 1000, 1000, 10}
-var quickCounts = counts{3, 1000, 2000, 20, 1000, 500, 300, 300, 200, 5, 1, 1000, 100, 3}
+var fullCounts = counts{10, 10000, 20000, 200, 10000, 3000, 1000, 1000, 2000, 20, 5, 1000, 500, 10}
+var quickCounts = counts{3, 1000, 2000, 20, 1000, 500, 300, 300, 200, 5, 1, 1000, 50, 3}
 
 // plan is what the measuring process needs: where everything is.
 type plan struct {

@@ -98,7 +98,9 @@ func measure(ctx context.Context, p *plan) *results {
 	}
 	m.r.S["load.start"] = loadavg()
 	nodsm := m.probeNoDSM()
+	t := time.Now()
 	m.launch(nodsm)
+	m.r.V["time.launch"] = time.Since(t).Seconds()
 	// Rounds: every figure once per round, ours and Open MPI's in turn, so
 	// that other load on the machine falls on both; each figure is the
 	// median of its rounds.
@@ -106,20 +108,26 @@ func measure(ctx context.Context, p *plan) *results {
 		if m.round > 0 {
 			progress("round %d of %d: per transport barrier, ping-pong, idle CPU, allreduce, API rows; raw round trip, faults", m.round+1, p.Counts.Rounds)
 		}
-		var steps []func()
+		type step struct {
+			name string
+			f    func()
+		}
+		var steps []step
 		for _, tr := range transports {
 			steps = append(steps,
-				func() { m.barrier(tr, nodsm) },
-				func() { m.pingpong(tr, nodsm) },
-				func() { m.idle(tr) },
-				func() { m.allreduce(tr, nodsm) },
-				func() { m.api(tr, nodsm) },
+				step{tr.key + " barrier", func() { m.barrier(tr, nodsm) }},
+				step{tr.key + " ping-pong", func() { m.pingpong(tr, nodsm) }},
+				step{tr.key + " idle", func() { m.idle(tr) }},
+				step{tr.key + " allreduce", func() { m.allreduce(tr, nodsm) }},
+				step{tr.key + " API", func() { m.api(tr, nodsm) }},
 			)
 		}
-		steps = append(steps, m.rawRTT, m.faults)
-		for _, step := range steps {
+		steps = append(steps, step{"raw round trip", m.rawRTT}, step{"faults", m.faults})
+		for _, st := range steps {
 			if ctx.Err() == nil {
-				step()
+				t := time.Now()
+				st.f()
+				m.r.V["time."+st.name] += time.Since(t).Seconds()
 			}
 		}
 	}
@@ -273,10 +281,14 @@ func (m *measurer) launch(nodsm []string) {
 	}
 }
 
+// barriers is how many barriers are timed at np ranks: fewer at more ranks,
+// where each takes longer.
+func barriers(c counts, np int) int { return c.Barriers * 2 / np }
+
 func (m *measurer) barrier(tr transport, nodsm []string) {
-	n := m.p.Counts.Barriers
-	m.step("%s: barrier: %d barriers at -np %v", tr.key, n, collNP)
+	m.step("%s: barrier: %d / %d / %d barriers at -np %v", tr.key, barriers(m.p.Counts, collNP[0]), barriers(m.p.Counts, collNP[1]), barriers(m.p.Counts, collNP[2]), collNP)
 	for _, np := range collNP {
+		n := barriers(m.p.Counts, np)
 		key := fmt.Sprintf("%s.barrier.ours.%d", tr.key, np)
 		if v, err := m.mpirun(np, nodsm, tr.env, m.p.Ranks, "barrier", "-n", strconv.Itoa(n)); err != nil {
 			m.fail(key, err)

@@ -151,7 +151,7 @@ func report(w io.Writer, p *plan, r *results) {
 		fmt.Fprintln(w, "-quick: repetitions cut about 10×; the figures are noisier than those of a full run.")
 	}
 	fmt.Fprintf(w, "repetitions: launch %d runs (+1 warm-up) each; then %d round(s), each figure the median of its rounds, of:\n", c.LaunchReps, c.Rounds)
-	fmt.Fprintf(w, "  %d barriers; %d + %d ping-pongs; %d raw round trips; %d read faults (%d per variant), %d write faults;\n", c.Barriers, c.PingSmall, c.PingBig, c.RawRTT, c.ReadPages, c.VariantPages, c.WritePages)
+	fmt.Fprintf(w, "  %d-%d barriers; %d + %d ping-pongs; %d raw round trips; %d read faults (%d per variant), %d write faults;\n", barriers(c, collNP[2]), barriers(c, collNP[0]), c.PingSmall, c.PingBig, c.RawRTT, c.ReadPages, c.VariantPages, c.WritePages)
 	fmt.Fprintf(w, "  %d + %d allreduces; idle %d ms; API rows %d + %d collective calls. Each message row over both transports.\n", c.ARSmall, c.ARBig, c.IdleMs, c.CollSmall, c.CollBig)
 	fmt.Fprintf(w, "Whole run: %s.\n", r.S["elapsed"])
 	fmt.Fprintf(w, "load average (1 min) before measuring: %s; after: %s (this run's own ranks included). Other work slows both sides.\n", r.S["load.start"], r.S["load.end"])
@@ -196,7 +196,8 @@ func report(w io.Writer, p *plan, r *results) {
 	}
 	fmt.Fprintln(w, "   (ranks that ignore DSMEXEC_TRANSPORT, before the shared-memory transport of issue 8, measure TCP in both dsmexec columns)")
 
-	fmt.Fprintf(w, "\n2. Barrier latency: mean over %d barriers (after 100 untimed), rank 0's clock\n", c.Barriers)
+	fmt.Fprintf(w, "\n2. Barrier latency: mean over %d / %d / %d barriers at N=%d / %d / %d (after 100 untimed), rank 0's clock\n",
+		barriers(c, collNP[0]), barriers(c, collNP[1]), barriers(c, collNP[2]), collNP[0], collNP[1], collNP[2])
 	var mrows []mrow
 	for _, np := range collNP {
 		mrows = append(mrows, mrow{
@@ -357,6 +358,7 @@ func report(w io.Writer, p *plan, r *results) {
 	}
 
 	rp.spread()
+	rp.timeSpent()
 	if len(r.Notes) > 0 || len(rp.notes) > 0 {
 		fmt.Fprintln(w, "\nNotes")
 		for _, n := range r.Notes {
@@ -649,7 +651,9 @@ func (rp *reporter) ttable(haveBase bool, baseName string, rows []mrow) {
 			baseCell, x, rs := "—", 0.0, "—"
 			if haveBase && !r.noBase {
 				baseCell = rp.val(base, r.u)
-				x, rs = rp.ratio(ours, base)
+				if r.u != uPct { // a share of a CPU near 0 makes no ratio
+					x, rs = rp.ratio(ours, base)
+				}
 			}
 			v, have := rp.get(ours)
 			row = append(row, rp.val(ours, r.u), baseCell, rs, g.cell(rs, x, v, have))
@@ -712,4 +716,20 @@ func (rp *reporter) faultGoal(key string, g faultGoal) string {
 		s += " (stall: max ≥ 5 ms)"
 	}
 	return s
+}
+
+// timeSpent lists where the run's time went (all rounds), to keep make bench
+// within its budget.
+func (rp *reporter) timeSpent() {
+	var parts []string
+	for k, v := range rp.r.V {
+		if name, ok := strings.CutPrefix(k, "time."); ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f s", name, v))
+		}
+	}
+	if len(parts) == 0 {
+		return
+	}
+	sort.Strings(parts)
+	fmt.Fprintf(rp.w, "\nTime spent (all rounds): %s\n", strings.Join(parts, ", "))
 }
