@@ -81,6 +81,8 @@ func TestReport(t *testing.T) {
 	r.V["wf.mean"] = 25e3
 	r.V["wf.max"] = 1e6
 	r.V["tcp.coll.ompi.scan.1"] = 2e3
+	r.V["time.launch"] = 12.4
+	r.V["time.tcp barrier"] = 30
 	r.R["tcp.barrier.ours.2"] = []float64{20e3, 19e3, 60e3}
 	r.R["shm.idle.ours.rank"] = []float64{0.1, 0.4, 2}
 	r.Err["launch.nodsm"] = "mpirun -dsm-size 0 fails: nope"
@@ -119,6 +121,7 @@ func TestReport(t *testing.T) {
 		"n/a [3]", "[3] n/a: needs the API of issue 9 (scripts/bench/ranksapi does not compile yet: main.go:137:20: undefined: rank.SendSlice)",
 		"Scan, 8 B", "2.00 µs", // Open MPI's figure beside ours missing
 		"barrier, dsmexec, 2 ranks, TCP: 20.0 µs, 19.0 µs, 60.0 µs", "spread above 40%",
+		"Time spent (all rounds): launch 12 s, tcp barrier 30 s",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -135,6 +138,9 @@ func TestReport(t *testing.T) {
 		}
 		if strings.Contains(l, "context switches") && strings.Contains(l, "×") {
 			t.Errorf("a ratio against Open MPI's 0 context switches: %q", l)
+		}
+		if strings.HasPrefix(strings.TrimSpace(l), "rank blocked in Recv") && strings.Contains(l, "×") {
+			t.Errorf("a ratio of idle CPU shares: %q", l)
 		}
 		if strings.HasPrefix(strings.TrimSpace(l), "its page server") && !strings.Contains(l, "7.0%") {
 			t.Errorf("page server row lacks its 7.0%%: %q", l)
