@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -185,4 +187,27 @@ func TestLabelAndUnit(t *testing.T) {
 			t.Errorf("unitOf(%q) = %v, want %v", k, got, want)
 		}
 	}
+}
+
+// TestRanksAPICompiles builds scripts/bench/ranksapi (tag benchapi, so
+// go vet ./... does not see it): skipped while the API of issue 9 is
+// missing, a failure once it exists and the program does not match it.
+func TestRanksAPICompiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no go build")
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	cmd := exec.Command(gobin, "vet", "-tags", "benchapi", "./ranksapi")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return
+	}
+	why := apiMissing(fmt.Errorf("%v: %s", err, out))
+	if strings.HasPrefix(why, "n/a: needs the API of issue 9") {
+		t.Skip(why)
+	}
+	t.Fatalf("scripts/bench/ranksapi does not build against the API: %s\n%s", why, out)
 }
