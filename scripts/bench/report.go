@@ -272,7 +272,11 @@ func report(w io.Writer, p *plan, r *results) {
 	readGoal := faultGoal{mean: 1.5, p99: 3, max: true}
 	add(fmt.Sprintf("read fault, 2 ranks, %d pages", c.ReadPages), "rf.main", readGoal)
 	for _, v := range readVariants[1:] {
-		add(fmt.Sprintf("read fault, %s (%d pages)", v.label, c.VariantPages), "rf."+v.key, faultGoal{max: true})
+		g := faultGoal{max: true}
+		if v.key == "tcp" { // the goal holds over TCP too (as across hosts)
+			g = readGoal
+		}
+		add(fmt.Sprintf("read fault, %s (%d pages)", v.label, c.VariantPages), "rf."+v.key, g)
 	}
 	add(fmt.Sprintf("write fault, page read by 3 ranks (%d pages)", c.WritePages), "wf", faultGoal{mean: 3, max: true})
 	if mh {
