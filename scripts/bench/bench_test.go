@@ -31,6 +31,14 @@ func TestParseBench(t *testing.T) {
 	}
 }
 
+func TestWithEnv(t *testing.T) {
+	got := withEnv([]string{"A=1", "DSMEXEC_TRANSPORT=tcp", "B=2=3", "C"}, []string{"-DSMEXEC_TRANSPORT", "B=4", "D=", "-NOPE"})
+	want := []string{"A=1", "C", "B=4", "D="}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("withEnv = %q, want %q", got, want)
+	}
+}
+
 func TestMedian(t *testing.T) {
 	if got := medianF([]float64{5, 1, 3}); got != 3 {
 		t.Errorf("medianF = %v, want 3", got)

@@ -52,8 +52,8 @@ type transport struct {
 var transports = []transport{
 	{"tcp", "TCP (DSMEXEC_TRANSPORT=tcp)", []string{"DSMEXEC_TRANSPORT=tcp"},
 		[]string{"--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"}, "TCP (btl tcp,self, lo)"},
-	// Empty: the default, shared memory between ranks on one host.
-	{"shm", "default (shared memory on one host)", []string{"DSMEXEC_TRANSPORT="},
+	// Unset: the default, shared memory between ranks on one host.
+	{"shm", "default (shared memory on one host)", []string{"-DSMEXEC_TRANSPORT"},
 		[]string{"--mca", "btl", "self,vader"}, "shared memory (btl self,vader)"},
 }
 
