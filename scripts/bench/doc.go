@@ -4,6 +4,7 @@
 //
 //	go run ./scripts/bench           (or make bench, which builds bin/ first)
 //	go run ./scripts/bench -quick    fewer repetitions, for a smoke test
+//	go run ./scripts/bench -rounds 3 rounds of every figure after the launch (default 5, -quick 1)
 //
 // What it measures: launch time of bin/mpirun; barrier latency, ping-pong
 // latency and bandwidth, context switches and CPU time per round trip, the

@@ -93,6 +93,7 @@ func (r *results) merge(o *results) {
 func main() {
 	inner := flag.String("inner", "", "internal: measure with the plan in this file")
 	quick := flag.Bool("quick", false, "fewer repetitions (a smoke test; figures are noisier)")
+	rounds := flag.Int("rounds", 0, "rounds of every figure after the launch (0: 5, or 1 with -quick)")
 	flag.Parse()
 	if *inner != "" {
 		if err := innerMain(*inner); err != nil {
@@ -101,7 +102,7 @@ func main() {
 		}
 		return
 	}
-	if err := outer(*quick); err != nil {
+	if err := outer(*quick, *rounds); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: error: %v\n", err)
 		os.Exit(1)
 	}
@@ -131,7 +132,7 @@ func innerMain(planFile string) error {
 	return os.WriteFile(p.Results, out, 0o644)
 }
 
-func outer(quick bool) error {
+func outer(quick bool, rounds int) error {
 	started := time.Now()
 	root, err := repoRoot()
 	if err != nil {
@@ -148,6 +149,9 @@ func outer(quick bool) error {
 	p := plan{Mode: "local", Counts: fullCounts, Quick: quick}
 	if quick {
 		p.Counts = quickCounts
+	}
+	if rounds > 0 {
+		p.Counts.Rounds = rounds
 	}
 	r := newResults()
 	if err := buildOurs(ctx, root, tmp, &p, r); err != nil {

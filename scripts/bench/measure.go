@@ -107,9 +107,12 @@ func measure(ctx context.Context, p *plan) *results {
 	// Rounds: every figure once per round, ours and Open MPI's in turn, so
 	// that other load on the machine falls on both; each figure is the
 	// median of its rounds.
+	roundStart := time.Now()
 	for m.round = 0; m.round < p.Counts.Rounds && ctx.Err() == nil; m.round++ {
 		if m.round > 0 {
-			progress("round %d of %d: per transport barrier, ping-pong, idle CPU, allreduce, API rows; raw round trip, faults", m.round+1, p.Counts.Rounds)
+			progress("round %d of %d (the last took %v): per transport barrier, ping-pong, idle CPU, allreduce, API rows; raw round trip, faults",
+				m.round+1, p.Counts.Rounds, time.Since(roundStart).Round(time.Second))
+			roundStart = time.Now()
 		}
 		type step struct {
 			name string
