@@ -21,7 +21,7 @@ const netnsName = "dsmbench"
 // counts are the repetitions of every figure.
 type counts struct {
 	LaunchReps   int // runs of each launch command (median)
-	Barriers     int // per barrier figure
+	Barriers     int // per barrier figure at 2 ranks (fewer at more: see barriers)
 	PingSmall    int // 8-byte round trips
 	PingBig      int // 1 MiB round trips
 	RawRTT       int // raw TCP round trips
@@ -31,10 +31,13 @@ type counts struct {
 	ARSmall      int // 8-byte allreduces
 	ARBig        int // 1 MiB allreduces
 	Rounds       int // runs of every other figure, ours and Open MPI's alternating (median)
+	IdleMs       int // how long a rank stays blocked in Recv for the idle-CPU figure
+	CollSmall    int // API rows: small Alltoall/Scan/ReduceScatter calls
+	CollBig      int // API rows: 1 MiB ones
 }
 
-var fullCounts = counts{10, 10000, 20000, 200, 10000, 3000, 1000, 1000, 2000, 20, 5}
-var quickCounts = counts{3, 1000, 2000, 20, 1000, 500, 300, 300, 200, 5, 1}
+var fullCounts = counts{10, 10000, 20000, 200, 10000, 3000, 1000, 1000, 2000, 20, 5, 1000, 500, 10}
+var quickCounts = counts{3, 1000, 2000, 20, 1000, 500, 300, 300, 200, 5, 1, 1000, 50, 3}
 
 // plan is what the measuring process needs: where everything is.
 type plan struct {
@@ -46,6 +49,7 @@ type plan struct {
 	Ranks       string
 	RawRTT      string
 	Allreduce   string // "" when it did not build
+	RanksAPI    string // "" when it did not build (the API of issue 9 is missing)
 	OMPI        ompi   // zero when Open MPI is not used
 	Machinefile string
 	HelloFresh  string // multihost: a hello no host has cached yet
@@ -54,7 +58,7 @@ type plan struct {
 
 // ompi is the Open MPI side: the launcher and the compiled C programs.
 type ompi struct {
-	Mpirun, Init, Barrier, Pingpong, Allreduce string
+	Mpirun, Init, Barrier, Pingpong, Allreduce, Idle, Collectives string
 }
 
 // results are the figures, by key; see report.go for the keys.
@@ -89,6 +93,7 @@ func (r *results) merge(o *results) {
 func main() {
 	inner := flag.String("inner", "", "internal: measure with the plan in this file")
 	quick := flag.Bool("quick", false, "fewer repetitions (a smoke test; figures are noisier)")
+	rounds := flag.Int("rounds", 0, "rounds of every figure after the launch (0: 5, or 1 with -quick)")
 	flag.Parse()
 	if *inner != "" {
 		if err := innerMain(*inner); err != nil {
@@ -97,7 +102,7 @@ func main() {
 		}
 		return
 	}
-	if err := outer(*quick); err != nil {
+	if err := outer(*quick, *rounds); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: error: %v\n", err)
 		os.Exit(1)
 	}
@@ -127,7 +132,7 @@ func innerMain(planFile string) error {
 	return os.WriteFile(p.Results, out, 0o644)
 }
 
-func outer(quick bool) error {
+func outer(quick bool, rounds int) error {
 	started := time.Now()
 	root, err := repoRoot()
 	if err != nil {
@@ -144,6 +149,9 @@ func outer(quick bool) error {
 	p := plan{Mode: "local", Counts: fullCounts, Quick: quick}
 	if quick {
 		p.Counts = quickCounts
+	}
+	if rounds > 0 {
+		p.Counts.Rounds = rounds
 	}
 	r := newResults()
 	if err := buildOurs(ctx, root, tmp, &p, r); err != nil {
@@ -295,7 +303,7 @@ func buildOurs(ctx context.Context, root, tmp string, p *plan, r *results) error
 			return err
 		}
 	}
-	progress("building the rank programs (scripts/bench/ranks, rawrtt, allreduce)")
+	progress("building the rank programs (scripts/bench/ranks, rawrtt, allreduce, ranksapi)")
 	p.Ranks = filepath.Join(tmp, "ranks")
 	if err := gobuild(p.Ranks, "./scripts/bench/ranks"); err != nil {
 		return err
@@ -305,17 +313,59 @@ func buildOurs(ctx context.Context, root, tmp string, p *plan, r *results) error
 		return err
 	}
 	// A program that does not build costs its figures, not the report.
-	p.Allreduce = filepath.Join(tmp, "go-allreduce")
-	if err := gobuild(p.Allreduce, "./scripts/bench/allreduce"); err != nil {
-		p.Allreduce = ""
+	oneLine := func(err error) string {
 		msg := strings.Join(strings.Fields(err.Error()), " ")
 		if len(msg) > 300 {
 			msg = msg[:300] + "..."
 		}
-		r.Err["ar.ours"] = "not built: " + msg
+		return msg
+	}
+	p.Allreduce = filepath.Join(tmp, "go-allreduce")
+	if err := gobuild(p.Allreduce, "./scripts/bench/allreduce"); err != nil {
+		p.Allreduce = ""
+		for _, tr := range transports {
+			r.Err[tr.key+".ar.ours"] = "not built: " + oneLine(err)
+		}
 		progress("%v", err)
 	}
+	p.RanksAPI = filepath.Join(tmp, "ranksapi")
+	if err := gobuild(p.RanksAPI, "./scripts/bench/ranksapi", "-tags", "benchapi"); err != nil {
+		p.RanksAPI = ""
+		why := apiMissing(err)
+		for _, tr := range transports {
+			for _, k := range apiKeys {
+				r.Err[tr.key+"."+k] = why
+			}
+		}
+		progress("scripts/bench/ranksapi: %s", why)
+	}
 	return nil
+}
+
+// apiKeys are the result-key prefixes of the ranksapi figures.
+var apiKeys = []string{"typed", "isend", "coll.ours"}
+
+// apiMissing is the footnote of the API rows when ranksapi does not build:
+// the API of issue 9 is not there yet (or a compile error, named).
+func apiMissing(err error) string {
+	msg := err.Error()
+	first := ""
+	for _, l := range strings.Split(msg, "\n") {
+		if strings.Contains(l, ".go:") {
+			first = strings.TrimSpace(l)
+			break
+		}
+	}
+	if first == "" {
+		first = firstLine(err)
+	}
+	if i := strings.Index(first, "scripts/bench/ranksapi/"); i >= 0 {
+		first = first[i+len("scripts/bench/ranksapi/"):]
+	}
+	if strings.Contains(msg, "undefined: rank.") || strings.Contains(msg, "has no field or method") {
+		return "n/a: needs the API of issue 9 (scripts/bench/ranksapi does not compile yet: " + first + ")"
+	}
+	return "ranksapi not built: " + first
 }
 
 // buildOMPI compiles the C programs with Open MPI's mpicc, or says why not.
@@ -345,7 +395,8 @@ func buildOMPI(ctx context.Context, root, tmp string, p *plan) string {
 	for _, c := range []struct {
 		dst *string
 		src string
-	}{{&o.Init, "mpi_init_finalize"}, {&o.Barrier, "barrier"}, {&o.Pingpong, "pingpong"}, {&o.Allreduce, "allreduce"}} {
+	}{{&o.Init, "mpi_init_finalize"}, {&o.Barrier, "barrier"}, {&o.Pingpong, "pingpong"}, {&o.Allreduce, "allreduce"},
+		{&o.Idle, "idle"}, {&o.Collectives, "collectives"}} {
 		*c.dst = filepath.Join(dir, c.src)
 		cmd := exec.CommandContext(ctx, cc, "-O2", "-o", *c.dst, filepath.Join(root, "scripts", "bench", "c", c.src+".c"))
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -13,22 +13,56 @@ import (
 	"time"
 )
 
-// Result keys (values in ns, bytes/s or counts):
+// Result keys (values in ns, bytes/s, counts or % of a CPU). T is the
+// transport of the message rows, "tcp" or "shm" (see transports):
 //
 //	launch.{dsm,sigsegv,nodsm,ompi}.N  median wall time of the whole launch command, N ranks
-//	barrier.{ours,ompi}.N            mean barrier time
-//	pp.{ours,ompi}.{oneway,bw}       8 B one-way latency, 1 MiB bandwidth (bytes/s)
-//	raw.{mean,p50,p99,max}           raw Go TCP round trip, 16 B request, 4 KiB reply
+//	T.barrier.{ours,ompi}.N            mean barrier time
+//	T.pp.{ours,ompi}.{oneway,bw}       8 B one-way latency, 1 MiB bandwidth (bytes/s)
+//	T.pp.{ours,ompi}.{ctxsw,cpu}       context switches and CPU ns per 8 B round trip, both ranks
+//	T.idle.{ours,ompi}.{rank,pager}    % of a CPU used by a rank blocked in Recv (and its page server)
+//	T.ar.{ours,ompi}.N.E               mean allreduce of E float64s, N ranks
+//	T.typed.{bytes,float64}.B          8 B / 1 MiB one-way: Send/Recv vs SendSlice/RecvSlice[float64]
+//	T.isend.{blocking,nonblocking}     8 B one-way: Send/Recv vs Isend/Irecv+Wait
+//	T.coll.{ours,ompi}.W.E             mean Alltoall/Scan/ReduceScatter (W), E float64s, 8 ranks
+//	raw.{mean,p50,p99,max}             raw Go TCP round trip, 16 B request, 4 KiB reply
 //	rf.V.{mean,p50,p99,max,over1ms,pps,dsm}  remote read fault, variant V (see readVariants)
 //	wf.{mean,p50,p99,max,over1ms,dsm}        remote write fault on a page read by 3 ranks
-//	ar.{ours,ompi}.N.E               mean allreduce of E float64s, N ranks
 //	mh.launch.first.8, mh.launch.cached.N, mh.rf.*   with the machine file
 
 var launchNP = []int{1, 4, 8}
 var collNP = []int{2, 4, 8}
 
-// ompiFlags force Open MPI onto its TCP transport over lo.
-var ompiFlags = []string{"--allow-run-as-root", "--oversubscribe", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"}
+// ompiBase are Open MPI's flags for every run; a transport adds its own.
+var ompiBase = []string{"--allow-run-as-root", "--oversubscribe"}
+
+// ompiFlags force Open MPI onto its TCP transport over lo (launch figures).
+var ompiFlags = append(append([]string(nil), ompiBase...), transports[0].btl...)
+
+// transport is one way our ranks talk on one host, with the Open MPI
+// transport it is compared with.
+type transport struct {
+	key   string   // result-key prefix
+	label string   // in the report
+	env   []string // for our mpirun (local ranks inherit its environment)
+	btl   []string // Open MPI's flags
+	ompi  string   // Open MPI's transport, in the report
+}
+
+var transports = []transport{
+	{"tcp", "TCP (DSMEXEC_TRANSPORT=tcp)", []string{"DSMEXEC_TRANSPORT=tcp"},
+		[]string{"--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"}, "TCP (btl tcp,self, lo)"},
+	// Unset: the default, shared memory between ranks on one host.
+	{"shm", "default (shared memory on one host)", []string{"-DSMEXEC_TRANSPORT"},
+		[]string{"--mca", "btl", "self,vader"}, "shared memory (btl self,vader)"},
+}
+
+// apiWhat are the collectives of the API rows, as ranksapi and
+// collectives.c name them.
+var apiWhat = []string{"alltoall", "scan", "reducescatter"}
+
+// apiNP is the size of the API collective rows.
+const apiNP = 8
 
 // readVariant is one run of the read-fault benchmark.
 type readVariant struct {
@@ -44,6 +78,9 @@ var readVariants = []readVariant{
 	{"gmp2", "GOMAXPROCS=2", "GOMAXPROCS=2", 1, false},
 	{"g4", "4 goroutines at once", "", 4, false},
 	{"g4gmp1", "4 goroutines, GOMAXPROCS=1", "GOMAXPROCS=1", 4, false},
+	// Page servers on one host may talk through shared memory (issue 8):
+	// the same fault with TCP forced.
+	{"tcp", "DSMEXEC_TRANSPORT=tcp", "DSMEXEC_TRANSPORT=tcp", 1, false},
 }
 
 type measurer struct {
@@ -64,23 +101,39 @@ func measure(ctx context.Context, p *plan) *results {
 	}
 	m.r.S["load.start"] = loadavg()
 	nodsm := m.probeNoDSM()
+	t := time.Now()
 	m.launch(nodsm)
+	m.r.V["time.launch"] = time.Since(t).Seconds()
 	// Rounds: every figure once per round, ours and Open MPI's in turn, so
 	// that other load on the machine falls on both; each figure is the
 	// median of its rounds.
+	roundStart := time.Now()
 	for m.round = 0; m.round < p.Counts.Rounds && ctx.Err() == nil; m.round++ {
 		if m.round > 0 {
-			progress("round %d of %d: barrier, ping-pong, raw round trip, faults, allreduce", m.round+1, p.Counts.Rounds)
+			progress("round %d of %d (the last took %v): per transport barrier, ping-pong, idle CPU, allreduce, API rows; raw round trip, faults",
+				m.round+1, p.Counts.Rounds, time.Since(roundStart).Round(time.Second))
+			roundStart = time.Now()
 		}
-		for _, step := range []func(){
-			func() { m.barrier(nodsm) },
-			func() { m.pingpong(nodsm) },
-			m.rawRTT,
-			m.faults,
-			func() { m.allreduce(nodsm) },
-		} {
+		type step struct {
+			name string
+			f    func()
+		}
+		var steps []step
+		for _, tr := range transports {
+			steps = append(steps,
+				step{tr.key + " barrier", func() { m.barrier(tr, nodsm) }},
+				step{tr.key + " ping-pong", func() { m.pingpong(tr, nodsm) }},
+				step{tr.key + " idle", func() { m.idle(tr) }},
+				step{tr.key + " allreduce", func() { m.allreduce(tr, nodsm) }},
+				step{tr.key + " API", func() { m.api(tr, nodsm) }},
+			)
+		}
+		steps = append(steps, step{"raw round trip", m.rawRTT}, step{"faults", m.faults})
+		for _, st := range steps {
 			if ctx.Err() == nil {
-				step()
+				t := time.Now()
+				st.f()
+				m.r.V["time."+st.name] += time.Since(t).Seconds()
 			}
 		}
 	}
@@ -131,23 +184,24 @@ func (m *measurer) fail(key string, err error) {
 	progress("%s: %v", key, err)
 }
 
-// mpirun runs a bench program under bin/mpirun and returns its BENCH lines.
-func (m *measurer) mpirun(np int, extra []string, prog string, args ...string) (values, error) {
+// mpirun runs a bench program under bin/mpirun, with env added to its
+// environment, and returns its BENCH lines.
+func (m *measurer) mpirun(np int, extra, env []string, prog string, args ...string) (values, error) {
 	a := []string{"-np", strconv.Itoa(np)}
 	if m.p.Machinefile != "" {
 		a = append(a, "-machinefile", m.p.Machinefile)
 	}
 	a = append(append(a, extra...), prog)
-	out, _, err := run(m.ctx, 3*time.Minute, nil, m.p.Mpirun, append(a, args...)...)
+	out, _, err := run(m.ctx, 3*time.Minute, env, m.p.Mpirun, append(a, args...)...)
 	if err != nil {
 		return nil, err
 	}
 	return parseBench(out), nil
 }
 
-// ompirun runs a C program under Open MPI's mpirun.
-func (m *measurer) ompirun(np int, prog string, args ...string) (values, error) {
-	a := append(append([]string(nil), ompiFlags...), "-np", strconv.Itoa(np), prog)
+// ompirun runs a C program under Open MPI's mpirun over a transport.
+func (m *measurer) ompirun(tr transport, np int, prog string, args ...string) (values, error) {
+	a := append(append(append([]string(nil), ompiBase...), tr.btl...), "-np", strconv.Itoa(np), prog)
 	out, _, err := run(m.ctx, 3*time.Minute, nil, m.p.OMPI.Mpirun, append(a, args...)...)
 	if err != nil {
 		return nil, err
@@ -233,19 +287,23 @@ func (m *measurer) launch(nodsm []string) {
 	}
 }
 
-func (m *measurer) barrier(nodsm []string) {
-	n := m.p.Counts.Barriers
-	m.step("barrier: %d barriers at -np %v", n, collNP)
+// barriers is how many barriers are timed at np ranks: fewer at more ranks,
+// where each takes longer.
+func barriers(c counts, np int) int { return c.Barriers * 2 / np }
+
+func (m *measurer) barrier(tr transport, nodsm []string) {
+	m.step("%s: barrier: %d / %d / %d barriers at -np %v", tr.key, barriers(m.p.Counts, collNP[0]), barriers(m.p.Counts, collNP[1]), barriers(m.p.Counts, collNP[2]), collNP)
 	for _, np := range collNP {
-		key := fmt.Sprintf("barrier.ours.%d", np)
-		if v, err := m.mpirun(np, nodsm, m.p.Ranks, "barrier", "-n", strconv.Itoa(n)); err != nil {
+		n := barriers(m.p.Counts, np)
+		key := fmt.Sprintf("%s.barrier.ours.%d", tr.key, np)
+		if v, err := m.mpirun(np, nodsm, tr.env, m.p.Ranks, "barrier", "-n", strconv.Itoa(n)); err != nil {
 			m.fail(key, err)
 		} else {
 			m.take(v, "barrier.mean_ns", key)
 		}
 		if m.haveOMPI() {
-			key := fmt.Sprintf("barrier.ompi.%d", np)
-			if v, err := m.ompirun(np, m.p.OMPI.Barrier, strconv.Itoa(n)); err != nil {
+			key := fmt.Sprintf("%s.barrier.ompi.%d", tr.key, np)
+			if v, err := m.ompirun(tr, np, m.p.OMPI.Barrier, strconv.Itoa(n)); err != nil {
 				m.fail(key, err)
 			} else {
 				m.take(v, "barrier.mean_ns", key)
@@ -265,22 +323,53 @@ func (m *measurer) take(v values, from, key string) bool {
 	return true
 }
 
-func (m *measurer) pingpong(nodsm []string) {
+func (m *measurer) pingpong(tr transport, nodsm []string) {
 	c := m.p.Counts
-	m.step("ping-pong: %d round trips of 8 B, %d of 1 MiB", c.PingSmall, c.PingBig)
+	m.step("%s: ping-pong: %d round trips of 8 B (with context switches and CPU), %d of 1 MiB", tr.key, c.PingSmall, c.PingBig)
 	args := []string{"-small", "8", "-n", strconv.Itoa(c.PingSmall), "-size", strconv.Itoa(1 << 20), "-big", strconv.Itoa(c.PingBig)}
-	if v, err := m.mpirun(2, nodsm, m.p.Ranks, append([]string{"pingpong"}, args...)...); err != nil {
-		m.fail("pp.ours", err)
+	takeAll := func(v values, who string) {
+		k := tr.key + ".pp." + who
+		m.take(v, "pingpong.oneway_ns", k+".oneway")
+		m.take(v, "pingpong.bandwidth_Bps", k+".bw")
+		m.take(v, "pingpong.ctxsw_per_rt", k+".ctxsw")
+		m.take(v, "pingpong.cpu_ns_per_rt", k+".cpu")
+	}
+	if v, err := m.mpirun(2, nodsm, tr.env, m.p.Ranks, append([]string{"pingpong"}, args...)...); err != nil {
+		m.fail(tr.key+".pp.ours", err)
 	} else {
-		m.take(v, "pingpong.oneway_ns", "pp.ours.oneway")
-		m.take(v, "pingpong.bandwidth_Bps", "pp.ours.bw")
+		takeAll(v, "ours")
 	}
 	if m.haveOMPI() {
-		if v, err := m.ompirun(2, m.p.OMPI.Pingpong, "8", strconv.Itoa(c.PingSmall), strconv.Itoa(1<<20), strconv.Itoa(c.PingBig)); err != nil {
-			m.fail("pp.ompi", err)
+		if v, err := m.ompirun(tr, 2, m.p.OMPI.Pingpong, "8", strconv.Itoa(c.PingSmall), strconv.Itoa(1<<20), strconv.Itoa(c.PingBig)); err != nil {
+			m.fail(tr.key+".pp.ompi", err)
 		} else {
-			m.take(v, "pingpong.oneway_ns", "pp.ompi.oneway")
-			m.take(v, "pingpong.bandwidth_Bps", "pp.ompi.bw")
+			takeAll(v, "ompi")
+		}
+	}
+}
+
+// idle: the CPU a rank blocked in Recv uses (and its page server: so the
+// default shared region, no -dsm-size 0), measured by the other rank from
+// /proc/PID/stat.
+func (m *measurer) idle(tr transport) {
+	ms := m.p.Counts.IdleMs
+	m.step("%s: idle CPU: a rank blocked in Recv for %d ms, ours and Open MPI's", tr.key, ms)
+	if v, err := m.mpirun(2, nil, tr.env, m.p.Ranks, "idle", "-ms", strconv.Itoa(ms)); err != nil {
+		m.fail(tr.key+".idle.ours", err)
+	} else {
+		m.take(v, "idle.rank_pct", tr.key+".idle.ours.rank")
+		if _, ok := v["idle.pager_pct"]; ok {
+			m.take(v, "idle.pager_pct", tr.key+".idle.ours.pager")
+			m.r.S["idle.pager_comm"] = v["idle.pager_comm"]
+		} else if kids, ok := v["idle.pager_none"]; ok {
+			m.r.Err[tr.key+".idle.ours.pager"] = fmt.Sprintf("no page server found among the rank's %s child processes (a child named dsmexec-pager, or the only child)", kids)
+		}
+	}
+	if m.haveOMPI() {
+		if v, err := m.ompirun(tr, 2, m.p.OMPI.Idle, strconv.Itoa(ms)); err != nil {
+			m.fail(tr.key+".idle.ompi", err)
+		} else {
+			m.take(v, "idle.rank_pct", tr.key+".idle.ompi.rank")
 		}
 	}
 }
@@ -331,7 +420,7 @@ func (m *measurer) rawRTTOnce(n int) error {
 // page three ranks read (3 ranks), with the default shared region.
 func (m *measurer) faults() {
 	c := m.p.Counts
-	m.step("read faults: %d pages (then %d per variant: GOMAXPROCS=1, =2, 4 goroutines); write faults: %d pages", c.ReadPages, c.VariantPages, c.WritePages)
+	m.step("read faults: %d pages (then %d per variant: GOMAXPROCS=1, =2, 4 goroutines, DSMEXEC_TRANSPORT=tcp); write faults: %d pages", c.ReadPages, c.VariantPages, c.WritePages)
 	for _, rv := range readVariants {
 		pages := c.VariantPages
 		if rv.main {
@@ -340,7 +429,7 @@ func (m *measurer) faults() {
 		m.readFault("rf."+rv.key, rv.env, pages, rv.goroutines)
 	}
 	key := "wf"
-	v, err := m.mpirun(3, nil, m.p.Ranks, "writefault", "-pages", strconv.Itoa(c.WritePages))
+	v, err := m.mpirun(3, nil, nil, m.p.Ranks, "writefault", "-pages", strconv.Itoa(c.WritePages))
 	if err != nil {
 		m.fail(key, err)
 		return
@@ -357,7 +446,7 @@ func (m *measurer) readFault(key, env string, pages, goroutines int) {
 	if env != "" {
 		extra = []string{"-x", env}
 	}
-	v, err := m.mpirun(2, extra, m.p.Ranks, "readfault", "-pages", strconv.Itoa(pages), "-goroutines", strconv.Itoa(goroutines))
+	v, err := m.mpirun(2, extra, nil, m.p.Ranks, "readfault", "-pages", strconv.Itoa(pages), "-goroutines", strconv.Itoa(goroutines))
 	if err != nil {
 		m.fail(key, err)
 		return
@@ -373,30 +462,91 @@ func (m *measurer) readFault(key, env string, pages, goroutines int) {
 	}
 }
 
-func (m *measurer) allreduce(nodsm []string) {
+func (m *measurer) allreduce(tr transport, nodsm []string) {
 	c := m.p.Counts
 	elems := []int{1, 1 << 17}
-	m.step("allreduce: %d of 8 B, %d of 1 MiB, at -np %v", c.ARSmall, c.ARBig, collNP)
+	m.step("%s: allreduce: %d of 8 B, %d of 1 MiB, at -np %v", tr.key, c.ARSmall, c.ARBig, collNP)
 	args := []string{strconv.Itoa(elems[0]), strconv.Itoa(c.ARSmall), strconv.Itoa(elems[1]), strconv.Itoa(c.ARBig)}
 	for _, np := range collNP {
 		if m.p.Allreduce != "" {
-			v, err := m.mpirun(np, nodsm, m.p.Allreduce, "-small", args[0], "-n", args[1], "-large", args[2], "-big", args[3])
+			v, err := m.mpirun(np, nodsm, tr.env, m.p.Allreduce, "-small", args[0], "-n", args[1], "-large", args[2], "-big", args[3])
 			if err != nil {
-				m.fail(fmt.Sprintf("ar.ours.%d", np), err)
+				m.fail(fmt.Sprintf("%s.ar.ours.%d", tr.key, np), err)
 			} else {
 				for _, e := range elems {
-					m.take(v, fmt.Sprintf("allreduce.%d.mean_ns", e), fmt.Sprintf("ar.ours.%d.%d", np, e))
+					m.take(v, fmt.Sprintf("allreduce.%d.mean_ns", e), fmt.Sprintf("%s.ar.ours.%d.%d", tr.key, np, e))
 				}
 			}
 		}
 		if m.haveOMPI() {
-			v, err := m.ompirun(np, m.p.OMPI.Allreduce, args...)
+			v, err := m.ompirun(tr, np, m.p.OMPI.Allreduce, args...)
 			if err != nil {
-				m.fail(fmt.Sprintf("ar.ompi.%d", np), err)
+				m.fail(fmt.Sprintf("%s.ar.ompi.%d", tr.key, np), err)
 			} else {
 				for _, e := range elems {
-					m.take(v, fmt.Sprintf("allreduce.%d.mean_ns", e), fmt.Sprintf("ar.ompi.%d.%d", np, e))
+					m.take(v, fmt.Sprintf("allreduce.%d.mean_ns", e), fmt.Sprintf("%s.ar.ompi.%d.%d", tr.key, np, e))
 				}
+			}
+		}
+	}
+}
+
+// apiElems are the sizes of the API collective rows in float64s: small is
+// one float64 (per block for Alltoall and ReduceScatter), large is 1 MiB of
+// input per rank (so 128 KiB blocks at 8 ranks).
+func apiElems(what string, np int) (small, large int) {
+	if what == "scan" {
+		return 1, 1 << 17
+	}
+	return 1, (1 << 17) / np
+}
+
+// api: the rows of issue 9's API (scripts/bench/ranksapi): typed against
+// []byte messages and Isend/Irecv against Send/Recv, both ours only, and
+// Alltoall, Scan, ReduceScatter at 8 ranks against Open MPI's.
+func (m *measurer) api(tr transport, nodsm []string) {
+	c := m.p.Counts
+	m.step("%s: API of issue 9: typed and non-blocking ping-pong, %v at -np %d", tr.key, apiWhat, apiNP)
+	if m.p.RanksAPI != "" {
+		if v, err := m.mpirun(2, nodsm, tr.env, m.p.RanksAPI, "typed", "-n", strconv.Itoa(c.PingSmall), "-big", strconv.Itoa(c.PingBig)); err != nil {
+			m.fail(tr.key+".typed", err)
+		} else {
+			for _, b := range []int{8, 1 << 20} {
+				for _, kind := range []string{"bytes", "float64"} {
+					m.take(v, fmt.Sprintf("typed.%s.%d.oneway_ns", kind, b), fmt.Sprintf("%s.typed.%s.%d", tr.key, kind, b))
+				}
+			}
+		}
+		if v, err := m.mpirun(2, nodsm, tr.env, m.p.RanksAPI, "isend", "-n", strconv.Itoa(c.PingSmall)); err != nil {
+			m.fail(tr.key+".isend", err)
+		} else {
+			for _, kind := range []string{"blocking", "nonblocking"} {
+				m.take(v, "isend."+kind+".oneway_ns", tr.key+".isend."+kind)
+			}
+		}
+	}
+	for _, what := range apiWhat {
+		small, large := apiElems(what, apiNP)
+		args := []string{strconv.Itoa(c.CollSmall), strconv.Itoa(small), strconv.Itoa(large), strconv.Itoa(c.CollBig)}
+		take := func(v values, who string) {
+			for _, e := range []int{small, large} {
+				m.take(v, fmt.Sprintf("%s.%d.mean_ns", what, e), fmt.Sprintf("%s.coll.%s.%s.%d", tr.key, who, what, e))
+			}
+		}
+		if m.p.RanksAPI != "" {
+			v, err := m.mpirun(apiNP, nodsm, tr.env, m.p.RanksAPI, what, "-n", args[0], "-small", args[1], "-large", args[2], "-big", args[3])
+			if err != nil {
+				m.fail(fmt.Sprintf("%s.coll.ours.%s", tr.key, what), err)
+			} else {
+				take(v, "ours")
+			}
+		}
+		if m.haveOMPI() {
+			v, err := m.ompirun(tr, apiNP, m.p.OMPI.Collectives, append([]string{what}, args...)...)
+			if err != nil {
+				m.fail(fmt.Sprintf("%s.coll.ompi.%s", tr.key, what), err)
+			} else {
+				take(v, "ompi")
 			}
 		}
 	}

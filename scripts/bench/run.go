@@ -50,8 +50,33 @@ func parseBench(out []byte) values {
 	return v
 }
 
-// run starts a command, waits for it under a deadline and returns its
-// standard output and how long it took from start to exit. The command gets
+// withEnv is base with env's changes: "NAME=value" sets NAME, "-NAME"
+// removes it.
+func withEnv(base, env []string) []string {
+	drop := map[string]bool{}
+	var set []string
+	for _, e := range env {
+		if name, ok := strings.CutPrefix(e, "-"); ok {
+			drop[name] = true
+		} else {
+			name, _, _ := strings.Cut(e, "=")
+			drop[name] = true
+			set = append(set, e)
+		}
+	}
+	var out []string
+	for _, e := range base {
+		name, _, _ := strings.Cut(e, "=")
+		if !drop[name] {
+			out = append(out, e)
+		}
+	}
+	return append(out, set...)
+}
+
+// run starts a command (env: changes to this process's environment, see
+// withEnv), waits for it under a deadline and returns its standard output
+// and how long it took from start to exit. The command gets
 // its own process group so that a deadline can stop everything it started.
 func run(ctx context.Context, timeout time.Duration, env []string, name string, args ...string) ([]byte, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -60,7 +85,7 @@ func run(ctx context.Context, timeout time.Duration, env []string, name string, 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
+		cmd.Env = withEnv(os.Environ(), env)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {

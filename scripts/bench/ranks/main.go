@@ -8,6 +8,7 @@
 //	mpirun -np 2 ./ranks pingpong -n 20000 -big 200
 //	mpirun -np 2 ./ranks readfault -pages 3000 -goroutines 4
 //	mpirun -np 3 ./ranks writefault -pages 1000
+//	mpirun -np 2 ./ranks idle -ms 1000
 //
 // Every mode checks what it read: a wrong value is printed as
 // "BENCH <mode>.wrong N" and makes the program exit 1.
@@ -15,22 +16,25 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dsmexec/dsmexec/rank"
+	"github.com/dsmexec/dsmexec/scripts/bench/procstat"
 )
 
 func main() {
 	log.SetFlags(0)
 	if len(os.Args) < 2 {
-		log.Fatal("usage: ranks barrier|pingpong|readfault|writefault [flags]")
+		log.Fatal("usage: ranks barrier|pingpong|readfault|writefault|idle [flags]")
 	}
 	mode, args := os.Args[1], os.Args[2:]
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
@@ -40,6 +44,7 @@ func main() {
 	small := fs.Int("small", 8, "pingpong: the small message size")
 	pages := fs.Int("pages", 3000, "readfault/writefault: pages faulted")
 	goroutines := fs.Int("goroutines", 1, "readfault: goroutines faulting at once")
+	ms := fs.Int("ms", 1000, "idle: milliseconds rank 1 stays blocked in Recv")
 	fs.Parse(args)
 
 	w, err := rank.Init()
@@ -56,6 +61,8 @@ func main() {
 		err = readFault(w, *pages, *goroutines)
 	case "writefault":
 		err = writeFault(w, *pages)
+	case "idle":
+		err = idle(w, time.Duration(*ms)*time.Millisecond)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -94,16 +101,25 @@ func barrierBench(w *rank.World, n int) error {
 
 // pingpong: rank 0 sends, rank 1 echoes; other ranks only wait. One-way
 // latency is half the mean round trip; bandwidth is size per one-way time.
+// Around the timed small round trips each rank also reads its process's
+// context switches and CPU time (getrusage: every thread); rank 0 prints the
+// two ranks' sum per round trip.
 func pingpong(w *rank.World, small, n, size, big int) error {
 	if w.Size() < 2 {
 		return fmt.Errorf("needs 2 ranks, have %d", w.Size())
 	}
+	var usage procstat.Usage
 	run := func(tag, msgSize, iters int) (time.Duration, error) {
 		msg := bytes.Repeat([]byte{byte(tag)}, msgSize)
 		warm := min(iters/10+1, 100)
 		var start time.Time
+		var u0 procstat.Usage
 		for i := -warm; i < iters; i++ {
 			if i == 0 {
+				var err error
+				if u0, err = procstat.Self(); err != nil {
+					return 0, err
+				}
 				start = time.Now()
 			}
 			switch w.Rank() {
@@ -128,11 +144,37 @@ func pingpong(w *rank.World, small, n, size, big int) error {
 				}
 			}
 		}
-		return time.Since(start), nil
+		el := time.Since(start)
+		u1, err := procstat.Self()
+		if err != nil {
+			return 0, err
+		}
+		usage = u1.Sub(u0)
+		return el, nil
 	}
 	el, err := run(1, small, n)
 	if err != nil {
 		return err
+	}
+	// Both ranks' usage to rank 0 (after the timing, on the message path).
+	var mine [16]byte
+	binary.LittleEndian.PutUint64(mine[:8], uint64(usage.Switches()))
+	binary.LittleEndian.PutUint64(mine[8:], uint64(usage.CPU.Nanoseconds()))
+	all, err := w.Gather(0, mine[:])
+	if err != nil {
+		return err
+	}
+	if w.Rank() == 0 {
+		var sw, cpu float64
+		for r, b := range all[:2] {
+			if len(b) != 16 {
+				return fmt.Errorf("usage of rank %d: %d bytes, want 16", r, len(b))
+			}
+			sw += float64(binary.LittleEndian.Uint64(b[:8]))
+			cpu += float64(binary.LittleEndian.Uint64(b[8:]))
+		}
+		result(w, "pingpong.ctxsw_per_rt", sw/float64(n))
+		result(w, "pingpong.cpu_ns_per_rt", cpu/float64(n))
 	}
 	if err := w.Barrier(); err != nil {
 		return err
@@ -309,4 +351,74 @@ func sumInts(a []int) int {
 		s += x
 	}
 	return s
+}
+
+// idle: rank 1 tells rank 0 its pid and blocks in Recv; rank 0 reads rank
+// 1's CPU time (utime+stime of /proc/PID/stat) and that of its page server
+// (a child of rank 1) over d, then releases it. Rank 0 sleeps meanwhile, so
+// nothing is sent to rank 1 while it waits. Figures in % of one CPU.
+func idle(w *rank.World, d time.Duration) error {
+	if w.Size() < 2 {
+		return fmt.Errorf("needs 2 ranks, have %d", w.Size())
+	}
+	const tagPid, tagGo = 31, 32
+	switch w.Rank() {
+	case 1:
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(os.Getpid()))
+		if err := w.Send(0, tagPid, b[:]); err != nil {
+			return err
+		}
+		if _, err := w.Recv(0, tagGo); err != nil {
+			return err
+		}
+	case 0:
+		b, err := w.Recv(1, tagPid)
+		if err != nil {
+			return err
+		}
+		if len(b) != 8 {
+			return fmt.Errorf("pid of rank 1: %d bytes, want 8", len(b))
+		}
+		pid := int(binary.LittleEndian.Uint64(b))
+		kids, err := procstat.Children(pid)
+		if err != nil {
+			return err
+		}
+		pager, havePager := procstat.Pager(kids)
+		r0, err := procstat.Read(pid)
+		if err != nil {
+			return err
+		}
+		var p0 procstat.Stat
+		if havePager {
+			if p0, err = procstat.Read(pager.PID); err != nil {
+				havePager = false
+			}
+		}
+		start := time.Now()
+		time.Sleep(d)
+		r1, err := procstat.Read(pid)
+		if err != nil {
+			return err
+		}
+		var p1 procstat.Stat
+		if havePager {
+			if p1, err = procstat.Read(pager.PID); err != nil {
+				havePager = false
+			}
+		}
+		el := time.Since(start)
+		if err := w.Send(1, tagGo, []byte{1}); err != nil {
+			return err
+		}
+		result(w, "idle.rank_pct", 100*(r1.CPU()-r0.CPU()).Seconds()/el.Seconds())
+		if havePager {
+			result(w, "idle.pager_pct", 100*(p1.CPU()-p0.CPU()).Seconds()/el.Seconds())
+			fmt.Printf("BENCH idle.pager_comm %s\n", strings.ReplaceAll(pager.Comm, " ", "_"))
+		} else {
+			fmt.Printf("BENCH idle.pager_none %d\n", len(kids))
+		}
+	}
+	return w.Barrier()
 }
