@@ -33,6 +33,7 @@ type config struct {
 	tagOutput   bool
 	outputDir   string
 	summary     bool
+	summaryOff  bool   // -summary=false given: no table even if ranks reported values
 	format      string // table, csv, json
 	reportFile  string
 	verbose     bool
@@ -173,7 +174,10 @@ func parseArgs(args []string) (*config, *cliError) {
 		return nil, usageErr(help, "%s", err)
 	}
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "report-format" || f.Name == "report-file" {
+		switch {
+		case f.Name == "summary" && !cfg.summary:
+			cfg.summaryOff = true
+		case f.Name == "report-format" || f.Name == "report-file":
 			cfg.summary = true
 		}
 	})

@@ -139,5 +139,5 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 	for _, w := range cfg.warnings {
 		fmt.Fprintf(stderr, "mpirun: warning: %s\n", w)
 	}
-	return runJob(cfg, stdin, stdout, stderr)
+	return startJob(cfg, stdin, stdout, stderr)
 }

@@ -42,7 +42,7 @@ type summary struct {
 	Ranks      []summaryRow `json:"ranks"`
 }
 
-func (j *job) summary(reps []rendezvous.Report) summary {
+func (d *driver) summary(reps []rendezvous.Report) summary {
 	var s summary
 	seenDSM, seenCol := map[string]bool{}, map[string]bool{}
 	for _, r := range reps {
@@ -65,11 +65,11 @@ func (j *job) summary(reps []rendezvous.Report) summary {
 			}
 		}
 	}
-	for _, rs := range j.ranks {
-		row := summaryRow{Rank: rs.rank, Host: rs.host, Started: rs.t != nil, ExitCode: -1}
-		if rs.t != nil {
-			e := rs.exit
-			row.Pid = rs.t.Pid()
+	for r := range d.exits {
+		row := summaryRow{Rank: r, Host: d.cfg.plan.host(r).name, Started: d.started[r], ExitCode: -1}
+		if d.started[r] {
+			e := d.exits[r]
+			row.Pid = e.Pid
 			row.ExitCode = e.Code
 			if e.Signal != 0 {
 				row.Signal = proc.SignalName(e.Signal)
@@ -80,8 +80,8 @@ func (j *job) summary(reps []rendezvous.Report) summary {
 			row.SysSeconds = e.Sys.Seconds()
 			row.MaxRSSBytes = e.MaxRSS
 		}
-		if rs.rank < len(reps) {
-			rep := reps[rs.rank]
+		if r < len(reps) {
+			rep := reps[r]
 			row.Backend = rep.Stats.Backend
 			if len(rep.Stats.DSM) > 0 {
 				row.DSM = rep.Stats.DSM
@@ -97,11 +97,11 @@ func (j *job) summary(reps []rendezvous.Report) summary {
 
 // writeSummary prints the -summary report to -report-file or stderr, in
 // one write.
-func (j *job) writeSummary(reps []rendezvous.Report, stderr io.Writer) error {
-	s := j.summary(reps)
+func (d *driver) writeSummary(reps []rendezvous.Report, stderr io.Writer) error {
+	s := d.summary(reps)
 	var buf bytes.Buffer
 	var err error
-	switch j.cfg.format {
+	switch d.cfg.format {
 	case "json":
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
@@ -114,8 +114,8 @@ func (j *job) writeSummary(reps []rendezvous.Report, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if j.cfg.reportFile != "" {
-		return os.WriteFile(j.cfg.reportFile, buf.Bytes(), 0o644)
+	if d.cfg.reportFile != "" {
+		return os.WriteFile(d.cfg.reportFile, buf.Bytes(), 0o644)
 	}
 	_, err = stderr.Write(buf.Bytes())
 	return err
