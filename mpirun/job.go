@@ -103,7 +103,13 @@ func newDriver(cfg *config, stdout, stderr *os.File) (*driver, error) {
 		started: make([]bool, n), exits: make([]proc.Exit, n),
 	}
 	signal.Notify(d.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() { d.outDone <- out.Run(d.lines) }()
+	src := (<-chan proc.Line)(d.lines)
+	if cfg.timestamps {
+		stamped := make(chan proc.Line, 1024)
+		go stampLines(d.lines, stamped, time.Now())
+		src = stamped
+	}
+	go func() { d.outDone <- out.Run(src) }()
 	return d, nil
 }
 
@@ -126,7 +132,9 @@ func (d *driver) setUpHosts() (status int, ok bool) {
 			name = "local+ssh"
 		}
 	}
-	d.vlogf("program %s, %d rank%s", d.cfg.path, d.cfg.np, plural(d.cfg.np))
+	for _, a := range d.cfg.apps {
+		d.vlogf("program %s, %d rank%s", a.path, a.np, plural(a.np))
+	}
 	d.vlogf("placement: %s (launcher %s)", placement(p.names()), name)
 	if len(remotes) > 0 {
 		d.ssh = newSSHLauncher(d.cfg, d.out, d.stderr, d.vlogf)
@@ -207,20 +215,47 @@ func (d *driver) specs(token string, stdin *os.File) func(int) proc.Spec {
 	if cfg.verbose {
 		extra = append(extra, "DSMEXEC_VERBOSE=1")
 	}
-	localBase := append(baseEnv(os.Environ(), cfg.env), extra...)
-	remoteBase := append(baseEnv(nil, cfg.env), extra...)
 	in0 := rankStdin(stdin)
+	type key struct {
+		a     *app
+		local bool
+	}
+	bases := map[key][]string{}
 	return func(r int) proc.Spec {
-		hp := cfg.plan.host(r)
-		base := localBase
-		if !hp.local {
-			base = remoteBase
+		hp, a := cfg.plan.host(r), cfg.appOf(r)
+		base, ok := bases[key{a, hp.local}]
+		if !ok {
+			var environ []string
+			if hp.local {
+				environ = os.Environ()
+			}
+			base = append(baseEnv(environ, append(append([]envVar(nil), cfg.genv...), a.env...)), extra...)
+			bases[key{a, hp.local}] = base
 		}
-		s := proc.Spec{Rank: r, Path: cfg.path, Args: cfg.args, Env: launchEnv(base, r, cfg.np, d.masterFor(hp), token, hp.name, cfg.dsmSize)}
+		s := proc.Spec{Rank: r, Path: a.path, Args: a.args, Dir: cfg.wdir, Env: launchEnv(base, r, cfg.np, d.masterFor(hp), token, hp.name, cfg.dsmSize)}
 		if r == 0 && in0 != nil {
 			s.Stdin = in0
 		}
 		return s
+	}
+}
+
+// stampLines prefixes each line (not the continuations of a long one) with
+// the time since start, for --timestamp-output.
+func stampLines(in <-chan proc.Line, out chan<- proc.Line, start time.Time) {
+	defer close(out)
+	type stream struct {
+		rank int
+		s    proc.Stream
+	}
+	cont := map[stream]bool{}
+	for l := range in {
+		k := stream{l.Rank, l.Stream}
+		if !cont[k] {
+			l.Text = append(fmt.Appendf(nil, "[+%.3fs] ", time.Since(start).Seconds()), l.Text...)
+		}
+		cont[k] = l.Partial
+		out <- l
 	}
 }
 

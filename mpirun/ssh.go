@@ -56,11 +56,10 @@ const abortAfter = 5 * time.Second
 
 // remoteHost is one connected host.
 type remoteHost struct {
-	plan     *hostPlan
-	h        *remote.Host
-	agent    *remote.Agent // nil until set up
-	progPath string        // the program on that host
-	// progPaths: the other programs of an MPMD job (local path → path on
+	plan  *hostPlan
+	h     *remote.Host
+	agent *remote.Agent // nil until set up
+	// progPaths: each program of the job (its path here → its path on
 	// that host)
 	progPaths map[string]string
 	localIP   net.IP // our address on the connection: the host reaches us there
@@ -89,6 +88,43 @@ func newSSHLauncher(cfg *config, out *output.Writer, stderr *os.File, vlogf func
 // host's cache and starts the agent, whose lines go to lines. Either every
 // host is ready, or the failures are returned (and nothing is left open).
 func (l *sshLauncher) connect(ctx context.Context, plans []*hostPlan, lines chan<- proc.Line) []hostFailure {
+	if fails := l.dial(ctx, plans); len(fails) > 0 {
+		l.Close()
+		return fails
+	}
+	self, err := os.Executable()
+	if err != nil {
+		l.Close()
+		return []hostFailure{{host: plans[0], err: fmt.Errorf("find mpirun's own executable, to install it as the agent: %w", err)}}
+	}
+	start := time.Now()
+	setupErrs := make([]error, len(l.order))
+	var wg sync.WaitGroup
+	for i, rh := range l.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			setupErrs[i] = l.setup(ctx, rh, self, lines)
+		}()
+	}
+	wg.Wait()
+	l.prog.finish()
+	var fails []hostFailure
+	for i, err := range setupErrs {
+		if err != nil {
+			fails = append(fails, hostFailure{host: l.order[i].plan, err: err, hint: setupHint(err, l.order[i])})
+		}
+	}
+	if len(fails) > 0 {
+		l.Close()
+		return fails
+	}
+	l.vlogf("set up %d host%s in %v", len(l.order), plural(len(l.order)), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// dial connects to every host at once.
+func (l *sshLauncher) dial(ctx context.Context, plans []*hostPlan) []hostFailure {
 	opts := remote.Options{
 		AcceptNew: l.cfg.acceptNew,
 		Timeout:   l.cfg.sshTimeout,
@@ -119,48 +155,19 @@ func (l *sshLauncher) connect(ctx context.Context, plans []*hostPlan, lines chan
 		l.order = append(l.order, rh)
 		l.vlogf("%s: connected to %s as %s (from %s)", hp.name, h.Addr(), h.User, rh.localIP)
 	}
-	if len(fails) > 0 {
-		l.Close()
-		return fails
+	if len(fails) == 0 {
+		l.vlogf("connected to %d host%s in %v", len(plans), plural(len(plans)), time.Since(start).Round(time.Millisecond))
 	}
-	l.vlogf("connected to %d host%s in %v", len(plans), plural(len(plans)), time.Since(start).Round(time.Millisecond))
-
-	self, err := os.Executable()
-	if err != nil {
-		l.Close()
-		return []hostFailure{{host: plans[0], err: fmt.Errorf("find mpirun's own executable, to install it as the agent: %w", err)}}
-	}
-	start = time.Now()
-	setupErrs := make([]error, len(l.order))
-	var wg sync.WaitGroup
-	for i, rh := range l.order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			setupErrs[i] = l.setup(ctx, rh, self, lines)
-		}()
-	}
-	wg.Wait()
-	l.prog.finish()
-	for i, err := range setupErrs {
-		if err != nil {
-			fails = append(fails, hostFailure{host: l.order[i].plan, err: err, hint: setupHint(err, l.order[i])})
-		}
-	}
-	if len(fails) > 0 {
-		l.Close()
-		return fails
-	}
-	l.vlogf("set up %d host%s in %v", len(l.order), plural(len(l.order)), time.Since(start).Round(time.Millisecond))
-	return nil
+	return fails
 }
 
 // setup prepares one connected host and starts its agent.
 func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, lines chan<- proc.Line) error {
-	name := rh.plan.name
-	if !l.cfg.pathNotLocal {
-		if err := rh.h.CheckRunnable(ctx, l.cfg.path); err != nil {
-			return err
+	for _, a := range l.cfg.programs() {
+		if !a.pathNotLocal {
+			if err := rh.h.CheckRunnable(ctx, a.path); err != nil {
+				return err
+			}
 		}
 	}
 	if err := rh.h.CheckRunnable(ctx, self); err != nil {
@@ -170,11 +177,15 @@ func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, li
 	if err != nil {
 		return err
 	}
-	if l.cfg.noCopy {
-		rh.progPath = l.cfg.path
-		l.vlogf("%s: -no-copy: running %s as it is there", name, rh.progPath)
-	} else if rh.progPath, err = l.install(ctx, rh, l.cfg.path, filepath.Base(l.cfg.path)); err != nil {
-		return err
+	rh.progPaths = map[string]string{}
+	for _, a := range l.cfg.programs() {
+		path := a.path
+		if l.cfg.noCopy {
+			l.vlogf("%s: -no-copy: running %s as it is there", rh.plan.name, path)
+		} else if path, err = l.install(ctx, rh, a.path, filepath.Base(a.path)); err != nil {
+			return err
+		}
+		rh.progPaths[a.path] = path
 	}
 	a, err := rh.h.StartAgent(ctx, []string{agentPath, "-agent"}, lines, rh.exits)
 	if err != nil {
@@ -184,7 +195,7 @@ func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, li
 	a.StartPings(agentPing, agentIdle)
 	go rh.dispatchExits()
 	hello := a.Hello()
-	l.vlogf("%s: agent running, pid %d on %s (%s)", name, hello.Pid, hello.Hostname, hello.GOARCH)
+	l.vlogf("%s: agent running, pid %d on %s (%s)", rh.plan.name, hello.Pid, hello.Hostname, hello.GOARCH)
 	return nil
 }
 
@@ -251,11 +262,7 @@ func (l *sshLauncher) Start(spec proc.Spec) (int, error) {
 	rh.mu.Lock()
 	rh.tasks[spec.Rank] = t
 	rh.mu.Unlock()
-	path := rh.progPath
-	if spec.Path != l.cfg.path {
-		path = rh.progPaths[spec.Path]
-	}
-	err := rh.agent.Start(remote.RankSpec{Rank: spec.Rank, Path: path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Stdin: spec.Stdin != nil})
+	err := rh.agent.Start(remote.RankSpec{Rank: spec.Rank, Path: rh.progPaths[spec.Path], Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Stdin: spec.Stdin != nil})
 	if err != nil {
 		return 0, err
 	}

@@ -425,3 +425,25 @@ func TestSSHHello(t *testing.T) {
 		t.Errorf("ranks seen %v; stdout:\n%s", seen, r.stdout)
 	}
 }
+
+// TestSSHMPMD: an MPMD job over SSH; both programs are copied, the working
+// directory applies on the hosts too.
+func TestSSHMPMD(t *testing.T) {
+	st := sharedSSH(t)
+	w := worker(t)
+	wdir := t.TempDir() // the test's hosts share this machine's file system
+	r := st.run(t, "", "-host", "node1:2,node2:3", "-wdir", wdir, "-np", "1", "-x", "ROLE=master", rankprog, "whoami", "m1",
+		":", "-np", "4", "-x", "ROLE=worker", w, "whoami", "w1", "w 2")
+	if r.status != 0 {
+		t.Fatalf("status %d; stderr:\n%s", r.status, r.stderr)
+	}
+	checkMPMD(t, r.stdout)
+	if strings.Count(r.stdout, " dir="+wdir+" ") != 5 {
+		t.Errorf("-wdir not applied on the hosts:\n%s", r.stdout)
+	}
+	for _, want := range []string{"[rank 0@node1]", "[rank 1@node1]", "[rank 2@node2]", "[rank 4@node2]"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %s:\n%s", want, r.stdout)
+		}
+	}
+}
