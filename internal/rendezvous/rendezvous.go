@@ -73,6 +73,10 @@ type Stats struct {
 	DSM     map[string]string `json:"dsm,omitempty"`
 	// Columns is the order of the DSM columns.
 	Columns []string `json:"columns,omitempty"`
+	// Raw is DSM as numbers (counts, bytes, seconds) for mpirun's csv and
+	// json reports, in the order of RawColumns.
+	Raw        map[string]float64 `json:"raw,omitempty"`
+	RawColumns []string           `json:"raw_columns,omitempty"`
 }
 
 // Report is everything the master learned about one rank.

@@ -48,14 +48,20 @@ func main() {
 		}
 	}
 	c.Cell("answer", strconv.Itoa(40+rank))
+	c.Cell("time", "395µs") // as rank.Report writes a time.Duration
 	if rank == 1 {
 		c.Cell("only_one", "yes")
 	}
-	c.Stats(rendezvous.Stats{
+	st := rendezvous.Stats{
 		Backend: "testbackend",
 		Columns: []string{"faults", "bytes_in"},
-		DSM:     map[string]string{"faults": strconv.Itoa(rank * 10), "bytes_in": "4096"},
-	})
+		DSM:     map[string]string{"faults": strconv.Itoa(rank * 10), "bytes_in": "4.0KiB", "zero": "0/0"},
+	}
+	if rank > 0 { // rank 0 sends only the display strings, as an older rank would
+		st.Raw = map[string]float64{"faults": float64(rank * 10), "bytes_in": 4096, "zero": 0, "mean_seconds": 0.25}
+		st.RawColumns = []string{"faults", "bytes_in", "zero", "mean_seconds"}
+	}
+	c.Stats(st)
 	c.Bye()
 	c.Close()
 }
