@@ -253,9 +253,7 @@ func TestSSHConnectErrors(t *testing.T) {
 			return nil
 		}, `node2: connect to tester@127\.0\.0\.1:\d+: WARNING: THE HOST KEY OF \[127\.0\.0\.1\]:\d+ HAS CHANGED`, "ssh-keygen -R"},
 		{"auth failed", func(t *testing.T, st *sshSetup) []string {
-			st.servers[1].mu.Lock()
-			st.servers[1].authorized = nil
-			st.servers[1].mu.Unlock()
+			st.servers[1].Authorize()
 			return nil
 		}, `node2: connect to tester@127\.0\.0\.1:\d+: the host accepted none of the 1 keys offered`, "ssh-copy-id"},
 		{"refused", func(t *testing.T, st *sshSetup) []string {
