@@ -26,8 +26,8 @@ func TestCleanupsStay(t *testing.T) {
 			}
 		}
 	}
-	check("*_test.go", "gliderssh \"github.com/" + "gliderlabs/ssh\"", "use internal/sshtest")
-	check("../internal/remote/*_test.go", "gliderssh \"github.com/" + "gliderlabs/ssh\"", "use internal/sshtest")
+	check("*_test.go", "gliderssh \"github.com/"+"gliderlabs/ssh\"", "use internal/sshtest")
+	check("../internal/remote/*_test.go", "gliderssh \"github.com/"+"gliderlabs/ssh\"", "use internal/sshtest")
 	check("*.go", "DESIGN"+".md", "not in this repository")
 	check("../internal/remote/dial.go", `"unable to authenticate"`, "recognise the failure by the handshake's progress, not its text")
 }
