@@ -445,3 +445,18 @@ func TestSSHMPMD(t *testing.T) {
 		}
 	}
 }
+
+// TestSSHAbortAndBlame: Abort and the blame rule work for remote ranks: the
+// Abort and the failure reports come over the master connection, the exits
+// through the hosts' agents.
+func TestSSHAbortAndBlame(t *testing.T) {
+	st := sharedSSH(t)
+	r := st.run(t, "", "-host", "node1:1,node2:2", "-grace", "300ms", rdvprog, "abort", t.TempDir())
+	if r.status != 3 || !strings.Contains(r.stderr, "mpirun: rank 1 called Abort(3)\n") {
+		t.Errorf("abort: status %d, stderr:\n%s", r.status, r.stderr)
+	}
+	r = st.run(t, "", "-host", "node1:2,node2:2", rdvprog, "blame", t.TempDir())
+	if r.status != 137 || !regexp.MustCompile(`(?m)^mpirun: rank 1 \(pid \d+ on node1\) killed by signal SIGKILL$`).MatchString(r.stderr) {
+		t.Errorf("blame: status %d, stderr:\n%s", r.status, r.stderr)
+	}
+}
