@@ -57,19 +57,35 @@ func (d *driver) next() launch.Event {
 			return launch.Signal{Sig: launch.Sig(s.(syscall.Signal))}
 		case f := <-d.firec:
 			if f.gen == d.gen[f.t] {
-				return launch.Fired{Timer: f.t}
+				d.joins()
+				d.queue = append(d.queue, launch.Fired{Timer: f.t})
+				return d.next()
 			}
 		case err := <-d.rdvErr:
 			d.rdvErr = nil
-			joined := 0
-			for _, r := range d.master.Reports() {
-				if r.Joined {
-					joined++
-				}
-			}
-			return launch.RendezvousFailed{Err: err.Error(), Joined: joined}
+			joined := d.joins()
+			d.queue = append(d.queue, launch.RendezvousFailed{Err: err.Error(), Joined: joined})
+			return d.next()
 		}
 	}
+}
+
+// joins queues a Joined event for each rank that reported to the master
+// since the last call (the machine learns remote ranks' pids so), and
+// returns how many have joined.
+func (d *driver) joins() int {
+	n := 0
+	for _, r := range d.master.Reports() {
+		if !r.Joined {
+			continue
+		}
+		n++
+		if !d.joined[r.Rank] {
+			d.joined[r.Rank] = true
+			d.queue = append(d.queue, launch.Joined{Rank: r.Rank, Pid: r.Pid})
+		}
+	}
+	return n
 }
 
 // do carries out one action; exit is true for the last one.

@@ -45,6 +45,7 @@ type driver struct {
 	queue   []launch.Event
 
 	started []bool
+	joined  []bool // Joined sent to the machine
 	exits   []proc.Exit
 	reps    []rendezvous.Report
 }
@@ -100,7 +101,7 @@ func newDriver(cfg *config, stdout, stderr *os.File) (*driver, error) {
 		sigc: make(chan os.Signal, 4), exitc: make(chan proc.Exit, n), msgc: make(chan launch.Event),
 		firec: make(chan fired), quit: make(chan struct{}),
 		timers: map[launch.Timer]*time.Timer{}, gen: map[launch.Timer]int{},
-		started: make([]bool, n), exits: make([]proc.Exit, n),
+		started: make([]bool, n), joined: make([]bool, n), exits: make([]proc.Exit, n),
 	}
 	signal.Notify(d.sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	src := (<-chan proc.Line)(d.lines)

@@ -37,6 +37,7 @@ type Job struct {
 
 type rank struct {
 	started, exited, outClosed bool
+	joined                     bool
 	pid                        int
 	ex                         Exited
 	signalled                  bool // got SIGTERM or SIGKILL from the job
@@ -82,7 +83,13 @@ func (j *Job) Step(ev Event) []Action {
 	case StartFailed:
 		j.onStartFailed(ev)
 	case Joined:
-		j.joined++
+		if r := j.rank(ev.Rank); r != nil && !r.joined {
+			r.joined = true
+			j.joined++
+			if r.pid == 0 {
+				r.pid = ev.Pid // a remote rank's pid is known once it joins
+			}
+		}
 	case Failure:
 		j.onFailure(ev)
 	case Aborted:
@@ -137,8 +144,15 @@ func (j *Job) disarm(t Timer) {
 	}
 }
 
-// who names a rank for messages: "rank 3 (pid 42)", "rank 3 (pid 42 on h2)".
+// who names a rank for messages: "rank 3 (pid 42)", "rank 3 (pid 42 on h2)",
+// "rank 3 (on h2)" while its pid is not known.
 func (j *Job) who(r int) string {
+	if j.ranks[r].pid == 0 {
+		if j.cfg.MultiHost {
+			return fmt.Sprintf("rank %d (on %s)", r, j.cfg.Hosts[r])
+		}
+		return fmt.Sprintf("rank %d", r)
+	}
 	if j.cfg.MultiHost {
 		return fmt.Sprintf("rank %d (pid %d on %s)", r, j.ranks[r].pid, j.cfg.Hosts[r])
 	}

@@ -21,7 +21,7 @@ import (
 //	begin
 //	started R [pid=P]            (pid defaults to 100+R)
 //	start-failed R TEXT
-//	joined R
+//	joined R [pid=P]
 //	failure R [peer=P] TEXT      R reports why it is about to exit
 //	abort R CODE
 //	exit R status=S|signal=KILL [open]   R's exit; open: its output is not closed yet
@@ -222,7 +222,11 @@ func scriptEvent(f []string) (Event, error) {
 	case "start-failed":
 		return StartFailed{Rank: n(1), Err: text(2)}, nil
 	case "joined":
-		return Joined{Rank: n(1)}, nil
+		pid := 0
+		if v, ok := opt("pid"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+		return Joined{Rank: n(1), Pid: pid}, nil
 	case "failure":
 		peer := -1
 		if v, ok := opt("peer"); ok {
@@ -311,7 +315,7 @@ func formatAction(a Action) string {
 		}
 		return "print " + a.Text
 	case AskWhere:
-		return fmt.Sprintf("ask-where %s", ints(a.Ranks))
+		return "ask-where " + strings.Join(a.Who, "; ")
 	case Close:
 		return "close"
 	case WriteReport:

@@ -81,8 +81,8 @@ type StartFailed struct {
 	Err  string
 }
 
-// Joined: rank reported to the master.
-type Joined struct{ Rank int }
+// Joined: rank reported to the master, from process Pid (0: not known).
+type Joined struct{ Rank, Pid int }
 
 // Failure: rank said it is about to exit because of an error; LostPeer is
 // the rank whose loss caused it, -1 if none.
