@@ -52,3 +52,22 @@ func human(b uint64) string {
 	}
 	return fmt.Sprintf("%dB", b)
 }
+
+// RawColumns are the names of Stats.Raw, in table order.
+var RawColumns = []string{"read_faults", "write_faults", "pages_in", "pages_out", "bytes_in", "bytes_out", "invalidations", "fault_mean_seconds", "fault_max_seconds"}
+
+// Raw is what Map shows, as numbers for mpirun's csv and json reports:
+// counts, bytes, and times in seconds.
+func (s Stats) Raw() map[string]float64 {
+	return map[string]float64{
+		"read_faults":        float64(s.ReadFaults),
+		"write_faults":       float64(s.WriteFaults),
+		"pages_in":           float64(s.PagesIn),
+		"pages_out":          float64(s.PagesOut),
+		"bytes_in":           float64(s.BytesIn),
+		"bytes_out":          float64(s.BytesOut),
+		"invalidations":      float64(s.Invalidations),
+		"fault_mean_seconds": s.MeanFaultTime().Seconds(),
+		"fault_max_seconds":  s.MaxFaultTime.Seconds(),
+	}
+}

@@ -25,6 +25,18 @@
 // "mpirun: hint: ..." where one helps, before anything starts: status 2 for
 // usage errors, 1 otherwise.
 //
+// MPMD: "mpirun -np 1 ./master : -np 4 ./worker" runs several programs as
+// one job, ranks numbered in order. Open MPI's and MPICH's spellings of the
+// options are accepted where dsmexec has the option (-f, -hosts, -H, -ppn,
+// -N, -genv, -l, -wdir, --timeout in seconds, ...); options it lacks
+// (--bind-to, --map-by, --mca, ...) are refused with a hint.
+//
+// The rules of a job (who is stopped when, the grace period, blame, Abort,
+// a lost host, the timeout, Ctrl-C twice) are a pure state machine,
+// internal/launch; this package is its driver: it owns the processes, the
+// SSH hosts (one launcher interface for both), the master socket, the
+// timers and the output.
+//
 // No rank outlives mpirun: each rank runs in its own process group, which
 // mpirun signals and, once the rank has exited, kills whatever is left of;
 // if mpirun itself is killed, the kernel kills every rank (parent-death

@@ -30,7 +30,8 @@ func baseEnv(environ []string, xs []envVar) []string {
 	return env
 }
 
-// launchEnv is the DSMEXEC_* contract (DESIGN.md) for one rank.
+// launchEnv is the DSMEXEC_* launch environment of one rank (README:
+// "Environment"; rank.Init reads it).
 func launchEnv(base []string, rank, size int, master, token, host string, dsmSize int64) []string {
 	env := make([]string, len(base), len(base)+len(launchVars))
 	copy(env, base)

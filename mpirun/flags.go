@@ -2,12 +2,9 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,35 +15,64 @@ import (
 
 // config is a parsed command line.
 type config struct {
-	np          int
-	machinefile string
-	hostList    string // -host
-	sshAlways   bool
-	acceptNew   bool
-	noCopy      bool
-	sshTimeout  time.Duration // 0: ConnectTimeout from ~/.ssh/config, else remote.DefaultTimeout
-	env         []envVar      // from -x, in order
-	dsmSize     int64
-	timeout     time.Duration
-	grace       time.Duration
-	rdvTimeout  time.Duration
-	tagOutput   bool
-	outputDir   string
-	summary     bool
-	format      string // table, csv, json
-	reportFile  string
-	verbose     bool
+	np            int // total, over every app
+	machinefile   string
+	hostList      string // -host
+	ppn           int    // -ppn/-N/--npernode: ranks per host; 0 = the slots
+	sshAlways     bool
+	acceptNew     bool
+	noCopy        bool
+	sshTimeout    time.Duration // 0: ConnectTimeout from ~/.ssh/config, else remote.DefaultTimeout
+	genv          []envVar      // -genv (and -x of a single program): every rank
+	dsmSize       int64
+	timeout       time.Duration
+	grace         time.Duration
+	rdvTimeout    time.Duration
+	tagOutput     bool
+	timestamps    bool   // --timestamp-output
+	wdir          string // -wdir, absolute; "" = mpirun's (remote: the login directory)
+	oversubscribe bool
+	outputDir     string
+	summary       bool
+	summaryOff    bool   // -summary=false given: no table even if ranks reported values
+	format        string // table, csv, json
+	reportFile    string
+	verbose       bool
+	version       bool
 
-	program string // as given
-	path    string // resolved, absolute
-	args    []string
-	// pathNotLocal: -no-copy with an absolute path that does not exist
-	// here; it is used as given on the (all remote) hosts.
-	pathNotLocal bool
+	// apps are the programs of the job: one, or several with MPMD's colon
+	// syntax, ranks numbered in order.
+	apps []*app
+	// path is the first app's program (for messages).
+	path string
 
 	plan *plan // where each rank runs
 
 	warnings []string
+}
+
+// app is one program of the job and its ranks.
+type app struct {
+	np      int
+	npSet   bool
+	first   int    // its first rank
+	program string // as given
+	path    string // resolved, absolute
+	args    []string
+	env     []envVar // its own -x (MPMD)
+	// pathNotLocal: -no-copy with an absolute path that does not exist
+	// here; it is used as given on the (all remote) hosts.
+	pathNotLocal bool
+}
+
+// appOf returns the app rank r runs.
+func (c *config) appOf(r int) *app {
+	for i := len(c.apps) - 1; i > 0; i-- {
+		if r >= c.apps[i].first {
+			return c.apps[i]
+		}
+	}
+	return c.apps[0]
 }
 
 // envVar is one -x: set name=value, or forward mpirun's own value.
@@ -59,8 +85,6 @@ type envVar struct {
 var launchVars = []string{"DSMEXEC_RANK", "DSMEXEC_SIZE", "DSMEXEC_MASTER", "DSMEXEC_TOKEN", "DSMEXEC_HOST", "DSMEXEC_DSM_SIZE"}
 
 const defaultDSMSize = 64 << 20
-
-var errHelp = &cliError{msg: "help"}
 
 type npValue struct {
 	n   *int
@@ -135,106 +159,6 @@ func (v sizeValue) Set(s string) error {
 	}
 	*v.n = n
 	return nil
-}
-
-// parseArgs parses the command line and checks the program; nothing has
-// been started when it returns an error.
-func parseArgs(args []string) (*config, *cliError) {
-	cfg := &config{dsmSize: defaultDSMSize, format: "table"}
-	fs := flag.NewFlagSet("mpirun", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	var npSet bool
-	fs.Var(npValue{&cfg.np, &npSet}, "np", "")
-	fs.Var(npValue{&cfg.np, &npSet}, "n", "")
-	fs.StringVar(&cfg.machinefile, "machinefile", "", "")
-	fs.StringVar(&cfg.machinefile, "hostfile", "", "")
-	fs.StringVar(&cfg.hostList, "host", "", "")
-	fs.BoolVar(&cfg.sshAlways, "ssh-always", false, "")
-	fs.BoolVar(&cfg.acceptNew, "ssh-accept-new", false, "")
-	fs.BoolVar(&cfg.noCopy, "no-copy", false, "")
-	fs.DurationVar(&cfg.sshTimeout, "ssh-timeout", 0, "")
-	fs.Var(envList{&cfg.env}, "x", "")
-	fs.Var(sizeValue{&cfg.dsmSize}, "dsm-size", "")
-	fs.DurationVar(&cfg.timeout, "timeout", 0, "")
-	fs.DurationVar(&cfg.grace, "grace", time.Second, "")
-	fs.DurationVar(&cfg.rdvTimeout, "rendezvous-timeout", 30*time.Second, "")
-	fs.BoolVar(&cfg.tagOutput, "tag-output", true, "")
-	fs.StringVar(&cfg.outputDir, "output-dir", "", "")
-	fs.BoolVar(&cfg.summary, "summary", false, "")
-	fs.StringVar(&cfg.format, "report-format", "table", "")
-	fs.StringVar(&cfg.reportFile, "report-file", "", "")
-	fs.BoolVar(&cfg.verbose, "v", false, "")
-	help := "run 'mpirun -h' for the options"
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errHelp
-		}
-		return nil, usageErr(help, "%s", err)
-	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "report-format" || f.Name == "report-file" {
-			cfg.summary = true
-		}
-	})
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return nil, usageErr("name the program to run, e.g. mpirun -np 4 ./hello; "+help, "no program given")
-	}
-	cfg.program, cfg.args = rest[0], rest[1:]
-
-	switch {
-	case !npSet:
-		cfg.np = 1
-	case cfg.np < 1:
-		return nil, usageErr("a job needs at least one rank: -np 1 or more", "-np %d: the number of ranks must be at least 1", cfg.np)
-	}
-	if cfg.timeout < 0 || cfg.grace < 0 || cfg.rdvTimeout <= 0 || cfg.sshTimeout < 0 {
-		return nil, usageErr("durations look like 500ms, 30s, 2m", "negative or zero duration: -timeout %v, -grace %v, -rendezvous-timeout %v, -ssh-timeout %v", cfg.timeout, cfg.grace, cfg.rdvTimeout, cfg.sshTimeout)
-	}
-	switch cfg.format {
-	case "table", "csv", "json":
-	default:
-		return nil, usageErr("use -report-format=table, csv or json", "unknown report format %q", cfg.format)
-	}
-	for _, e := range cfg.env {
-		if e.unset {
-			cfg.warnings = append(cfg.warnings, fmt.Sprintf("-x %s: %s is not set in mpirun's environment; not passed on", e.name, e.name))
-		}
-	}
-	hf, cerr := readHosts(cfg)
-	if cerr != nil {
-		return nil, cerr
-	}
-	if hf != nil {
-		cfg.warnings = append(cfg.warnings, hf.Warnings...)
-		if !npSet {
-			// Open MPI's rule: without -np, one rank per slot.
-			cfg.np = 0
-			for _, e := range hf.Entries {
-				cfg.np += e.Slots
-			}
-		}
-	}
-	p, warning, cerr := makePlan(hf, cfg.np, cfg.sshAlways)
-	if cerr != nil {
-		return nil, cerr
-	}
-	if warning != "" {
-		cfg.warnings = append(cfg.warnings, warning)
-	}
-	cfg.plan = p
-	path, cerr := resolveProgram(cfg.program)
-	if cerr != nil {
-		// -no-copy with an absolute path: the program needs to exist on
-		// the hosts, not here, unless a rank runs here.
-		if !cfg.noCopy || !filepath.IsAbs(cfg.program) || p.anyLocal() {
-			return nil, cerr
-		}
-		path, cfg.pathNotLocal = cfg.program, true
-	}
-	cfg.path = path
-	return cfg, nil
 }
 
 // readHosts reads the -machinefile or the -host list; nil without either.

@@ -104,7 +104,7 @@ func makePlan(hf *hostfile.File, np int, sshAlways bool) (*plan, string, *cliErr
 		}
 	}
 	if warning != "" {
-		warning = fmt.Sprintf("%s: %s (allowed, as with Open MPI's --oversubscribe; ranks share CPUs)", hf.Name, warning)
+		warning = fmt.Sprintf("%s: %s (allowed, as with Open MPI's --oversubscribe, which silences this; ranks share CPUs)", hf.Name, warning)
 	}
 	return p, warning, nil
 }

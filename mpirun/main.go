@@ -8,17 +8,35 @@ import (
 	"github.com/dsmexec/dsmexec/internal/remote"
 )
 
+// shortUsage is printed when mpirun is run without arguments.
+const shortUsage = `usage: mpirun [options] program [args...]
+       mpirun [options] -np N program [args...] : -np M program2 [args...]
+e.g.   mpirun -np 4 ./hello
+'mpirun -h' lists the options.
+`
+
 const usageText = `usage: mpirun [options] program [args...]
+       mpirun [options] -np N program [args...] : -np M program2 [args...]
 
 Starts N copies ("ranks") of program as one dsmexec job. Options stop at the
-program name; everything after it is passed to the program.
+program name; everything after it is passed to the program. MPMD: parts
+separated by ':' each name a program with its own -np (default 1), -x and
+arguments; ranks are numbered in order, the first part's first. Options of
+the whole job go in the first part.
 
-options:
+options (Open MPI's and MPICH's spellings are accepted where shown):
   -np N, -n N              number of ranks (default 1)
-  -machinefile FILE        hosts to run on, one per line (also -hostfile);
-                           without it (and -host) every rank runs on this
-                           machine; with it, -np defaults to the total slots
+  -machinefile FILE        hosts to run on, one per line (also -hostfile,
+                           -f); without it (and -host) every rank runs on
+                           this machine; with it, -np defaults to the total
+                           slots
   -host LIST               the hosts as a list instead: node1:2,alice@node2
+                           (also -hosts, -H)
+  -ppn N                   N ranks per host, whatever the slots say (also
+                           -N, --npernode); -np defaults to N per host
+  -wdir DIR                working directory of every rank, here and on the
+                           hosts (default: mpirun's here, the login
+                           directory on other hosts)
   -ssh-always              start even this machine's ranks over SSH
   -ssh-accept-new          add the keys of hosts missing from
                            ~/.ssh/known_hosts (OpenSSH's accept-new); a
@@ -28,27 +46,40 @@ options:
   -no-copy                 run the program at its path on every host instead
                            of copying it into the hosts' cache
   -x NAME[=VALUE]          set NAME for every rank, or forward mpirun's own
-                           NAME; repeatable
+                           NAME; repeatable; in an MPMD part, for that
+                           part's ranks
+  -genv NAME VALUE         set NAME for every rank (MPICH; also NAME=VALUE)
   -dsm-size SIZE           size of the shared region: bytes, or with a K, M,
                            G (KiB, MiB, GiB) suffix (default 64MiB)
-  -timeout D               stop the job after D (e.g. 90s, 5m) and exit 124;
-                           0 means never (default 0)
+  -timeout D               stop the job after D (90s, 5m, or seconds: 60)
+                           and exit 124; 0 means never (default 0)
   -grace D                 time between SIGTERM and SIGKILL when the job is
                            stopped (default 1s)
   -rendezvous-timeout D    time for every rank to report to mpirun's master
                            (default 30s); not enforced when no rank ever
                            reports (a program that does not use dsmexec)
   -tag-output              prefix every output line with "[rank N] "
-                           (default true; -tag-output=false turns it off)
+                           (default true; -tag-output=false turns it off;
+                           -l and -prepend-rank are accepted)
+  --timestamp-output       prefix every output line with the time since the
+                           start, "[+1.250s] "
+  --oversubscribe          accepted; more ranks than slots is allowed anyway,
+                           and this flag silences the warning
   -output-dir D            also write D/rank.N.out and D/rank.N.err
   -summary                 print a table per rank at the end: host, pid,
                            exit status, wall and CPU time, max RSS, DSM
-                           counters and the values ranks reported
+                           counters and the values ranks reported (shown
+                           anyway when ranks reported values, unless
+                           -summary=false)
   -report-format F         table, csv or json (implies -summary)
   -report-file FILE        write the summary to FILE instead of stderr
   -v                       explain what mpirun does (placement, master
                            address, fault backend, ...)
+  --version                print mpirun's version and Go's
   -h                       show this help
+
+Open MPI and MPICH options dsmexec does not have (--map-by, --bind-to,
+--mca, ...) are refused with a hint, never ignored.
 
 machine file: one host per line; # starts a comment. Each line is
   [user@]host[:SLOTS] [slots=N] [max_slots=N] [user=U] [port=P]
@@ -69,6 +100,7 @@ examples:
   mpirun -np 2 -x OMP_NUM_THREADS=1 -summary -output-dir out ./matmul 512
   mpirun -np 8 -machinefile hosts ./matmul 512
   mpirun -host node1:2,node2:2 ./hello
+  mpirun -np 1 ./master : -np 4 ./worker
 `
 
 // agentFlag runs mpirun as the agent of a remote host (internal/remote):
@@ -129,15 +161,22 @@ func report(stderr io.Writer, e *cliError) int {
 
 func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 	cfg, cerr := parseArgs(args)
-	if cerr != nil {
-		if cerr == errHelp {
-			io.WriteString(stdout, usageText)
-			return 0
-		}
+	switch cerr {
+	case nil:
+	case errHelp:
+		io.WriteString(stdout, usageText)
+		return 0
+	case errVersion:
+		io.WriteString(stdout, versionText())
+		return 0
+	case errNoArgs:
+		io.WriteString(stderr, shortUsage)
+		return 2
+	default:
 		return report(stderr, cerr)
 	}
 	for _, w := range cfg.warnings {
 		fmt.Fprintf(stderr, "mpirun: warning: %s\n", w)
 	}
-	return runJob(cfg, stdin, stdout, stderr)
+	return startJob(cfg, stdin, stdout, stderr)
 }

@@ -743,15 +743,16 @@ func TestRendezvousReports(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stderr[i:]), &s); err != nil {
 		t.Fatalf("json: %v\n%s", err, r.stderr[i:])
 	}
-	if strings.Join(s.DSMColumns, ",") != "faults,bytes_in" || strings.Join(s.Columns, ",") != "answer,only_one" {
+	if strings.Join(s.DSMColumns, ",") != "faults,bytes_in,zero,mean_seconds" || strings.Join(s.Columns, ",") != "answer,time,only_one" {
 		t.Errorf("columns %q %q", s.DSMColumns, s.Columns)
 	}
 	for rk, row := range s.Ranks {
-		if row.Backend != "testbackend" || row.DSM["faults"] != strconv.Itoa(10*rk) || row.Values["answer"] != strconv.Itoa(40+rk) {
+		// Raw numbers: JSON numbers decode as float64 into any.
+		if row.Backend != "testbackend" || row.DSM["faults"] != float64(10*rk) || row.DSM["bytes_in"] != float64(4096) || row.Values["answer"] != float64(40+rk) || row.Values["time"] != 0.000395 {
 			t.Errorf("rank %d: %+v", rk, row)
 		}
 	}
-	if s.Ranks[1].Values["only_one"] != "yes" || s.Ranks[0].Values["only_one"] != "" {
+	if s.Ranks[1].Values["only_one"] != "yes" || s.Ranks[0].Values["only_one"] != nil {
 		t.Errorf("only_one: %q %q", s.Ranks[0].Values, s.Ranks[1].Values)
 	}
 }

@@ -7,101 +7,194 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
-
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/tw"
 
 	"github.com/dsmexec/dsmexec/internal/proc"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
 )
 
 // summaryRow is one rank's line of the -summary report; its JSON form is
-// the -report-format=json element.
+// an element of the -report-format=json "ranks" (README: "Reports").
 type summaryRow struct {
-	Rank        int               `json:"rank"`
-	Host        string            `json:"host"`
-	Started     bool              `json:"started"`
-	Pid         int               `json:"pid,omitempty"`
-	ExitCode    int               `json:"exit_code"` // -1 if killed by a signal or never started
-	Signal      string            `json:"signal,omitempty"`
-	Status      int               `json:"status"` // exit code, or 128+signal
-	WallSeconds float64           `json:"wall_seconds"`
-	UserSeconds float64           `json:"user_seconds"`
-	SysSeconds  float64           `json:"sys_seconds"`
-	MaxRSSBytes int64             `json:"max_rss_bytes"`
-	Backend     string            `json:"backend,omitempty"`
-	DSM         map[string]string `json:"dsm,omitempty"`
-	Values      map[string]string `json:"values,omitempty"`
+	Rank        int            `json:"rank"`
+	Host        string         `json:"host"`
+	Started     bool           `json:"started"`
+	Pid         int            `json:"pid,omitempty"`
+	ExitCode    int            `json:"exit_code"` // -1 if killed by a signal or never started
+	Signal      string         `json:"signal,omitempty"`
+	Status      int            `json:"status"` // exit code, or 128+signal
+	WallSeconds float64        `json:"wall_seconds"`
+	UserSeconds float64        `json:"user_seconds"`
+	SysSeconds  float64        `json:"sys_seconds"`
+	MaxRSSBytes int64          `json:"max_rss_bytes"`
+	Backend     string         `json:"backend,omitempty"`
+	DSM         map[string]any `json:"dsm,omitempty"`    // raw: counts and bytes as integers, times in seconds
+	Values      map[string]any `json:"values,omitempty"` // what the rank reported: numbers as numbers, durations in seconds
+
+	dsmText map[string]string // the DSM counters as the table shows them
+	valText map[string]string
 }
 
 type summary struct {
-	DSMColumns []string     `json:"dsm_columns"` // order of the DSM counters
-	Columns    []string     `json:"columns"`     // order of the values ranks reported
+	Backend    string       `json:"backend,omitempty"` // the DSM fault backend(s)
+	DSMColumns []string     `json:"dsm_columns"`       // order of the raw DSM counters
+	Columns    []string     `json:"columns"`           // order of the values ranks reported
 	Ranks      []summaryRow `json:"ranks"`
+
+	dsmShown []string // the table's DSM columns
 }
 
-func (j *job) summary(reps []rendezvous.Report) summary {
-	var s summary
-	seenDSM, seenCol := map[string]bool{}, map[string]bool{}
-	for _, r := range reps {
-		for _, c := range r.Stats.Columns {
-			if !seenDSM[c] {
-				seenDSM[c] = true
-				s.DSMColumns = append(s.DSMColumns, c)
-			}
-		}
-		for c := range r.Stats.DSM { // counters without a declared order go last
-			if !seenDSM[c] {
-				seenDSM[c] = true
-				s.DSMColumns = append(s.DSMColumns, c)
-			}
-		}
-		for _, c := range r.Columns {
-			if !seenCol[c] {
-				seenCol[c] = true
-				s.Columns = append(s.Columns, c)
-			}
+// orderedKeys collects names in first-seen order.
+type orderedKeys struct {
+	seen map[string]bool
+	list []string
+}
+
+func (o *orderedKeys) add(names ...string) {
+	if o.seen == nil {
+		o.seen = map[string]bool{}
+	}
+	for _, n := range names {
+		if !o.seen[n] {
+			o.seen[n] = true
+			o.list = append(o.list, n)
 		}
 	}
-	for _, rs := range j.ranks {
-		row := summaryRow{Rank: rs.rank, Host: rs.host, Started: rs.t != nil, ExitCode: -1}
-		if rs.t != nil {
-			e := rs.exit
-			row.Pid = rs.t.Pid()
-			row.ExitCode = e.Code
-			if e.Signal != 0 {
-				row.Signal = proc.SignalName(e.Signal)
-			}
-			row.Status = e.Status()
-			row.WallSeconds = e.Wall.Seconds()
-			row.UserSeconds = e.User.Seconds()
-			row.SysSeconds = e.Sys.Seconds()
-			row.MaxRSSBytes = e.MaxRSS
-		}
-		if rs.rank < len(reps) {
-			rep := reps[rs.rank]
+}
+
+func (d *driver) summary(reps []rendezvous.Report) summary {
+	s := summary{Backend: backends(reps)}
+	var raw, shown, cols orderedKeys
+	for _, rep := range reps {
+		raw.add(rep.Stats.RawColumns...)
+	}
+	for r := range d.exits {
+		row := d.summaryRow(r)
+		if r < len(reps) {
+			rep := reps[r]
 			row.Backend = rep.Stats.Backend
-			if len(rep.Stats.DSM) > 0 {
-				row.DSM = rep.Stats.DSM
-			}
-			if len(rep.Values) > 0 {
-				row.Values = rep.Values
+			row.dsmText, row.valText = rep.Stats.DSM, rep.Values
+			shown.add(rep.Stats.Columns...)
+			shown.add(sortedKeys(rep.Stats.DSM)...) // counters without a declared order go last
+			cols.add(rep.Columns...)
+			row.DSM = rawDSM(rep.Stats)
+			raw.add(sortedKeys(row.DSM)...)
+			for c, v := range rep.Values {
+				if row.Values == nil {
+					row.Values = map[string]any{}
+				}
+				row.Values[c] = rawValue(v)
 			}
 		}
 		s.Ranks = append(s.Ranks, row)
 	}
+	s.DSMColumns, s.Columns = raw.list, cols.list
+	for _, c := range shown.list {
+		if !allZero(s.Ranks, c) {
+			s.dsmShown = append(s.dsmShown, c)
+		}
+	}
 	return s
+}
+
+func (d *driver) summaryRow(r int) summaryRow {
+	row := summaryRow{Rank: r, Host: d.cfg.plan.host(r).name, Started: d.started[r], ExitCode: -1}
+	if d.started[r] {
+		e := d.exits[r]
+		row.Pid = e.Pid
+		row.ExitCode = e.Code
+		if e.Signal != 0 {
+			row.Signal = proc.SignalName(e.Signal)
+		}
+		row.Status = e.Status()
+		row.WallSeconds = e.Wall.Seconds()
+		row.UserSeconds = e.User.Seconds()
+		row.SysSeconds = e.Sys.Seconds()
+		row.MaxRSSBytes = e.MaxRSS
+	}
+	return row
+}
+
+// rawDSM is a rank's DSM counters as numbers: as the rank sent them, or
+// (from a rank that sent only the display strings) parsed from those.
+func rawDSM(st rendezvous.Stats) map[string]any {
+	if len(st.Raw) == 0 && len(st.DSM) == 0 {
+		return nil
+	}
+	m := map[string]any{}
+	for k, v := range st.Raw {
+		m[k] = number(v)
+	}
+	if len(st.Raw) == 0 {
+		for k, v := range st.DSM {
+			m[k] = rawValue(v)
+		}
+	}
+	return m
+}
+
+// number is v as an integer when it is one (JSON and CSV then show no
+// fraction), else v.
+func number(v float64) any {
+	if v == float64(int64(v)) {
+		return int64(v)
+	}
+	return v
+}
+
+// rawValue turns a display string into a number where it is one: an
+// integer, a float, a duration (seconds) or a size (bytes); else the
+// string.
+func rawValue(s string) any {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return f
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return d.Seconds()
+	}
+	if m := sizeRx.FindStringSubmatch(s); m != nil {
+		f, _ := strconv.ParseFloat(m[1], 64)
+		return int64(f * float64(int64(1)<<(10*strings.Index("_KMG", m[2]))))
+	}
+	return s
+}
+
+// sizeRx matches sizes as the DSM counters show them: 4.0KiB, 12 B.
+var sizeRx = regexp.MustCompile(`^(\d+(?:\.\d+)?) ?([KMG]?)(?:i?B)$`)
+
+func sortedKeys[V any](m map[string]V) []string {
+	var k []string
+	for n := range m {
+		k = append(k, n)
+	}
+	slices.Sort(k)
+	return k
+}
+
+// allZero reports whether DSM column c shows nothing but zeros.
+func allZero(rows []summaryRow, c string) bool {
+	for _, r := range rows {
+		if v := r.dsmText[c]; strings.ContainsAny(v, "123456789") {
+			return false
+		}
+	}
+	return true
 }
 
 // writeSummary prints the -summary report to -report-file or stderr, in
 // one write.
-func (j *job) writeSummary(reps []rendezvous.Report, stderr io.Writer) error {
-	s := j.summary(reps)
+func (d *driver) writeSummary(reps []rendezvous.Report, stderr *os.File) error {
+	s := d.summary(reps)
 	var buf bytes.Buffer
 	var err error
-	switch j.cfg.format {
+	switch d.cfg.format {
 	case "json":
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
@@ -109,23 +202,28 @@ func (j *job) writeSummary(reps []rendezvous.Report, stderr io.Writer) error {
 	case "csv":
 		err = s.writeCSV(&buf)
 	default:
-		err = s.writeTable(&buf)
+		width := 0
+		if d.cfg.reportFile == "" {
+			width = termWidth(stderr)
+		}
+		err = s.writeTable(&buf, width)
 	}
 	if err != nil {
 		return err
 	}
-	if j.cfg.reportFile != "" {
-		return os.WriteFile(j.cfg.reportFile, buf.Bytes(), 0o644)
+	if d.cfg.reportFile != "" {
+		return os.WriteFile(d.cfg.reportFile, buf.Bytes(), 0o644)
 	}
 	_, err = stderr.Write(buf.Bytes())
 	return err
 }
 
+// csvHeader is the first columns of -report-format=csv (README: "Reports").
+var csvHeader = []string{"rank", "host", "pid", "exit_code", "signal", "status", "wall_seconds", "user_seconds", "sys_seconds", "max_rss_bytes", "backend"}
+
 func (s summary) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	head := []string{"rank", "host", "pid", "exit_code", "signal", "status", "wall_seconds", "user_seconds", "sys_seconds", "max_rss_bytes", "backend"}
-	head = append(head, s.DSMColumns...)
-	head = append(head, s.Columns...)
+	head := append(append(append([]string(nil), csvHeader...), s.DSMColumns...), s.Columns...)
 	cw.Write(head)
 	for _, r := range s.Ranks {
 		pid := ""
@@ -137,10 +235,10 @@ func (s summary) writeCSV(w io.Writer) error {
 			ftoa(r.WallSeconds), ftoa(r.UserSeconds), ftoa(r.SysSeconds), strconv.FormatInt(r.MaxRSSBytes, 10), r.Backend,
 		}
 		for _, c := range s.DSMColumns {
-			rec = append(rec, r.DSM[c])
+			rec = append(rec, csvCell(r.DSM[c]))
 		}
 		for _, c := range s.Columns {
-			rec = append(rec, r.Values[c])
+			rec = append(rec, csvCell(r.Values[c]))
 		}
 		cw.Write(rec)
 	}
@@ -148,74 +246,14 @@ func (s summary) writeCSV(w io.Writer) error {
 	return cw.Error()
 }
 
+func csvCell(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
+
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', 6, 64) }
-
-func (s summary) writeTable(w io.Writer) error {
-	t := tablewriter.NewTable(w,
-		tablewriter.WithHeaderAutoFormat(tw.Off), // keep the ranks' column names as they wrote them
-		tablewriter.WithRowAlignment(tw.AlignRight),
-	)
-	head := []any{"RANK", "HOST", "PID", "EXIT", "WALL", "CPU", "MAX RSS"}
-	for _, c := range s.DSMColumns {
-		head = append(head, c)
-	}
-	for _, c := range s.Columns {
-		head = append(head, c)
-	}
-	t.Header(head...)
-	for _, r := range s.Ranks {
-		row := []string{strconv.Itoa(r.Rank), r.Host, "-", "not started", "-", "-", "-"}
-		if r.Started {
-			exit := strconv.Itoa(r.ExitCode)
-			if r.Signal != "" {
-				exit = r.Signal
-			}
-			row = []string{
-				strconv.Itoa(r.Rank), r.Host, strconv.Itoa(r.Pid), exit,
-				roundDur(r.WallSeconds), roundDur(r.UserSeconds + r.SysSeconds), bytesString(r.MaxRSSBytes),
-			}
-		}
-		for _, c := range s.DSMColumns {
-			row = append(row, orDash(r.DSM[c]))
-		}
-		for _, c := range s.Columns {
-			row = append(row, orDash(r.Values[c]))
-		}
-		if err := t.Append(row); err != nil {
-			return err
-		}
-	}
-	return t.Render()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func roundDur(sec float64) string {
-	d := time.Duration(sec * float64(time.Second))
-	switch {
-	case d >= time.Second:
-		d = d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		d = d.Round(10 * time.Microsecond)
-	default:
-		d = d.Round(time.Microsecond)
-	}
-	return d.String()
-}
-
-func bytesString(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}

@@ -45,17 +45,26 @@ type sshLauncher struct {
 	hosts  map[*hostPlan]*remoteHost
 	order  []*remoteHost
 	cancel context.CancelFunc // of the set-up context, which the agents' sessions live in
+
+	mu     sync.Mutex
+	giveUp *time.Timer // after SIGKILL: abandon hosts that do not answer
+	closed bool
 }
+
+// abortAfter is how long after SIGKILL mpirun waits for remote exits.
+const abortAfter = 5 * time.Second
 
 // remoteHost is one connected host.
 type remoteHost struct {
-	plan     *hostPlan
-	h        *remote.Host
-	agent    *remote.Agent // nil until set up
-	progPath string        // the program on that host
-	localIP  net.IP        // our address on the connection: the host reaches us there
-	exits    chan proc.Exit
-	dispatch chan struct{} // closed when the dispatcher has delivered every Exit
+	plan  *hostPlan
+	h     *remote.Host
+	agent *remote.Agent // nil until set up
+	// progPaths: each program of the job (its path here → its path on
+	// that host)
+	progPaths map[string]string
+	localIP   net.IP // our address on the connection: the host reaches us there
+	exits     chan proc.Exit
+	dispatch  chan struct{} // closed when the dispatcher has delivered every Exit
 
 	mu    sync.Mutex
 	tasks map[int]*remoteTask
@@ -74,13 +83,48 @@ func newSSHLauncher(cfg *config, out *output.Writer, stderr *os.File, vlogf func
 	return &sshLauncher{cfg: cfg, out: out, vlogf: vlogf, prog: newProgress(stderr), hosts: map[*hostPlan]*remoteHost{}}
 }
 
-func (l *sshLauncher) Name() string { return "ssh" }
-
 // connect dials every host in parallel, then on each (in parallel) checks
 // that the program can run there, installs the agent and the program in the
 // host's cache and starts the agent, whose lines go to lines. Either every
 // host is ready, or the failures are returned (and nothing is left open).
 func (l *sshLauncher) connect(ctx context.Context, plans []*hostPlan, lines chan<- proc.Line) []hostFailure {
+	if fails := l.dial(ctx, plans); len(fails) > 0 {
+		l.Close()
+		return fails
+	}
+	self, err := os.Executable()
+	if err != nil {
+		l.Close()
+		return []hostFailure{{host: plans[0], err: fmt.Errorf("find mpirun's own executable, to install it as the agent: %w", err)}}
+	}
+	start := time.Now()
+	setupErrs := make([]error, len(l.order))
+	var wg sync.WaitGroup
+	for i, rh := range l.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			setupErrs[i] = l.setup(ctx, rh, self, lines)
+		}()
+	}
+	wg.Wait()
+	l.prog.finish()
+	var fails []hostFailure
+	for i, err := range setupErrs {
+		if err != nil {
+			fails = append(fails, hostFailure{host: l.order[i].plan, err: err, hint: setupHint(err, l.order[i])})
+		}
+	}
+	if len(fails) > 0 {
+		l.Close()
+		return fails
+	}
+	l.vlogf("set up %d host%s in %v", len(l.order), plural(len(l.order)), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// dial connects to every host at once.
+func (l *sshLauncher) dial(ctx context.Context, plans []*hostPlan) []hostFailure {
 	opts := remote.Options{
 		AcceptNew: l.cfg.acceptNew,
 		Timeout:   l.cfg.sshTimeout,
@@ -111,48 +155,19 @@ func (l *sshLauncher) connect(ctx context.Context, plans []*hostPlan, lines chan
 		l.order = append(l.order, rh)
 		l.vlogf("%s: connected to %s as %s (from %s)", hp.name, h.Addr(), h.User, rh.localIP)
 	}
-	if len(fails) > 0 {
-		l.Close()
-		return fails
+	if len(fails) == 0 {
+		l.vlogf("connected to %d host%s in %v", len(plans), plural(len(plans)), time.Since(start).Round(time.Millisecond))
 	}
-	l.vlogf("connected to %d host%s in %v", len(plans), plural(len(plans)), time.Since(start).Round(time.Millisecond))
-
-	self, err := os.Executable()
-	if err != nil {
-		l.Close()
-		return []hostFailure{{host: plans[0], err: fmt.Errorf("find mpirun's own executable, to install it as the agent: %w", err)}}
-	}
-	start = time.Now()
-	setupErrs := make([]error, len(l.order))
-	var wg sync.WaitGroup
-	for i, rh := range l.order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			setupErrs[i] = l.setup(ctx, rh, self, lines)
-		}()
-	}
-	wg.Wait()
-	l.prog.finish()
-	for i, err := range setupErrs {
-		if err != nil {
-			fails = append(fails, hostFailure{host: l.order[i].plan, err: err, hint: setupHint(err, l.order[i])})
-		}
-	}
-	if len(fails) > 0 {
-		l.Close()
-		return fails
-	}
-	l.vlogf("set up %d host%s in %v", len(l.order), plural(len(l.order)), time.Since(start).Round(time.Millisecond))
-	return nil
+	return fails
 }
 
 // setup prepares one connected host and starts its agent.
 func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, lines chan<- proc.Line) error {
-	name := rh.plan.name
-	if !l.cfg.pathNotLocal {
-		if err := rh.h.CheckRunnable(ctx, l.cfg.path); err != nil {
-			return err
+	for _, a := range l.cfg.programs() {
+		if !a.pathNotLocal {
+			if err := rh.h.CheckRunnable(ctx, a.path); err != nil {
+				return err
+			}
 		}
 	}
 	if err := rh.h.CheckRunnable(ctx, self); err != nil {
@@ -162,11 +177,15 @@ func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, li
 	if err != nil {
 		return err
 	}
-	if l.cfg.noCopy {
-		rh.progPath = l.cfg.path
-		l.vlogf("%s: -no-copy: running %s as it is there", name, rh.progPath)
-	} else if rh.progPath, err = l.install(ctx, rh, l.cfg.path, filepath.Base(l.cfg.path)); err != nil {
-		return err
+	rh.progPaths = map[string]string{}
+	for _, a := range l.cfg.programs() {
+		path := a.path
+		if l.cfg.noCopy {
+			l.vlogf("%s: -no-copy: running %s as it is there", rh.plan.name, path)
+		} else if path, err = l.install(ctx, rh, a.path, filepath.Base(a.path)); err != nil {
+			return err
+		}
+		rh.progPaths[a.path] = path
 	}
 	a, err := rh.h.StartAgent(ctx, []string{agentPath, "-agent"}, lines, rh.exits)
 	if err != nil {
@@ -176,7 +195,7 @@ func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, li
 	a.StartPings(agentPing, agentIdle)
 	go rh.dispatchExits()
 	hello := a.Hello()
-	l.vlogf("%s: agent running, pid %d on %s (%s)", name, hello.Pid, hello.Hostname, hello.GOARCH)
+	l.vlogf("%s: agent running, pid %d on %s (%s)", rh.plan.name, hello.Pid, hello.Hostname, hello.GOARCH)
 	return nil
 }
 
@@ -230,10 +249,11 @@ func (l *sshLauncher) localIPs() []net.IP {
 	return ips
 }
 
-// Start asks the host's agent to start one rank: spec.Path is replaced by
+// Start asks the rank's host's agent to start it: spec.Path is replaced by
 // the program's path on the host, spec.Env is added to the agent's
 // environment (the remote login environment), spec.Stdin is forwarded.
-func (l *sshLauncher) Start(hp *hostPlan, spec proc.Spec, lines chan<- proc.Line) (task, error) {
+func (l *sshLauncher) Start(spec proc.Spec) (int, error) {
+	hp := l.cfg.plan.host(spec.Rank)
 	rh := l.hosts[hp]
 	if rh == nil || rh.agent == nil {
 		panic(fmt.Sprintf("mpirun: rank %d for host %s, which is not set up", spec.Rank, hp.name))
@@ -242,9 +262,9 @@ func (l *sshLauncher) Start(hp *hostPlan, spec proc.Spec, lines chan<- proc.Line
 	rh.mu.Lock()
 	rh.tasks[spec.Rank] = t
 	rh.mu.Unlock()
-	err := rh.agent.Start(remote.RankSpec{Rank: spec.Rank, Path: rh.progPath, Args: spec.Args, Env: spec.Env, Stdin: spec.Stdin != nil})
+	err := rh.agent.Start(remote.RankSpec{Rank: spec.Rank, Path: rh.progPaths[spec.Path], Args: spec.Args, Env: spec.Env, Dir: spec.Dir, Stdin: spec.Stdin != nil})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if spec.Stdin != nil {
 		go func() {
@@ -253,8 +273,77 @@ func (l *sshLauncher) Start(hp *hostPlan, spec proc.Spec, lines chan<- proc.Line
 			w.Close()
 		}()
 	}
-	return t, nil
+	return 0, nil
 }
+
+// Signal sends sig to every rank of the hosts running ranks: the agent
+// protocol signals all of a host's ranks at once. After SIGKILL, hosts that
+// have not reported all their ranks' exits within abortAfter are given up
+// on (keepalives would notice a dead one sooner): their connections are
+// closed, their ranks reported lost, and their agents stop them on their
+// own.
+func (l *sshLauncher) Signal(ranks []int, sig syscall.Signal) error {
+	sent := map[*remoteHost]bool{}
+	for _, r := range ranks {
+		rh := l.hosts[l.cfg.plan.host(r)]
+		if rh == nil || sent[rh] || rh.agent == nil {
+			continue
+		}
+		sent[rh] = true
+		// A failed send means the agent is gone: its ranks are then
+		// reported lost, which is what Wait tells.
+		rh.agent.Signal(sig)
+	}
+	if sig == syscall.SIGKILL {
+		l.mu.Lock()
+		if l.giveUp == nil && !l.closed {
+			l.giveUp = time.AfterFunc(abortAfter, l.abandon)
+		}
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// abandon closes the connections of hosts that still run ranks.
+func (l *sshLauncher) abandon() {
+	for _, rh := range l.order {
+		if rh.running() {
+			l.vlogf("%s did not report its ranks' exits %v after SIGKILL: closing the connection", rh.plan.name, abortAfter)
+			rh.h.Close()
+		}
+	}
+}
+
+// running reports whether a rank of the host has not reported its exit.
+func (rh *remoteHost) running() bool {
+	rh.mu.Lock()
+	defer rh.mu.Unlock()
+	for _, t := range rh.tasks {
+		select {
+		case <-t.done:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// Wait returns how the rank ended, as its host's agent reported it.
+func (l *sshLauncher) Wait(rank int) proc.Exit {
+	rh := l.hosts[l.cfg.plan.host(rank)]
+	rh.mu.Lock()
+	t := rh.tasks[rank]
+	rh.mu.Unlock()
+	<-t.done
+	return t.exit
+}
+
+// Lost says why the rank's host was lost.
+func (l *sshLauncher) Lost(rank int) (string, string) { return l.lostReason(l.cfg.plan.host(rank)) }
+
+// reach is the address the host reaches this machine at: our end of its
+// SSH connection.
+func (l *sshLauncher) reach(hp *hostPlan) net.IP { return l.hosts[hp].localIP }
 
 // dispatchExits hands each Exit the agent reports to its task.
 func (rh *remoteHost) dispatchExits() {
@@ -317,17 +406,15 @@ func (l *sshLauncher) lostReason(hp *hostPlan) (reason, hint string) {
 	return "the connection to it dropped", unreachable
 }
 
-// abort closes every connection at once: ranks whose exit was not reported
-// yet are reported lost, and the agents stop them when they notice.
-func (l *sshLauncher) abort() {
-	for _, rh := range l.order {
-		rh.h.Close()
-	}
-}
-
 // Close ends every agent (which stops whatever still runs there), waiting
 // at most agentWait for them, and closes the connections.
 func (l *sshLauncher) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	if l.giveUp != nil {
+		l.giveUp.Stop()
+	}
+	l.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, rh := range l.order {
 		wg.Add(1)
@@ -371,30 +458,3 @@ type remoteTask struct {
 	done chan struct{} // closed when exit is set
 	exit proc.Exit
 }
-
-func (t *remoteTask) Pid() int {
-	select {
-	case <-t.done:
-		return t.exit.Pid
-	default:
-	}
-	pid, _ := t.rh.agent.Pid(t.rank)
-	return pid
-}
-
-// Signal sends sig to every rank of the task's host: the agent protocol
-// signals all of a host's ranks at once (signalGroup lets the job send it
-// once per host).
-func (t *remoteTask) Signal(sig syscall.Signal) error {
-	// A failed send means the agent is gone: its ranks are then reported
-	// lost, which is what the caller learns from Wait.
-	t.rh.agent.Signal(sig)
-	return nil
-}
-
-func (t *remoteTask) Wait() proc.Exit {
-	<-t.done
-	return t.exit
-}
-
-func (t *remoteTask) signalGroup() any { return t.rh }

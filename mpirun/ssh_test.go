@@ -253,9 +253,7 @@ func TestSSHConnectErrors(t *testing.T) {
 			return nil
 		}, `node2: connect to tester@127\.0\.0\.1:\d+: WARNING: THE HOST KEY OF \[127\.0\.0\.1\]:\d+ HAS CHANGED`, "ssh-keygen -R"},
 		{"auth failed", func(t *testing.T, st *sshSetup) []string {
-			st.servers[1].mu.Lock()
-			st.servers[1].authorized = nil
-			st.servers[1].mu.Unlock()
+			st.servers[1].Authorize()
 			return nil
 		}, `node2: connect to tester@127\.0\.0\.1:\d+: the host accepted none of the 1 keys offered`, "ssh-copy-id"},
 		{"refused", func(t *testing.T, st *sshSetup) []string {
@@ -423,5 +421,42 @@ func TestSSHHello(t *testing.T) {
 	}
 	if len(seen) != 4 {
 		t.Errorf("ranks seen %v; stdout:\n%s", seen, r.stdout)
+	}
+}
+
+// TestSSHMPMD: an MPMD job over SSH; both programs are copied, the working
+// directory applies on the hosts too.
+func TestSSHMPMD(t *testing.T) {
+	st := sharedSSH(t)
+	w := worker(t)
+	wdir := t.TempDir() // the test's hosts share this machine's file system
+	r := st.run(t, "", "-host", "node1:2,node2:3", "-wdir", wdir, "-np", "1", "-x", "ROLE=master", rankprog, "whoami", "m1",
+		":", "-np", "4", "-x", "ROLE=worker", w, "whoami", "w1", "w 2")
+	if r.status != 0 {
+		t.Fatalf("status %d; stderr:\n%s", r.status, r.stderr)
+	}
+	checkMPMD(t, r.stdout)
+	if strings.Count(r.stdout, " dir="+wdir+" ") != 5 {
+		t.Errorf("-wdir not applied on the hosts:\n%s", r.stdout)
+	}
+	for _, want := range []string{"[rank 0@node1]", "[rank 1@node1]", "[rank 2@node2]", "[rank 4@node2]"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %s:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// TestSSHAbortAndBlame: Abort and the blame rule work for remote ranks: the
+// Abort and the failure reports come over the master connection, the exits
+// through the hosts' agents.
+func TestSSHAbortAndBlame(t *testing.T) {
+	st := sharedSSH(t)
+	r := st.run(t, "", "-host", "node1:1,node2:2", "-grace", "300ms", rdvprog, "abort", t.TempDir())
+	if r.status != 3 || !strings.Contains(r.stderr, "mpirun: rank 1 called Abort(3)\n") {
+		t.Errorf("abort: status %d, stderr:\n%s", r.status, r.stderr)
+	}
+	r = st.run(t, "", "-host", "node1:2,node2:2", rdvprog, "blame", t.TempDir())
+	if r.status != 137 || !regexp.MustCompile(`(?m)^mpirun: rank 1 \(pid \d+ on node1\) killed by signal SIGKILL$`).MatchString(r.stderr) {
+		t.Errorf("blame: status %d, stderr:\n%s", r.status, r.stderr)
 	}
 }

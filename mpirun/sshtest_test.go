@@ -7,26 +7,21 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	gliderssh "github.com/gliderlabs/ssh"
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/dsmexec/dsmexec/internal/sshtest"
 )
 
-// The SSH tests run mpirun against in-process SSH servers (gliderlabs/ssh
-// with the pkg/sftp server) on 127.0.0.1. Each server plays one host: it
+// The SSH tests run mpirun against in-process SSH servers (internal/sshtest:
+// gliderlabs/ssh with the pkg/sftp server) on 127.0.0.1. Each server plays one host: it
 // has its own host key and its own home directory (so its own cache), and
 // runs commands as this test's user through /bin/sh, the way sshd does.
 // Because the ranks run on this machine, loopback addresses work for them.
@@ -88,120 +83,24 @@ func sharedSSH(t *testing.T) *sshSetup {
 	return sharedSt
 }
 
-// sshServer is one in-process host.
+// sshServer is one in-process host (internal/sshtest).
 type sshServer struct {
-	name    string // its alias in the client's ~/.ssh/config: node1, ...
-	port    int
-	home    string
-	hostKey ssh.Signer
-	srv     *gliderssh.Server
-	ln      net.Listener
-	done    chan struct{}
-
-	mu         sync.Mutex
-	authorized []ssh.PublicKey
+	*sshtest.Server
+	name string // its alias in the client's ~/.ssh/config: node1, ...
+	port int
+	home string
 }
 
 func newSSHServer(t testEnv, name string, authorized ...ssh.PublicKey) *sshServer {
 	t.Helper()
-	s := &sshServer{name: name, home: t.TempDir(), hostKey: newSigner(t), authorized: authorized, done: make(chan struct{})}
-	s.srv = &gliderssh.Server{
-		Handler: s.exec,
-		PublicKeyHandler: func(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			for _, k := range s.authorized {
-				if gliderssh.KeysEqual(k, key) {
-					return true
-				}
-			}
-			return false
-		},
-		SubsystemHandlers: map[string]gliderssh.SubsystemHandler{
-			"sftp": func(sess gliderssh.Session) {
-				srv, err := sftp.NewServer(sess, sftp.WithServerWorkingDirectory(s.home))
-				if err != nil {
-					fmt.Fprintln(sess.Stderr(), err)
-					return
-				}
-				srv.Serve()
-				srv.Close()
-			},
-		},
-	}
-	s.srv.AddHostKey(s.hostKey)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.ln = ln
-	s.port = ln.Addr().(*net.TCPAddr).Port
-	go func() { s.srv.Serve(ln); close(s.done) }()
-	t.Cleanup(s.close)
-	return s
+	s := sshtest.NewServer(t, name, authorized...)
+	return &sshServer{Server: s, name: name, port: s.Port, home: s.Home}
 }
 
 // close stops the server and drops every connection: the host is gone.
-func (s *sshServer) close() {
-	s.srv.Close()
-	s.ln.Close() // in case Serve had not started yet: Close missed it
-	<-s.done
-}
+func (s *sshServer) close() { s.Close() }
 
-// exec runs a command like sshd: through a shell in the home directory,
-// with a login-like environment; its stdin closes when the client's does
-// or the connection ends.
-func (s *sshServer) exec(sess gliderssh.Session) {
-	cmd := exec.Command("/bin/sh", "-c", sess.RawCommand())
-	cmd.Dir = s.home
-	cmd.Env = []string{"HOME=" + s.home, "PATH=" + os.Getenv("PATH"), "SSH_TEST_HOST=" + s.name}
-	if v, ok := os.LookupEnv("GORACE"); ok { // see TestMain
-		cmd.Env = append(cmd.Env, "GORACE="+v)
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		sess.Exit(255)
-		return
-	}
-	cmd.Stdout = sess
-	cmd.Stderr = sess.Stderr()
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(sess.Stderr(), err)
-		sess.Exit(127)
-		return
-	}
-	go func() {
-		io.Copy(stdin, sess)
-		stdin.Close()
-	}()
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		sess.Exit(0)
-	case errors.As(err, &ee):
-		sess.Exit(ee.ExitCode() & 0xff)
-	default:
-		sess.Exit(255)
-	}
-}
-
-func (s *sshServer) knownHostsLine() string {
-	return knownhosts.Line([]string{fmt.Sprintf("127.0.0.1:%d", s.port)}, s.hostKey.PublicKey())
-}
-
-func newSigner(t testEnv) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func (s *sshServer) knownHostsLine() string { return s.KnownHostsLine() }
 
 // sshSetup is a client home (HOME for mpirun) and the hosts it knows.
 type sshSetup struct {

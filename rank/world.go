@@ -297,7 +297,7 @@ func (w *World) Finalize() error {
 		if w.mem != nil {
 			if w.master != nil {
 				st := w.mem.Stats()
-				w.master.Stats(rendezvous.Stats{Backend: w.mem.Backend(), DSM: st.Map(), Columns: dsm.StatColumns})
+				w.master.Stats(rendezvous.Stats{Backend: w.mem.Backend(), DSM: st.Map(), Columns: dsm.StatColumns, Raw: st.Raw(), RawColumns: dsm.RawColumns})
 			}
 			if err := w.mem.Close(); err != nil {
 				errs = append(errs, err)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/user"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -371,10 +373,17 @@ func Dial(ctx context.Context, t Target, opts Options) (*Host, error) {
 	agentSigners, fileSigners, closeAgent := collectSigners(r, &opts)
 	defer closeAgent()
 	signers := append(append([]ssh.Signer(nil), agentSigners...), fileSigners...)
+	// verified: the host key was accepted, so a handshake that fails
+	// after it failed in authentication (or the connection dropped).
+	var verified atomic.Bool
 	cfg := &ssh.ClientConfig{
-		User:              r.user,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
-		HostKeyCallback:   callback,
+		User: r.user,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(signers...)},
+		HostKeyCallback: func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+			err := callback(hostname, remote, key)
+			verified.Store(err == nil)
+			return err
+		},
 		HostKeyAlgorithms: knownAlgorithms(hkcb, addr),
 		Timeout:           r.timeout,
 	}
@@ -395,7 +404,7 @@ func Dial(ctx context.Context, t Target, opts Options) (*Host, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("remote: connect to %s: %w", r.display(), ctx.Err())
 		}
-		return nil, handshakeError(r, err, hkErr, len(agentSigners), fileSigners)
+		return nil, handshakeError(r, err, hkErr, verified.Load(), len(agentSigners), fileSigners)
 	}
 	conn.SetDeadline(time.Time{})
 
@@ -683,14 +692,16 @@ func netError(r *resolved, err error) error {
 	return de
 }
 
-// handshakeError classifies a failed SSH handshake.
-func handshakeError(r *resolved, err, hkErr error, nAgent int, files []ssh.Signer) error {
+// handshakeError classifies a failed SSH handshake. verified: the host key
+// was accepted; what fails after that and is not the connection is the
+// authentication (x/crypto/ssh has no error type for it).
+func handshakeError(r *resolved, err, hkErr error, verified bool, nAgent int, files []ssh.Signer) error {
 	if hkErr != nil {
 		return hkErr
 	}
 	var ne net.Error
 	switch {
-	case strings.Contains(err.Error(), "unable to authenticate"):
+	case verified && !errors.Is(err, io.EOF) && !errors.As(err, &ne):
 		de := &DialError{Target: r.display(), Kind: ErrAuth, Err: err}
 		n := nAgent + len(files)
 		if n == 0 {

@@ -5,22 +5,17 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	gliderssh "github.com/gliderlabs/ssh"
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/dsmexec/dsmexec/internal/sshtest"
 )
 
 // testAgentEnv makes the test binary run as an agent (see TestMain).
@@ -37,125 +32,33 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testServer is an in-process SSH server on 127.0.0.1 with an SFTP
-// subsystem, running exec requests through sh -c with a temporary HOME.
+// testServer is an in-process SSH server on 127.0.0.1 (internal/sshtest)
+// with an SFTP subsystem, running exec requests through sh -c with a
+// temporary HOME.
 type testServer struct {
+	*sshtest.Server
 	addr    string
 	port    int
 	home    string // the remote user's home
 	hostKey ssh.Signer
-
-	mu         sync.Mutex
-	authorized []ssh.PublicKey
-	users      []string // users that logged in
 }
 
 func newTestServer(t *testing.T, authorized ...ssh.PublicKey) *testServer {
 	t.Helper()
-	ts := &testServer{home: t.TempDir(), authorized: authorized}
-	ts.hostKey = newSigner(t)
-	srv := &gliderssh.Server{
-		Handler: ts.exec,
-		PublicKeyHandler: func(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
-			ts.mu.Lock()
-			defer ts.mu.Unlock()
-			for _, k := range ts.authorized {
-				if gliderssh.KeysEqual(k, key) {
-					ts.users = append(ts.users, ctx.User())
-					return true
-				}
-			}
-			return false
-		},
-		SubsystemHandlers: map[string]gliderssh.SubsystemHandler{
-			"sftp": func(s gliderssh.Session) {
-				srv, err := sftp.NewServer(s, sftp.WithServerWorkingDirectory(ts.home))
-				if err != nil {
-					fmt.Fprintln(s.Stderr(), err)
-					return
-				}
-				srv.Serve()
-				srv.Close()
-			},
-		},
-	}
-	srv.AddHostKey(ts.hostKey)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.addr = ln.Addr().String()
-	ts.port = ln.Addr().(*net.TCPAddr).Port
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	return ts
+	s := sshtest.NewServer(t, "test", authorized...)
+	return &testServer{Server: s, addr: s.Addr, port: s.Port, home: s.Home, hostKey: s.HostKey}
 }
 
-// exec runs the command like sshd: through a shell, stdin closed when the
-// client closes its side, the command not killed when the client goes.
-func (ts *testServer) exec(s gliderssh.Session) {
-	cmd := exec.Command("/bin/sh", "-c", s.RawCommand())
-	cmd.Dir = ts.home
-	cmd.Env = []string{"HOME=" + ts.home, "PATH=" + os.Getenv("PATH")}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		s.Exit(255)
-		return
-	}
-	cmd.Stdout = s
-	cmd.Stderr = s.Stderr()
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(s.Stderr(), err)
-		s.Exit(127)
-		return
-	}
-	go func() {
-		io.Copy(stdin, s)
-		stdin.Close()
-	}()
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		s.Exit(0)
-	case errors.As(err, &ee):
-		s.Exit(ee.ExitCode() & 0xff)
-	default:
-		s.Exit(255)
-	}
-}
-
-func (ts *testServer) loggedIn() []string {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return append([]string(nil), ts.users...)
-}
+func (ts *testServer) loggedIn() []string { return ts.LoggedIn() }
 
 func (ts *testServer) target() Target {
 	return Target{User: "tester", Host: "127.0.0.1", Port: ts.port}
 }
 
 // knownHostsLine is the known_hosts line for this server.
-func (ts *testServer) knownHostsLine() string {
-	return knownhosts.Line([]string{ts.addr}, ts.hostKey.PublicKey())
-}
+func (ts *testServer) knownHostsLine() string { return ts.KnownHostsLine() }
 
-func newSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newSigner(t *testing.T) ssh.Signer { return sshtest.NewSigner(t) }
 
 // clientHome is a local home directory with .ssh/id_ed25519 and a
 // known_hosts file.

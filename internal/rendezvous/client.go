@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
@@ -25,6 +26,10 @@ type Client struct {
 	w    *wire.Writer
 	lost chan struct{}
 	once sync.Once
+	// acks: the master's answers to Abort and Failed; watching: Join
+	// succeeded and watch reads them.
+	acks     chan uint8
+	watching atomic.Bool
 }
 
 // Dial connects to the master at addr and proves the token.
@@ -45,7 +50,7 @@ func Dial(ctx context.Context, addr string, token []byte, rank int) (*Client, er
 		tc.Close()
 		return nil, fmt.Errorf("rendezvous: rank %d: authenticate with master at %s: %w", rank, addr, err)
 	}
-	return &Client{rank: rank, c: tc, r: r, w: wire.NewWriter(tc, rank), lost: make(chan struct{})}, nil
+	return &Client{rank: rank, c: tc, r: r, w: wire.NewWriter(tc, rank), lost: make(chan struct{}), acks: make(chan uint8, 2)}, nil
 }
 
 // LocalIP is the address of this host's interface that reaches the master:
@@ -76,6 +81,7 @@ func (c *Client) Join(ctx context.Context, info JoinInfo) (Table, error) {
 	if err := json.Unmarshal(f.Body, &t); err != nil {
 		return Table{}, fmt.Errorf("rendezvous: rank %d: bad table: %w", c.rank, err)
 	}
+	c.watching.Store(true)
 	go c.watch()
 	return t, nil
 }
@@ -88,12 +94,18 @@ func (c *Client) watch() {
 		if err != nil {
 			return
 		}
-		if f.Type == TypeWhere {
+		switch f.Type {
+		case TypeWhere:
 			where := ""
 			if c.Where != nil {
 				where = c.Where()
 			}
 			c.w.Write(wire.ChanControl, TypeWhere, 0, []byte(where))
+		case TypeAbort, TypeFailed:
+			select {
+			case c.acks <- f.Type:
+			default:
+			}
 		}
 	}
 }
@@ -121,12 +133,46 @@ func (c *Client) Bye() error {
 // Close closes the connection.
 func (c *Client) Close() error { return c.c.Close() }
 
-// Abort asks mpirun to end the whole job with code, as MPI_Abort does.
-// (Contract stub: the mpirun side fills it in.)
-func (c *Client) Abort(code int) error { return nil }
+// ackWait bounds the wait for the master's answer to Abort and Failed.
+const ackWait = 2 * time.Second
+
+// Abort asks mpirun to end the whole job with code, as MPI_Abort does, and
+// returns once mpirun has the request (or after a bounded wait): the
+// caller exits next, and mpirun reports the Abort rather than that exit.
+func (c *Client) Abort(code int) error {
+	body, _ := json.Marshal(AbortInfo{Code: code})
+	return c.tell(TypeAbort, body, "abort")
+}
 
 // Failed tells mpirun why this rank is about to exit with an error before it
 // does, so the first failure in time is blamed: lostPeer is the rank whose
-// loss caused it (-1 if none), msg the error.
-// (Contract stub: the mpirun side fills it in.)
-func (c *Client) Failed(lostPeer int, msg string) error { return nil }
+// loss caused it (-1 if none), msg the error. It returns once mpirun has it
+// (or after a bounded wait).
+func (c *Client) Failed(lostPeer int, msg string) error {
+	body, _ := json.Marshal(FailedInfo{LostPeer: lostPeer, Msg: msg})
+	return c.tell(TypeFailed, body, "report the failure")
+}
+
+// tell sends a frame the master answers, and waits for the answer.
+func (c *Client) tell(typ uint8, body []byte, what string) error {
+	if !c.watching.Load() {
+		return fmt.Errorf("rendezvous: rank %d: %s: not joined", c.rank, what)
+	}
+	if err := c.w.Write(wire.ChanControl, typ, 0, body); err != nil {
+		return fmt.Errorf("rendezvous: rank %d: %s: %w", c.rank, what, err)
+	}
+	t := time.NewTimer(ackWait)
+	defer t.Stop()
+	for {
+		select {
+		case got := <-c.acks:
+			if got == typ {
+				return nil
+			}
+		case <-c.lost:
+			return fmt.Errorf("rendezvous: rank %d: %s: the master is gone", c.rank, what)
+		case <-t.C:
+			return fmt.Errorf("rendezvous: rank %d: %s: no answer from the master within %v", c.rank, what, ackWait)
+		}
+	}
+}

@@ -2,7 +2,9 @@
 // it: every rank reports its listening addresses, the master answers with the
 // connection table once all have reported, and the connection stays open for
 // the rest of the job to carry report cells and DSM statistics to mpirun and
-// to tell each rank when the launcher is gone.
+// to tell each rank when the launcher is gone. A rank's Abort(code) and
+// Failed(lostPeer, msg) reach mpirun (Config.OnAbort, OnFailed) before they
+// return, so mpirun hears why a rank ends before it reaps the exit.
 //
 // The master's accept loop is a listen.Server: it survives EMFILE/ENFILE
 // (backing off 5 ms to 1 s), bounds unauthenticated connections (2·Size+64

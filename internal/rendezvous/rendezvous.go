@@ -26,7 +26,22 @@ const (
 	TypeStats uint8 = 13 // rank -> master: Stats (JSON)
 	TypeBye   uint8 = 15 // rank -> master: finalized normally
 	TypeWhere uint8 = 16 // master -> rank: where are you blocked? rank -> master: the answer (text)
+	// TypeAbort: rank -> master: Abort (JSON); master -> rank: empty, once
+	// mpirun has it. TypeFailed likewise with FailedInfo.
+	TypeAbort  uint8 = 17
+	TypeFailed uint8 = 18
 )
+
+// AbortInfo is what a rank that calls Abort sends.
+type AbortInfo struct {
+	Code int `json:"code"`
+}
+
+// FailedInfo is what a rank about to exit because of an error sends.
+type FailedInfo struct {
+	LostPeer int    `json:"lost_peer"` // -1: not caused by a lost peer
+	Msg      string `json:"msg"`
+}
 
 // ErrTimeout is wrapped by the error returned when ranks never report.
 var ErrTimeout = errors.New("rendezvous: timed out")
@@ -59,6 +74,10 @@ type Stats struct {
 	DSM     map[string]string `json:"dsm,omitempty"`
 	// Columns is the order of the DSM columns.
 	Columns []string `json:"columns,omitempty"`
+	// Raw is DSM as numbers (counts, bytes, seconds) for mpirun's csv and
+	// json reports, in the order of RawColumns.
+	Raw        map[string]float64 `json:"raw,omitempty"`
+	RawColumns []string           `json:"raw_columns,omitempty"`
 }
 
 // Report is everything the master learned about one rank.
@@ -83,6 +102,11 @@ type Config struct {
 	// Warnf reports connections refused (strangers, wrong tokens, bad
 	// joins); nil means Logf.
 	Warnf func(format string, args ...any)
+	// OnAbort and OnFailed hear a rank's Abort and Failed (nil: ignored).
+	// The rank is answered once they return, and exits only then: what
+	// they are told comes before the rank's exit.
+	OnAbort  func(rank, code int)
+	OnFailed func(rank, lostPeer int, msg string)
 }
 
 // Master is the launcher's rendezvous socket.
@@ -314,6 +338,10 @@ func (m *Master) member(c net.Conn, g *listen.Gate) {
 			json.Unmarshal(f.Body, &rep.Stats)
 		case TypeBye:
 			rep.Finalized = true
+		case TypeAbort, TypeFailed:
+			m.mu.Unlock()
+			m.fatal(rank, f.Type, f.Body)
+			m.mu.Lock()
 		case TypeWhere:
 			rep.Where = string(f.Body)
 			m.whereN++
@@ -323,6 +351,37 @@ func (m *Master) member(c net.Conn, g *listen.Gate) {
 			}
 		}
 		m.mu.Unlock()
+	}
+}
+
+// fatal passes on a rank's Abort or Failed, then answers it.
+func (m *Master) fatal(rank int, typ uint8, body []byte) {
+	switch typ {
+	case TypeAbort:
+		var a AbortInfo
+		if json.Unmarshal(body, &a) != nil {
+			m.warnf("master: rank %d sent a bad abort", rank)
+			return
+		}
+		m.logf("master: rank %d called Abort(%d)", rank, a.Code)
+		if m.cfg.OnAbort != nil {
+			m.cfg.OnAbort(rank, a.Code)
+		}
+	case TypeFailed:
+		var fi FailedInfo
+		if json.Unmarshal(body, &fi) != nil {
+			m.warnf("master: rank %d sent a bad failure report", rank)
+			return
+		}
+		if m.cfg.OnFailed != nil {
+			m.cfg.OnFailed(rank, fi.LostPeer, fi.Msg)
+		}
+	}
+	m.mu.Lock()
+	mc := m.conns[rank]
+	m.mu.Unlock()
+	if mc != nil {
+		mc.w.Write(wire.ChanControl, typ, 0)
 	}
 }
 

@@ -122,3 +122,55 @@ func TestTimeoutNamesMissingRanks(t *testing.T) {
 		t.Fatal("no timeout error")
 	}
 }
+
+// Abort and Failed reach mpirun before they return: the rank exits only
+// after mpirun has heard why.
+func TestAbortAndFailed(t *testing.T) {
+	type heard struct{ rank, a, b int }
+	got := make(chan heard, 2)
+	var msg string
+	m, err := Listen("127.0.0.1:0", Config{Size: 1, Token: []byte("t"), Timeout: 20 * time.Second,
+		OnAbort:  func(rank, code int) { got <- heard{rank, code, 0} },
+		OnFailed: func(rank, peer int, m string) { msg = m; got <- heard{rank, peer, 1} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Serve(context.Background())
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, m.Addr(), []byte("t"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Failed(3, "x"); err == nil || !strings.Contains(err.Error(), "not joined") {
+		t.Fatalf("Failed before Join: %v", err)
+	}
+	if _, err := c.Join(ctx, JoinInfo{Endpoints: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Failed(2, "lost rank 2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-got:
+		if h != (heard{0, 2, 1}) || msg != "lost rank 2" {
+			t.Fatalf("heard %+v %q", h, msg)
+		}
+	default:
+		t.Fatal("Failed returned before mpirun heard it")
+	}
+	if err := c.Abort(7); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-got:
+		if h != (heard{0, 7, 0}) {
+			t.Fatalf("heard %+v", h)
+		}
+	default:
+		t.Fatal("Abort returned before mpirun heard it")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +71,9 @@ func main() {
 				fmt.Printf("%s unset\n", n)
 			}
 		}
+	case "whoami": // whoami ARGS...: print the program's name, working directory, arguments, $ROLE and the size
+		wd, _ := os.Getwd()
+		fmt.Printf("prog=%s dir=%s args=%s ROLE=%s SIZE=%s\n", filepath.Base(os.Args[0]), wd, strings.Join(os.Args[2:], ","), os.Getenv("ROLE"), os.Getenv("DSMEXEC_SIZE"))
 	case "cat": // copy stdin lines with a prefix, then say eof
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {

@@ -8,7 +8,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
@@ -36,17 +39,86 @@ func main() {
 		fail(err)
 	}
 	fmt.Printf("joined %d of %d\n", rank, len(table.Endpoints))
+	if len(os.Args) > 2 {
+		switch os.Args[1] {
+		case "blame": // blame DIR: rank 3 fails after losing rank 1, which is killed after rank 3 is reaped
+			blame(c, rank, os.Args[2])
+		case "abort": // abort DIR: rank 2 fails after losing rank 1, which then calls Abort(3)
+			abort(c, rank, os.Args[2])
+		}
+	}
 	c.Cell("answer", strconv.Itoa(40+rank))
+	c.Cell("time", "395µs") // as rank.Report writes a time.Duration
 	if rank == 1 {
 		c.Cell("only_one", "yes")
 	}
-	c.Stats(rendezvous.Stats{
+	st := rendezvous.Stats{
 		Backend: "testbackend",
 		Columns: []string{"faults", "bytes_in"},
-		DSM:     map[string]string{"faults": strconv.Itoa(rank * 10), "bytes_in": "4096"},
-	})
+		DSM:     map[string]string{"faults": strconv.Itoa(rank * 10), "bytes_in": "4.0KiB", "zero": "0/0"},
+	}
+	if rank > 0 { // rank 0 sends only the display strings, as an older rank would
+		st.Raw = map[string]float64{"faults": float64(rank * 10), "bytes_in": 4096, "zero": 0, "mean_seconds": 0.25}
+		st.RawColumns = []string{"faults", "bytes_in", "zero", "mean_seconds"}
+	}
+	c.Stats(st)
 	c.Bye()
 	c.Close()
+}
+
+// blame: rank 3 reports that it lost rank 1 and exits 1; rank 1 kills
+// itself with SIGKILL once rank 3 has been reaped, so that mpirun reaps rank
+// 3 first. Rank 1 must still be blamed.
+func blame(c *rendezvous.Client, rank int, dir string) {
+	switch rank {
+	case 3:
+		if err := c.Failed(1, "lost rank 1"); err != nil {
+			fail(err)
+		}
+		os.WriteFile(filepath.Join(dir, "pid3"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		fmt.Fprintln(os.Stderr, "rank 3: lost rank 1")
+		os.Exit(1)
+	case 1:
+		waitReaped(filepath.Join(dir, "pid3"))
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+	time.Sleep(10 * time.Minute)
+}
+
+// abort: rank 2 reports that it lost rank 1 and exits 1; rank 1, which
+// ignores SIGTERM, calls Abort(3) once rank 2 has been reaped.
+func abort(c *rendezvous.Client, rank int, dir string) {
+	switch rank {
+	case 2:
+		if err := c.Failed(1, "lost rank 1"); err != nil {
+			fail(err)
+		}
+		os.WriteFile(filepath.Join(dir, "pid2"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		os.Exit(1)
+	case 1:
+		signal.Ignore(syscall.SIGTERM)
+		waitReaped(filepath.Join(dir, "pid2"))
+		if err := c.Abort(3); err != nil {
+			fail(err)
+		}
+		os.Exit(3)
+	}
+	time.Sleep(10 * time.Minute)
+}
+
+// waitReaped waits (at most a minute) until the process whose pid is in
+// file has been reaped by mpirun.
+func waitReaped(file string) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
+			if _, err := os.Stat("/proc/" + string(b)); err != nil {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond) // polling another process's state
+	}
+	fail(fmt.Errorf("%s: never reaped", file))
 }
 
 func fail(err error) {

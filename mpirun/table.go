@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
+	"golang.org/x/sys/unix"
+)
+
+// writeTable writes the -summary table for people: a title naming the
+// fault backend, then one row per rank, DSM columns that are all zero left
+// out. When that is wider than width (0: no limit), one rank per column
+// instead (transposed), and if that does not fit either, the columns in
+// groups that fit, each group with the rank number first.
+func (s summary) writeTable(w io.Writer, width int) error {
+	head, rows := s.cells()
+	title := fmt.Sprintf("job summary: %d rank%s", len(rows), plural(len(rows)))
+	if s.Backend != "" {
+		title += ", DSM fault backend " + s.Backend
+	}
+	fmt.Fprintln(w, title)
+	out, err := render(head, rows)
+	if err != nil || width == 0 || textWidth(out) <= width {
+		w.Write(out)
+		return err
+	}
+	th, trows := transpose(head, rows)
+	if out, err := render(th, trows); err != nil || textWidth(out) <= width {
+		w.Write(out)
+		return err
+	}
+	for _, cols := range groups(head, rows, width) {
+		h, r := pick(head, rows, cols)
+		out, err := render(h, r)
+		if err != nil {
+			return err
+		}
+		w.Write(out)
+	}
+	return nil
+}
+
+// cells are the table's header and rows as text.
+func (s summary) cells() (head []string, rows [][]string) {
+	head = []string{"RANK", "HOST", "PID", "EXIT", "WALL", "CPU", "MAX RSS"}
+	head = append(append(head, s.dsmShown...), s.Columns...)
+	for _, r := range s.Ranks {
+		row := []string{strconv.Itoa(r.Rank), r.Host, "-", "not started", "-", "-", "-"}
+		if r.Started {
+			exit := strconv.Itoa(r.ExitCode)
+			if r.Signal != "" {
+				exit = r.Signal
+			}
+			row = []string{
+				strconv.Itoa(r.Rank), r.Host, strconv.Itoa(r.Pid), exit,
+				roundDur(r.WallSeconds), roundDur(r.UserSeconds + r.SysSeconds), bytesString(r.MaxRSSBytes),
+			}
+		}
+		for _, c := range s.dsmShown {
+			row = append(row, orDash(r.dsmText[c]))
+		}
+		for _, c := range s.Columns {
+			row = append(row, orDash(r.valText[c]))
+		}
+		rows = append(rows, row)
+	}
+	return head, rows
+}
+
+func render(head []string, rows [][]string) ([]byte, error) {
+	var buf bytes.Buffer
+	t := tablewriter.NewTable(&buf,
+		tablewriter.WithHeaderAutoFormat(tw.Off), // keep the ranks' column names as they wrote them
+		tablewriter.WithRowAlignment(tw.AlignRight),
+	)
+	h := make([]any, len(head))
+	for i, c := range head {
+		h[i] = c
+	}
+	t.Header(h...)
+	for _, r := range rows {
+		if err := t.Append(r); err != nil {
+			return nil, err
+		}
+	}
+	err := t.Render()
+	return buf.Bytes(), err
+}
+
+// transpose makes one column per rank: "RANK 0", "RANK 1", ...
+func transpose(head []string, rows [][]string) ([]string, [][]string) {
+	th := []string{""}
+	for _, r := range rows {
+		th = append(th, "RANK "+r[0])
+	}
+	var tr [][]string
+	for i := 1; i < len(head); i++ {
+		row := []string{head[i]}
+		for _, r := range rows {
+			row = append(row, r[i])
+		}
+		tr = append(tr, row)
+	}
+	return th, tr
+}
+
+// groups splits the columns after RANK into groups that fit width, each
+// preceded by RANK (column 0).
+func groups(head []string, rows [][]string, width int) [][]int {
+	colWidth := func(i int) int {
+		n := utf8.RuneCountInString(head[i])
+		for _, r := range rows {
+			n = max(n, utf8.RuneCountInString(r[i]))
+		}
+		return n + 3 // padding and border
+	}
+	first := 1 + colWidth(0)
+	var gs [][]int
+	cur, used := []int{0}, first
+	for i := 1; i < len(head); i++ {
+		cw := colWidth(i)
+		if len(cur) > 1 && used+cw > width {
+			gs = append(gs, cur)
+			cur, used = []int{0}, first
+		}
+		cur = append(cur, i)
+		used += cw
+	}
+	return append(gs, cur)
+}
+
+func pick(head []string, rows [][]string, cols []int) ([]string, [][]string) {
+	h := make([]string, len(cols))
+	for j, c := range cols {
+		h[j] = head[c]
+	}
+	rs := make([][]string, len(rows))
+	for i, r := range rows {
+		rs[i] = make([]string, len(cols))
+		for j, c := range cols {
+			rs[i][j] = r[c]
+		}
+	}
+	return h, rs
+}
+
+// textWidth is the widest line of out, in characters.
+func textWidth(out []byte) int {
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		n = max(n, utf8.RuneCountInString(l))
+	}
+	return n
+}
+
+// termWidth is the width of the terminal f is, else $COLUMNS, else 0 (no
+// limit: a file or a pipe).
+func termWidth(f *os.File) int {
+	if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+		return int(ws.Col)
+	}
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func roundDur(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d >= time.Second:
+		d = d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		d = d.Round(10 * time.Microsecond)
+	default:
+		d = d.Round(time.Microsecond)
+	}
+	return d.String()
+}
+
+func bytesString(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
