@@ -176,7 +176,7 @@ func (w *Writer) Writev(done <-chan struct{}, parts ...[]byte) (int, error) {
 				return int(n), err
 			}
 		}
-		k := w.copyIn(parts, n, min(free, writeChunk))
+		k := w.copyIn(parts, n, min(free, w.chunk()))
 		w.publish(k)
 		n += k
 		if w.doorbell != nil && w.NeedsDoorbell() {
@@ -197,6 +197,7 @@ func (w *Writer) waitFree(done <-chan struct{}) (uint64, error) {
 			return free, err
 		}
 		if i&63 == 63 {
+			osYield()
 			if err := w.stopped(done); err != nil {
 				return 0, err
 			}
@@ -219,6 +220,11 @@ func (w *Writer) waitFree(done <-chan struct{}) (uint64, error) {
 		}
 	}
 }
+
+// chunk is the most a blocking write publishes at once: a quarter of the
+// ring, at most writeChunk, so that the reader always has a piece to copy
+// while the writer fills the next.
+func (w *Writer) chunk() uint64 { return min(writeChunk, w.size/4) }
 
 func (w *Writer) stopped(done <-chan struct{}) error {
 	select {
@@ -317,10 +323,24 @@ func (r *Reader) TryRead(p []byte) (int, error) {
 	if n == 0 || err != nil {
 		return 0, err
 	}
-	off := r.pos & r.mask
-	k := copy(p, r.data[off:off+n])
-	r.advance(uint64(k))
-	return k, nil
+	return r.copyOut(p, n), nil
+}
+
+// copyOut copies min(len(p), n) readable bytes into p and consumes them,
+// publishing the read position every quarter ring (at most writeChunk) so
+// that a writer waiting for space refills while this copies.
+func (r *Reader) copyOut(p []byte, n uint64) int {
+	n = min(n, uint64(len(p)))
+	step := min(writeChunk, r.size/4)
+	var done uint64
+	for done < n {
+		k := min(step, n-done)
+		off := r.pos & r.mask
+		copy(p[done:done+k], r.data[off:off+k])
+		r.advance(k)
+		done += k
+	}
+	return int(n)
 }
 
 // Peek returns every readable byte as one contiguous slice of the ring (the
@@ -390,12 +410,10 @@ func (r *Reader) ReadWait(done <-chan struct{}, p []byte) (int, error) {
 			return 0, err
 		}
 		if n > 0 {
-			off := r.pos & r.mask
-			k := copy(p, r.data[off:off+n])
-			r.advance(uint64(k))
-			return k, nil
+			return r.copyOut(p, n), nil
 		}
 		if i&63 == 63 {
+			osYield()
 			if err := r.stopped(done); err != nil {
 				return 0, err
 			}
@@ -412,10 +430,7 @@ func (r *Reader) ReadWait(done <-chan struct{}, p []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			off := r.pos & r.mask
-			k := copy(p, r.data[off:off+n])
-			r.advance(uint64(k))
-			return k, nil
+			return r.copyOut(p, n), nil
 		}
 		futexWait(low32(r.head), uint32(r.pos), futexTimeout) // r.pos == the head just seen
 		if err := r.stopped(done); err != nil {

@@ -627,6 +627,9 @@ func TestTwoProcessesBlocking(t *testing.T) {
 
 // runChild is the peer's side of the multi-process tests and benchmarks.
 func runChild(role, name string) error {
+	if ok, err := runBenchChild(role, name); ok {
+		return err
+	}
 	s, err := Open(name)
 	if err != nil {
 		return err
@@ -634,6 +637,9 @@ func runChild(role, name string) error {
 	defer s.Close()
 	if err := s.Unlink(); err != nil {
 		return err
+	}
+	if d, err := time.ParseDuration(os.Getenv(spinEnv)); err == nil {
+		s.SetSpin(d)
 	}
 	r, w := s.Reader(), s.Writer()
 	switch role {

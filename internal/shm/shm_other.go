@@ -18,3 +18,5 @@ func (s *Segment) Close() error { return ErrNotSupported }
 
 func futexWait(addr *uint32, val uint32, d time.Duration) {}
 func futexWake(addr *uint32)                              {}
+
+func osYield() {}
