@@ -36,8 +36,9 @@
 // system call unless the reader waits on the futex. Writev(done, parts...)
 // and Write write everything, publishing in chunks (a quarter of the ring,
 // at most 64 KiB) so that the reader drains while the writer copies; when
-// the ring is full they spin (SetSpin, DefaultSpin 50 µs, calling
-// sched_yield every few µs so that a peer sharing the CPU can run), then
+// the ring is full they spin (SetSpin, DefaultSpin 50 µs; after the first
+// 1 µs they call sched_yield every 64 polls so that a peer sharing the CPU
+// can run), then
 // wait on a futex on the ring's tail word in 20 ms slices, re-checking
 // done, Close and the peer's Close between slices.
 //

@@ -197,11 +197,10 @@ func (w *Writer) waitFree(done <-chan struct{}) (uint64, error) {
 			return free, err
 		}
 		if i&63 == 63 {
-			osYield()
 			if err := w.stopped(done); err != nil {
 				return 0, err
 			}
-			if time.Since(start) >= w.spin {
+			if !spinMore(start, w.spin) {
 				break
 			}
 		}
@@ -225,6 +224,21 @@ func (w *Writer) waitFree(done <-chan struct{}) (uint64, error) {
 // ring, at most writeChunk, so that the reader always has a piece to copy
 // while the writer fills the next.
 func (w *Writer) chunk() uint64 { return min(writeChunk, w.size/4) }
+
+// spinMore paces a spin-wait begun at start: it says whether to go on
+// polling, and after the first pureSpin it gives the CPU away (sched_yield)
+// at each call, so that a peer that shares this CPU can run and produce
+// what is waited for. Called every 64 polls.
+func spinMore(start time.Time, limit time.Duration) bool {
+	el := time.Since(start)
+	if el >= limit {
+		return false
+	}
+	if el >= pureSpin {
+		osYield()
+	}
+	return true
+}
 
 func (w *Writer) stopped(done <-chan struct{}) error {
 	select {
@@ -413,11 +427,10 @@ func (r *Reader) ReadWait(done <-chan struct{}, p []byte) (int, error) {
 			return r.copyOut(p, n), nil
 		}
 		if i&63 == 63 {
-			osYield()
 			if err := r.stopped(done); err != nil {
 				return 0, err
 			}
-			if time.Since(start) >= r.spin {
+			if !spinMore(start, r.spin) {
 				break
 			}
 		}

@@ -625,6 +625,37 @@ func TestTwoProcessesBlocking(t *testing.T) {
 	waitChild(t, cmd, 30*time.Second)
 }
 
+// TestPeerKilled: the peer dies without closing; liveness is the caller's
+// (its TCP connection), modelled here by the child's exit closing done.
+// A reader and a writer blocked on the ring return ErrStopped.
+func TestPeerKilled(t *testing.T) {
+	a, name, err := Create(os.Getpagesize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer a.Unlink()
+	cmd := startChild(t, "hang", name)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	// The child writes one byte once it opened the segment.
+	if _, err := io.ReadFull(a.Reader(), make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 2)
+	go func() { _, err := a.Reader().ReadWait(done, make([]byte, 1)); errc <- err }()
+	go func() { _, err := a.Writer().Writev(done, make([]byte, 3*a.RingSize())); errc <- err }()
+	for atomic.LoadUint32(a.w.writerWait) == 0 || a.Reader().readerSleepState() != sleepFutex {
+		time.Sleep(time.Millisecond) // polling for a state
+	}
+	cmd.Process.Kill()
+	for range 2 {
+		if err := <-errc; !errors.Is(err, ErrStopped) {
+			t.Fatalf("got %v, want ErrStopped", err)
+		}
+	}
+}
+
 // runChild is the peer's side of the multi-process tests and benchmarks.
 func runChild(role, name string) error {
 	if ok, err := runBenchChild(role, name); ok {
@@ -643,6 +674,12 @@ func runChild(role, name string) error {
 	}
 	r, w := s.Reader(), s.Writer()
 	switch role {
+	case "hang": // say hello, then block until killed
+		if _, err := w.Write([]byte{1}); err != nil {
+			return err
+		}
+		time.Sleep(time.Minute) // the parent kills us long before
+		return errors.New("not killed")
 	case "echo": // blocking calls: echo every byte until EOF
 		buf := make([]byte, 64<<10)
 		for {
