@@ -71,6 +71,7 @@ func FuzzRing(f *testing.F) {
 				_, err = w.TryWrite(buf[:arg%size], buf[:arg%7])
 			case 2:
 				w.NeedsDoorbell()
+				_, err = w.Writable()
 			case 3:
 				_, err = r.Readable()
 			case 4:

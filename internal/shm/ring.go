@@ -139,8 +139,26 @@ func (w *Writer) TryWrite(parts ...[]byte) (int, error) {
 // caller must wake it (a doorbell frame on the socket the reader parks on).
 // Call after publishing bytes; no system call.
 func (w *Writer) NeedsDoorbell() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.seg.closed.Load() && w.needsDoorbell()
+}
+
+func (w *Writer) needsDoorbell() bool {
 	return atomic.LoadUint32(w.readerSleep) == sleepDoorbell &&
 		atomic.CompareAndSwapUint32(w.readerSleep, sleepDoorbell, awake)
+}
+
+// Writable returns how many bytes TryWrite would take now; no system
+// call.
+func (w *Writer) Writable() (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	n, err := w.free()
+	return int(n), err
 }
 
 // Write writes all of p, blocking while the ring is full (io.Writer). It
@@ -179,7 +197,7 @@ func (w *Writer) Writev(done <-chan struct{}, parts ...[]byte) (int, error) {
 		k := w.copyIn(parts, n, min(free, w.chunk()))
 		w.publish(k)
 		n += k
-		if w.doorbell != nil && w.NeedsDoorbell() {
+		if w.doorbell != nil && w.needsDoorbell() {
 			w.doorbell()
 		}
 	}
@@ -393,11 +411,19 @@ func (r *Reader) Advance(n int) {
 // sees the flag (NeedsDoorbell) and rings the doorbell. Call CancelSleep
 // when the caller does not park or wakes for another reason. No system
 // call.
-func (r *Reader) PrepareSleep() { atomic.StoreUint32(r.readerSleep, sleepDoorbell) }
+func (r *Reader) PrepareSleep() { r.setSleep(sleepDoorbell) }
 
 // CancelSleep withdraws PrepareSleep. A doorbell may still arrive for it:
 // doorbells are hints, a reader that finds nothing just parks again.
-func (r *Reader) CancelSleep() { atomic.StoreUint32(r.readerSleep, awake) }
+func (r *Reader) CancelSleep() { r.setSleep(awake) }
+
+func (r *Reader) setSleep(v uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.seg.closed.Load() {
+		atomic.StoreUint32(r.readerSleep, v)
+	}
+}
 
 // Read reads at least one byte into p, blocking while the ring is empty
 // (io.Reader; ReadWait without a done channel).

@@ -451,6 +451,20 @@ func TestCloseStopsWaiters(t *testing.T) {
 		if _, err := a.Writer().TryWrite([]byte("x")); !errors.Is(err, ErrClosed) {
 			t.Fatalf("TryWrite after Close = %v", err)
 		}
+		// Nothing may touch the unmapped memory after Close.
+		a.Reader().PrepareSleep()
+		a.Reader().CancelSleep()
+		if a.Writer().NeedsDoorbell() {
+			t.Fatal("NeedsDoorbell after Close")
+		}
+		for _, f := range []func() (int, error){a.Reader().Readable, a.Writer().Writable,
+			func() (int, error) { return a.Reader().TryRead(make([]byte, 1)) },
+			func() (int, error) { p, err := a.Reader().Peek(); return len(p), err }} {
+			if _, err := f(); !errors.Is(err, ErrClosed) {
+				t.Fatalf("call after Close = %v", err)
+			}
+		}
+		a.Reader().Advance(0)
 	})
 	t.Run("done stops a blocked reader", func(t *testing.T) {
 		_, b := pair(t, 0)
