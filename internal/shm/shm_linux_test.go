@@ -597,12 +597,20 @@ func TestTwoProcesses(t *testing.T) {
 // TestTwoProcessesBlocking echoes through a child with the blocking
 // futex calls on both sides.
 func TestTwoProcessesBlocking(t *testing.T) {
+	for _, spin := range []time.Duration{0, DefaultSpin} {
+		t.Run(fmt.Sprint("spin=", spin), func(t *testing.T) { testTwoProcessesBlocking(t, spin) })
+	}
+}
+
+func testTwoProcessesBlocking(t *testing.T, spin time.Duration) {
 	a, name, err := Create(os.Getpagesize())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	defer a.Unlink()
+	a.SetSpin(spin)
+	t.Setenv(spinEnv, spin.String())
 	cmd := startChild(t, "echo", name)
 	const total = 8 << 20
 	errc := make(chan error, 1)
