@@ -49,7 +49,8 @@ func (w *Writer) init(s *Segment, ctl, data []byte, size int) {
 // it published bytes while the reader was parked outside the ring
 // (Reader.PrepareSleep): the engine sends a doorbell frame on the peer's
 // socket. Without it a blocking write longer than the free space can wait
-// forever for a reader that sleeps elsewhere. Set before use.
+// forever for a reader that sleeps elsewhere. f runs with the Writer
+// locked: it must not call the Writer. Set before use.
 func (w *Writer) SetDoorbell(f func()) { w.doorbell = f }
 
 // free returns the bytes the ring can take now, after checking the peer's
