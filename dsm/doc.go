@@ -12,6 +12,7 @@
 //	mu := m.Mutex(3)                   // a job-wide lock, FIFO at rank 3 % size
 //	mu.Lock(); v[0]++; mu.Unlock()
 //	st := m.Stats()                    // faults, pages and bytes moved, invalidations
+//	m.ResetStats()                     // zero them, to measure one phase
 //
 // Two fault backends: userfaultfd (default; faults served by a page server
 // process, the same binary re-executed) makes plain loads, stores and
@@ -19,4 +20,7 @@
 // (DSMEXEC_FAULT=sigsegv, or where userfaultfd is not permitted) serves
 // only the accessor methods, which turn the fault into a recovered panic,
 // fetch the page and retry.
+//
+// The region is at most MaxRegion (16 TiB) bytes: the protocol names a
+// page with 32 bits.
 package dsm

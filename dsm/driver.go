@@ -213,6 +213,14 @@ func (d *driver) snapshot() Stats {
 	return d.stats
 }
 
+// resetStats zeroes the counters. A fault in flight at the reset adds its
+// time when it ends but is not counted again.
+func (d *driver) resetStats() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats = Stats{}
+}
+
 func (d *driver) fail(errs []error) {
 	for _, err := range errs {
 		if d.fatal != nil {

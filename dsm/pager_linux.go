@@ -33,7 +33,7 @@ import (
 //	app -> pager  CONFIG   pagerConfig (JSON)
 //	pager -> app  LISTEN   the pager's mesh address
 //	app -> pager  CONNECT  every rank's pager address (JSON)
-//	app -> pager  LOCK, UNLOCK, STATS, CLOSE   id u32 (+ lock id u32)
+//	app -> pager  LOCK, UNLOCK, STATS, RESETSTATS, CLOSE   id u32 (+ lock id u32)
 //	pager -> app  REPLY    id u32, status u8 (0 ok, 1 error), payload
 //	pager -> app  FATAL    text: the application must exit with it
 const (
@@ -43,6 +43,7 @@ const (
 	ctlUnlock  uint8 = 43
 	ctlStats   uint8 = 44
 	ctlClose   uint8 = 45
+	ctlReset   uint8 = 46
 	ctlListen  uint8 = 50
 	ctlReply   uint8 = 51
 	ctlFatal   uint8 = 52
@@ -50,6 +51,9 @@ const (
 
 // pagerEnv marks the re-executed pager process.
 const pagerEnv = "DSMEXEC_PAGER"
+
+// pagerName is the page server's process name (comm and argv[0]).
+const pagerName = "dsmexec-pager"
 
 type pagerConfig struct {
 	Rank, Size int
@@ -105,12 +109,10 @@ func newUffd(m *Memory, region *pagemem.Region) error {
 	}
 	appEnd := os.NewFile(uintptr(fds[0]), "pager-control")
 	pagerEnd := os.NewFile(uintptr(fds[1]), "pager-control")
-	exe, err := os.Executable()
-	if err != nil {
-		exe = "/proc/self/exe"
-	}
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{exe + " [dsm pager]"}
+	// ps shows "dsmexec-pager rank 3"; the pager names its thread (comm,
+	// which pgrep and ss show) "dsmexec-pager" itself.
+	cmd.Args = []string{pagerName, "rank", strconv.Itoa(m.cfg.Rank)}
 	cmd.Env = append(os.Environ(), pagerEnv+"=1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{region.File(), u.File(), pagerEnd}
@@ -293,6 +295,10 @@ func (p *uffdImpl) stats() Stats {
 		json.Unmarshal(b, &s)
 	}
 	return s
+}
+
+func (p *uffdImpl) resetStats() {
+	p.call(ctlReset, 0)
 }
 
 func (p *uffdImpl) close() error {

@@ -14,10 +14,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/dsmexec/dsmexec/internal/pagemem"
 	"github.com/dsmexec/dsmexec/internal/uffd"
 	"github.com/dsmexec/dsmexec/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Inherited descriptors of the pager (exec.Cmd.ExtraFiles order).
@@ -33,6 +35,7 @@ func pagerMain() int {
 	// for the application: the pager must keep serving until its rank has
 	// exited, and exits when the control socket closes. SIGKILL still ends it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	setName(pagerName)
 	// One P: the driver handles one event at a time anyway, and with more
 	// Ps a hand-off between goroutines wakes spinning threads that compete
 	// with the ranks for the CPUs.
@@ -55,6 +58,20 @@ func pagerMain() int {
 	}
 	ps := &pagerState{cfg: cfg, ctl: ctl, w: wire.NewWriter(ctl, cfg.Rank)}
 	return ps.run(r)
+}
+
+type ctlFrame struct {
+	f   wire.Frame
+	err error
+}
+
+// setName names the calling thread; called from the package's init, where
+// the main goroutine is locked to the main thread, it names the process
+// (/proc/PID/comm, what ps -e, pgrep and ss show) instead of "exe".
+func setName(name string) {
+	b := append([]byte(name), 0)
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
+	runtime.KeepAlive(b)
 }
 
 type pagerState struct {
@@ -119,9 +136,33 @@ func (s *pagerState) run(r *bufio.Reader) int {
 	}
 	var addrs []string
 	json.Unmarshal(f.Body, &addrs)
-	if err := s.d.connect(ln, addrs, token, time.Now().Add(60*time.Second)); err != nil {
-		s.reply(0, err, nil)
-		return 1
+	// From here on the control socket is read by one goroutine, so that
+	// its end (the rank died, in any phase) is seen at once, also while
+	// connecting to the peers: the pager never outlives its rank.
+	frames := make(chan ctlFrame, 16)
+	go func() {
+		for {
+			f, err := wire.ReadFrame(r, 64)
+			frames <- ctlFrame{f, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	connected := make(chan error, 1)
+	go func() { connected <- s.d.connect(ln, addrs, token, time.Now().Add(60*time.Second)) }()
+	select {
+	case err := <-connected:
+		if err != nil {
+			s.reply(0, err, nil)
+			return 1
+		}
+	case cf := <-frames:
+		if cf.err == nil {
+			s.logf("dsm pager: rank %d: control frame %d while connecting", cfg.Rank, cf.f.Type)
+			return 1
+		}
+		return 0 // the application went away while connecting
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -130,7 +171,8 @@ func (s *pagerState) run(r *bufio.Reader) int {
 
 	// Requests from the application, until CLOSE or until it goes away.
 	for {
-		f, err := wire.ReadFrame(r, 64)
+		cf := <-frames
+		f, err := cf.f, cf.err
 		if err != nil {
 			return 0
 		}
@@ -144,6 +186,9 @@ func (s *pagerState) run(r *bufio.Reader) int {
 			go func() { s.reply(id, s.d.lock(arg), nil) }()
 		case ctlUnlock:
 			s.d.unlock(arg)
+			s.reply(id, nil, nil)
+		case ctlReset:
+			s.d.resetStats()
 			s.reply(id, nil, nil)
 		case ctlStats:
 			b, _ := json.Marshal(s.d.snapshot())

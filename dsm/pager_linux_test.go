@@ -1,0 +1,257 @@
+package dsm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/uffd"
+)
+
+// helperEnv selects a helper mode of this test binary (see TestMain).
+const helperEnv = "DSMEXEC_DSM_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "connect-forever":
+		os.Exit(helperConnectForever())
+	default:
+		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
+		os.Exit(2)
+	}
+}
+
+var testToken = []byte("0123456789abcdef0123456789abcdef")
+
+// helperConnectForever is rank 1 of 2 whose rank 0 never comes: its page
+// server waits in the memory-mesh connect until the deadline (a minute).
+func helperConnectForever() int {
+	m, err := New(Config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		return 1
+	}
+	fmt.Println("ENDPOINT", m.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = m.Connect(ctx, []string{"127.0.0.1:9", m.Endpoint()})
+	fmt.Println("CONNECT", err)
+	return 0
+}
+
+func needUffd(t *testing.T) {
+	t.Helper()
+	u, err := uffd.New(true)
+	if err != nil {
+		t.Skipf("userfaultfd is not permitted here (%v)", err)
+	}
+	u.Close()
+}
+
+// children lists the processes whose parent is ppid, with their comm.
+func children(ppid int) map[int]string {
+	out := map[int]string{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			continue
+		}
+		if pp, _ := strconv.Atoi(f[1]); pp == ppid {
+			out[pid] = s[strings.IndexByte(s, '(')+1 : i]
+		}
+	}
+	return out
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// TestPagerExitsWhenRankDiesWhileConnecting kills a rank while its page
+// server waits in the memory-mesh connect for a peer that never comes: the
+// page server must be gone within 1 s (it used to wait for its one-minute
+// connect deadline, holding its listening port). It also checks the page
+// server's name.
+func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
+	needUffd(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=connect-forever")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		t.Fatalf("helper printed nothing: %v", sc.Err())
+	}
+	line := sc.Text()
+	ep, ok := strings.CutPrefix(line, "ENDPOINT ")
+	if !ok {
+		t.Fatalf("helper: %s", line)
+	}
+	var pager int
+	for pid, comm := range children(cmd.Process.Pid) {
+		if comm != pagerName {
+			t.Errorf("child %d of the rank is named %q, want %q", pid, comm, pagerName)
+		}
+		pager = pid
+	}
+	if pager == 0 {
+		t.Fatal("no page server process found")
+	}
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pager)); strings.TrimSpace(string(b)) != pagerName {
+		t.Errorf("/proc/%d/comm = %q, want %q", pager, b, pagerName)
+	}
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pager)); !strings.HasPrefix(string(b), pagerName+"\x00rank\x001") {
+		t.Errorf("/proc/%d/cmdline = %q, want %q", pager, b, pagerName+" rank 1")
+	}
+	// The page server answers a handshake only while it is connecting:
+	// a challenge (refused, with the wrong token) proves it is there.
+	c, err := net.Dial("tcp", ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = auth.Dial(c, bufio.NewReader(c), []byte("wrong token"), 0, 1, time.Now().Add(30*time.Second))
+	if !errors.Is(err, auth.ErrDenied) {
+		t.Fatalf("handshake with the connecting page server: %v, want a challenge that fails to verify", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	start := time.Now()
+	for alive(pager) {
+		if time.Since(start) > time.Second {
+			t.Fatalf("page server %d still running 1 s after its rank was killed while connecting", pager)
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
+	}
+	t.Logf("page server gone %v after its rank", time.Since(start))
+}
+
+// pair makes a two-rank region in this process: two Memories, each with
+// its page server, connected to each other.
+func pair(t *testing.T, bytes int64, backend string) [2]*Memory {
+	t.Helper()
+	var ms [2]*Memory
+	for r := range ms {
+		m, err := New(Config{Rank: r, Size: 2, Bytes: bytes, Token: testToken, IP: "127.0.0.1", Backend: backend})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms[r] = m
+	}
+	addrs := []string{ms[0].Endpoint(), ms[1].Endpoint()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for r := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[r] = ms[r].Connect(ctx, addrs) }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, m := range ms {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.Close() }()
+		}
+		wg.Wait()
+	})
+	return ms
+}
+
+func backends(t *testing.T) []string {
+	bs := []string{"sigsegv"}
+	if u, err := uffd.New(true); err == nil {
+		u.Close()
+		bs = append(bs, "uffd")
+	}
+	return bs
+}
+
+// TestResetStats: counters count from the last ResetStats.
+func TestResetStats(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			ms := pair(t, 1<<20, b)
+			ps := ms[0].PageSize()
+			ms[0].StoreInt64(0, 7)
+			ms[0].StoreInt64(2*ps, 9) // page 2: homed at rank 0
+			if v := ms[1].LoadInt64(0); v != 7 {
+				t.Fatalf("rank 1 read %d, want 7", v)
+			}
+			if st := ms[1].Stats(); st.ReadFaults == 0 || st.PagesIn == 0 {
+				t.Fatalf("no fault counted before the reset: %+v", st)
+			}
+			ms[1].ResetStats()
+			if st := ms[1].Stats(); st != (Stats{}) {
+				t.Fatalf("Stats after ResetStats = %+v, want zeros", st)
+			}
+			if v := ms[1].LoadInt64(2 * ps); v != 9 {
+				t.Fatalf("rank 1 read %d, want 9", v)
+			}
+			if st := ms[1].Stats(); st.ReadFaults != 1 || st.PagesIn != 1 {
+				t.Fatalf("after one more fault: %+v, want 1 read fault and 1 page in", st)
+			}
+		})
+	}
+}
+
+// TestRegionCap: the protocol names pages with 32 bits; a larger region is
+// refused before anything starts (it used to be accepted up to 64 TiB, and
+// pages 2^32 and up aliased lower pages).
+func TestRegionCap(t *testing.T) {
+	if int64(os.Getpagesize())*maxPages < MaxRegion {
+		t.Fatalf("MaxRegion %d names more than %d pages of %d bytes", MaxRegion, int64(maxPages), os.Getpagesize())
+	}
+	for _, size := range []int{1, 2} {
+		_, err := New(Config{Rank: 0, Size: size, Bytes: MaxRegion + 1, Token: testToken, IP: "127.0.0.1"})
+		if err == nil || !strings.Contains(err.Error(), "maximum") {
+			t.Errorf("New(size %d, MaxRegion+1 bytes) = %v, want an error naming the maximum", size, err)
+		}
+	}
+}
