@@ -45,6 +45,14 @@ type Memory struct {
 	mutexMu sync.Mutex
 	mutexes map[int]*Mutex
 
+	// Alloc's bump pointer (offset of the lowest allocation) and the
+	// digest of the calls so far.
+	allocMu    sync.Mutex
+	allocInit  bool
+	allocTop   int64
+	allocSum   uint64
+	allocCalls int
+
 	closeOnce sync.Once
 	closeErr  error
 }
