@@ -186,11 +186,11 @@ func (p *uffdImpl) kill() {
 func (p *uffdImpl) endpoint() string { return p.ep }
 
 func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
-	body, _ := json.Marshal(addrs)
+	body, _ := json.Marshal(connectBody{Addrs: addrs, Deadline: deadline.UnixNano()})
 	if err := p.w.Write(wire.ChanControl, ctlConnect, 0, body); err != nil {
 		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
 	}
-	p.conn.SetReadDeadline(deadline)
+	p.conn.SetReadDeadline(deadline.Add(5 * time.Second)) // the pager's own deadline comes first
 	f, err := wire.ReadFrame(p.r, wire.MaxBody)
 	p.conn.SetReadDeadline(time.Time{})
 	if err != nil {
@@ -283,9 +283,15 @@ func (p *uffdImpl) lock(id int) error {
 	return err
 }
 
+// unlock does not wait for the pager: UNLOCK cannot fail there, and the
+// control stream keeps it before any later request of this rank.
 func (p *uffdImpl) unlock(id int) error {
-	_, err := p.call(ctlUnlock, uint32(id))
-	return err
+	var b [8]byte
+	binary.BigEndian.PutUint32(b[4:], uint32(id)) // call id 0: no reply
+	if err := p.w.Write(wire.ChanControl, ctlUnlock, 0, b[:]); err != nil {
+		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
+	}
+	return nil
 }
 
 func (p *uffdImpl) stats() Stats {

@@ -255,3 +255,54 @@ func TestRegionCap(t *testing.T) {
 		}
 	}
 }
+
+// cpuTicks is utime+stime of pid, in clock ticks.
+func cpuTicks(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	u, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return u + st
+}
+
+// TestIdlePagerCostsNothing: page servers with no faults to serve use less
+// than 5% of a core over a second (they park in epoll_wait; they spin only
+// for a moment after activity).
+func TestIdlePagerCostsNothing(t *testing.T) {
+	needUffd(t)
+	ms := pair(t, 1<<20, "uffd")
+	ms[0].StoreInt64(0, 1)
+	if ms[1].LoadInt64(0) != 1 { // some activity first: then idle
+		t.Fatal("wrong value")
+	}
+	var pagers []int
+	for pid, comm := range children(os.Getpid()) {
+		if comm == pagerName {
+			pagers = append(pagers, pid)
+		}
+	}
+	if len(pagers) != 2 {
+		t.Fatalf("found page servers %v, want 2", pagers)
+	}
+	before := make([]int, len(pagers))
+	for i, pid := range pagers {
+		before[i] = cpuTicks(t, pid)
+	}
+	start := time.Now()
+	time.Sleep(time.Second) // the measurement window, not synchronisation
+	el := time.Since(start)
+	const hz = 100 // USER_HZ on Linux
+	for i, pid := range pagers {
+		used := time.Duration(cpuTicks(t, pid)-before[i]) * time.Second / hz
+		t.Logf("page server %d: %v of CPU in %v", pid, used, el)
+		if used > el/20 {
+			t.Errorf("idle page server %d used %v of CPU in %v (over 5%%)", pid, used, el)
+		}
+	}
+}
