@@ -306,3 +306,40 @@ func TestIdlePagerCostsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestMutexCounter: goroutine g of each of two ranks increments counter g
+// under lock g (a rank asks for one lock once at a time), while another
+// asks for Stats: the totals are exact and no call waits for a reply that
+// another caller read.
+func TestMutexCounter(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			ms := pair(t, 1<<20, b)
+			const goroutines, iters = 3, 200
+			var wg sync.WaitGroup
+			for r, m := range ms {
+				for g := range goroutines {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						mu, off := m.Mutex(g), 8*g
+						for range iters {
+							mu.Lock()
+							m.StoreInt64(off, m.LoadInt64(off)+1)
+							mu.Unlock()
+							if g == 0 && r == 0 {
+								m.Stats()
+							}
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			for g := range goroutines {
+				if got, want := ms[1].LoadInt64(8*g), int64(2*iters); got != want {
+					t.Errorf("counter %d = %d, want %d", g, got, want)
+				}
+			}
+		})
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,10 +108,6 @@ type pager struct {
 
 	spin, busySpin time.Duration
 	yield          bool
-	cpus           int
-	loadavg        int       // /proc/loadavg, or -1
-	loadChecked    time.Time // when hostIdle last looked
-	hostHasRoom    bool
 
 	closing       bool
 	closeID       uint32
@@ -239,12 +234,7 @@ func (p *pager) configureSpin(addrs []string) {
 		}
 	}
 	p.spin, p.busySpin = defaultSpin, defaultBusySpin
-	p.cpus = runtime.NumCPU()
-	p.loadavg = -1
-	if fd, err := unix.Open("/proc/loadavg", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-		p.loadavg = fd
-	}
-	over := local > p.cpus
+	over := local > runtime.NumCPU()
 	if over {
 		p.spin, p.busySpin = 0, 0
 	}
@@ -583,38 +573,9 @@ func (p *pager) loop() int {
 	}
 }
 
-// roomToSpin reports whether a CPU is free for spinning: the host's count
-// of running and runnable threads (this one included) is at most its CPU
-// count. It looks at most every 5 ms. A spinning thread that loses its CPU
-// to another one waits behind it for its next turn, where a sleeping one
-// woken by the kernel would have run at once: on a busy host (other jobs,
-// or more ranks than CPUs) spinning makes faults slower, not faster.
+// roomToSpin reports whether the loop may spin now (see hostHasRoom).
 func (p *pager) roomToSpin(now time.Time) bool {
-	if p.yield {
-		return true // asked for explicitly, on an oversubscribed host
-	}
-	if p.loadavg < 0 {
-		return true
-	}
-	if now.Sub(p.loadChecked) < 5*time.Millisecond {
-		return p.hostHasRoom
-	}
-	p.loadChecked = now
-	var b [128]byte
-	n, err := unix.Pread(p.loadavg, b[:], 0)
-	if err != nil {
-		p.loadavg = -1
-		return true
-	}
-	// "0.50 0.40 0.30 3/456 789": the fourth field is running/total.
-	f := strings.Fields(string(b[:n]))
-	if len(f) < 4 {
-		return true
-	}
-	run, _, _ := strings.Cut(f[3], "/")
-	r, err := strconv.Atoi(run)
-	p.hostHasRoom = err != nil || r <= p.cpus
-	return p.hostHasRoom
+	return p.yield || hostHasRoom() // yield: asked for explicitly, on an oversubscribed host
 }
 
 // wait is epoll_wait. A poll (timeout 0) is a raw system call: it cannot
