@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +30,8 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "connect-forever":
 		os.Exit(helperConnectForever())
+	case "pair-idle":
+		os.Exit(helperPairIdle())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(2)
@@ -49,6 +53,37 @@ func helperConnectForever() int {
 	defer cancel()
 	err = m.Connect(ctx, []string{"127.0.0.1:9", m.Endpoint()})
 	fmt.Println("CONNECT", err)
+	return 0
+}
+
+// helperPairIdle is ranks 0 and 1 in one process, connected and idle
+// until stdin closes.
+func helperPairIdle() int {
+	var ms [2]*Memory
+	for r := range ms {
+		m, err := New(Config{Rank: r, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
+		if err != nil {
+			fmt.Println("ERROR", err)
+			return 1
+		}
+		ms[r] = m
+	}
+	addrs := []string{ms[0].Endpoint(), ms[1].Endpoint()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, m := range ms {
+		go func() { errs <- m.Connect(ctx, addrs) }()
+	}
+	for range ms {
+		if err := <-errs; err != nil {
+			fmt.Println("ERROR", err)
+			return 1
+		}
+	}
+	ms[0].StoreInt64(0, 5)
+	fmt.Println("READY", ms[1].LoadInt64(0))
+	io.Copy(io.Discard, os.Stdin)
 	return 0
 }
 
@@ -341,5 +376,58 @@ func TestMutexCounter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRankExitsWhenPagerDies: killing a page server ends its rank at once
+// (its memory can no longer be trusted), saying so; the other page server
+// then goes too.
+func TestRankExitsWhenPagerDies(t *testing.T) {
+	needUffd(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=pair-idle")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, _ := cmd.StdinPipe()
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || sc.Text() != "READY 5" {
+		t.Fatalf("helper: %q %v", sc.Text(), sc.Err())
+	}
+	var pagers []int
+	for pid, comm := range children(cmd.Process.Pid) {
+		if comm == pagerName {
+			pagers = append(pagers, pid)
+		}
+	}
+	if len(pagers) != 2 {
+		t.Fatalf("page servers %v, want 2", pagers)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	start := time.Now()
+	syscall.Kill(pagers[0], syscall.SIGKILL)
+	select {
+	case err := <-exited:
+		if err == nil || !strings.Contains(stderr.String(), "page server exited unexpectedly") {
+			t.Fatalf("rank exited with %v, stderr:\n%s", err, stderr.String())
+		}
+		t.Logf("rank exited %v after its page server was killed: %s", time.Since(start), strings.TrimSpace(stderr.String()))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rank still runs 10 s after its page server was killed")
+	}
+	for alive(pagers[1]) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("page server %d outlived its rank by 5 s", pagers[1])
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
 	}
 }

@@ -284,14 +284,28 @@ func (p *pager) connect(ln net.Listener, addrs []string, token []byte, deadline 
 		err  error
 	}
 	results := make(chan result, 2*n)
+	var mu sync.Mutex
+	finished := false // after connect returns, the pipe's descriptors may be reused
 	notify := func(r result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
+			if r.c != nil {
+				r.c.Close()
+			}
+			return
+		}
 		results <- r
 		unix.Write(wake[1], []byte{1})
 	}
-	var mu sync.Mutex
 	claimed := make([]bool, n)
 	done := make(chan struct{})
-	defer close(done)
+	defer func() {
+		mu.Lock()
+		finished = true
+		mu.Unlock()
+		close(done)
+	}()
 	go func() {
 		for {
 			c, err := ln.Accept()
