@@ -224,7 +224,10 @@ func (p *pager) run() int {
 // listens on this rank's address count as local), so that a spinning page
 // server never takes the CPU a rank needs. DSMEXEC_SPIN overrides the
 // window after activity (0 disables spinning); on an oversubscribed host
-// an explicit window spins with sched_yield between polls.
+// an explicit window spins with sched_yield between polls. For
+// measurements only (not an interface): DSMEXEC_PAGER_BUSYSPIN sets the
+// window while this rank waits, DSMEXEC_PAGER_YIELD=1 spins (yielding)
+// whatever the host's load.
 func (p *pager) configureSpin(addrs []string) {
 	host, _, _ := net.SplitHostPort(addrs[p.cfg.Rank])
 	local := 0
@@ -574,7 +577,7 @@ func (p *pager) loop() int {
 		}
 		idle := now.Sub(last)
 		switch {
-		case (idle < p.spin || (idle < p.busySpin && p.d.busy())) && p.roomToSpin(now):
+		case (idle < p.spin || (idle < p.busySpin && p.d.busy())) && p.roomToSpin():
 			if p.yield {
 				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 			}
@@ -588,7 +591,7 @@ func (p *pager) loop() int {
 }
 
 // roomToSpin reports whether the loop may spin now (see hostHasRoom).
-func (p *pager) roomToSpin(now time.Time) bool {
+func (p *pager) roomToSpin() bool {
 	return p.yield || hostHasRoom() // yield: asked for explicitly, on an oversubscribed host
 }
 

@@ -22,7 +22,10 @@ var host struct {
 
 // hostHasRoom reports whether a CPU is free for spinning: the host's count
 // of running and runnable threads (the caller included) is at most its CPU
-// count. It looks at most every 5 ms. A spinning thread that loses its CPU
+// count plus one. The one is the thread a spinner is about to serve: with
+// two ranks on two CPUs, both page servers spinning and the faulting
+// thread just woken make three, and that is the case spinning is for. It
+// looks at most every 5 ms. A spinning thread that loses its CPU
 // to another one waits behind it for its next turn, where a sleeping one
 // woken by the kernel would have run at once: on a busy host (other jobs,
 // or more ranks than CPUs) spinning makes waits longer, not shorter.
@@ -57,7 +60,7 @@ func hostHasRoom() bool {
 	}
 	run, _, _ := strings.Cut(f[3], "/")
 	if r, err := strconv.Atoi(run); err == nil {
-		host.room = r <= host.cpus
+		host.room = r <= host.cpus+1
 	}
 	return host.room
 }
