@@ -89,6 +89,7 @@ type uffdImpl struct {
 	ep     string
 	mode   string
 
+	noSpin bool          // this host has more ranks than CPUs
 	token  chan struct{} // held (sent into) by whoever reads the socket
 	want   atomic.Int32  // callers waiting for the token
 	resume chan struct{} // the background reader may take the token again
@@ -204,6 +205,8 @@ func (p *uffdImpl) kill() {
 func (p *uffdImpl) endpoint() string { return p.ep }
 
 func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
+	// More ranks on this host than CPUs: a waiting caller never spins.
+	p.noSpin = localRanks(addrs, p.m.cfg.Rank) > runtime.NumCPU()
 	body, _ := json.Marshal(connectBody{Addrs: addrs, Deadline: deadline.UnixNano()})
 	if err := p.w.Write(wire.ChanControl, ctlConnect, 0, body); err != nil {
 		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
@@ -288,7 +291,7 @@ func (p *uffdImpl) readFailed(err error) {
 // spin it first polls without parking for a moment.
 func (p *uffdImpl) readUntil(ch chan reply, spin bool) error {
 	var until time.Time
-	if spin && appSpin > 0 && hostHasRoom() {
+	if spin && appSpin > 0 && !p.noSpin && hostHasRoom() {
 		until = time.Now().Add(appSpin)
 	}
 	for {

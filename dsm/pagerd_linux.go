@@ -39,7 +39,7 @@ const typeBye uint8 = 30
 
 // Defaults of the page server's spinning (see pager.loop).
 const (
-	defaultSpin     = 100 * time.Microsecond // after any event
+	defaultSpin     = 200 * time.Microsecond // after any event
 	defaultBusySpin = 2 * time.Millisecond   // while a fault or lock of this rank waits
 )
 
@@ -229,13 +229,7 @@ func (p *pager) run() int {
 // window while this rank waits, DSMEXEC_PAGER_YIELD=1 spins (yielding)
 // whatever the host's load.
 func (p *pager) configureSpin(addrs []string) {
-	host, _, _ := net.SplitHostPort(addrs[p.cfg.Rank])
-	local := 0
-	for _, a := range addrs {
-		if h, _, _ := net.SplitHostPort(a); h == host {
-			local++
-		}
-	}
+	local := localRanks(addrs, p.cfg.Rank)
 	p.spin, p.busySpin = defaultSpin, defaultBusySpin
 	over := local > runtime.NumCPU()
 	if over {
@@ -263,6 +257,19 @@ func (p *pager) configureSpin(addrs []string) {
 	if s := os.Getenv("DSMEXEC_PAGER_YIELD"); s != "" {
 		p.yield = s == "1"
 	}
+}
+
+// localRanks counts the ranks whose memory listens on the same address as
+// rank self's: the ranks on this host.
+func localRanks(addrs []string, self int) int {
+	host, _, _ := net.SplitHostPort(addrs[self])
+	local := 0
+	for _, a := range addrs {
+		if h, _, _ := net.SplitHostPort(a); h == host {
+			local++
+		}
+	}
+	return local
 }
 
 // connect builds the memory mesh: dial every higher rank, accept every
