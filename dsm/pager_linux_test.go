@@ -19,6 +19,7 @@ import (
 
 	"github.com/dsmexec/dsmexec/internal/auth"
 	"github.com/dsmexec/dsmexec/internal/uffd"
+	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
 // helperEnv selects a helper mode of this test binary (see TestMain).
@@ -207,6 +208,13 @@ func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 // its page server, connected to each other.
 func pair(t *testing.T, bytes int64, backend string) [2]*Memory {
 	t.Helper()
+	return pairWith(t, bytes, backend, nil)
+}
+
+// pairWith is pair, calling before (if not nil) with the memories before
+// they connect.
+func pairWith(t *testing.T, bytes int64, backend string, before func([2]*Memory)) [2]*Memory {
+	t.Helper()
 	var ms [2]*Memory
 	for r := range ms {
 		m, err := New(Config{Rank: r, Size: 2, Bytes: bytes, Token: testToken, IP: "127.0.0.1", Backend: backend})
@@ -214,6 +222,9 @@ func pair(t *testing.T, bytes int64, backend string) [2]*Memory {
 			t.Fatal(err)
 		}
 		ms[r] = m
+	}
+	if before != nil {
+		before(ms)
 	}
 	addrs := []string{ms[0].Endpoint(), ms[1].Endpoint()}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -430,4 +441,72 @@ func TestRankExitsWhenPagerDies(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
 	}
+}
+
+// TestStrangersAtThePageServer: connections to a page server's memory
+// endpoint that are not its peers (garbage, a wrong token, a rank that may
+// not dial it, a silent one), made while it connects, are refused and do
+// not stop the real mesh.
+func TestStrangersAtThePageServer(t *testing.T) {
+	needUffd(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	ms := pairWith(t, 1<<20, "uffd", func(ms [2]*Memory) {
+		ep := ms[1].Endpoint() // rank 1 accepts rank 0 only
+		dial := func() net.Conn {
+			c, err := net.Dial("tcp", ep)
+			if err != nil {
+				t.Error(err)
+				return nil
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			return c
+		}
+		dial() // silent
+		if c := dial(); c != nil {
+			c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		}
+		// Handshakes get answers only once the page server connects:
+		// in the background.
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if c := dial(); c != nil {
+				if err := auth.Dial(c, bufio.NewReader(c), []byte("wrong token"), 0, 1, time.Now().Add(20*time.Second)); !errors.Is(err, auth.ErrDenied) {
+					t.Errorf("handshake with a wrong token: %v, want ErrDenied", err)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if c := dial(); c != nil {
+				r := bufio.NewReader(c)
+				if err := auth.Dial(c, r, testToken, 1, 1, time.Now().Add(20*time.Second)); err != nil {
+					t.Errorf("handshake as rank 1: %v", err)
+					return
+				}
+				// The identity is checked after the proof: the refusal
+				// follows it.
+				c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				if _, err := wire.ReadFrame(r, 1024); err != nil && !errors.Is(err, io.EOF) {
+					t.Errorf("after the handshake as rank 1: %v, want a REJECT or EOF", err)
+				}
+			}
+		}()
+	})
+	ms[0].StoreInt64(0, 42)
+	if v := ms[1].LoadInt64(0); v != 42 {
+		t.Fatalf("read %d, want 42", v)
+	}
+	wg.Wait()
 }
