@@ -602,15 +602,16 @@ func (p *pager) roomToSpin() bool {
 	return p.yield || hostHasRoom() // yield: asked for explicitly, on an oversubscribed host
 }
 
-// wait is epoll_wait. A poll (timeout 0) is a raw system call: it cannot
-// block, so the runtime need not know (with entersyscall, sysmon would keep
-// waking up every 20 µs to consider taking the P away during a spin); a
-// blocking wait tells the runtime, which may then run other goroutines.
+// wait is epoll_wait, as a raw system call even when it blocks: the
+// runtime does not see this thread enter a system call, so sysmon neither
+// takes its P away after 20 µs nor keeps waking up every 20 µs afterwards
+// (it did, thousands of times a second, with entersyscall). The loop's
+// goroutine is the only one that needs the P; the rest (the die timer,
+// the garbage collector) get it when sysmon preempts the loop, at most
+// every 10 ms: the signal interrupts epoll_wait (EINTR) and the loop
+// yields at its next function call.
 func (p *pager) wait(timeout int) (int, error) {
-	if timeout != 0 {
-		return unix.EpollWait(p.ep, p.evs, timeout)
-	}
-	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.ep), uintptr(unsafe.Pointer(&p.evs[0])), uintptr(len(p.evs)), 0, 0, 0)
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.ep), uintptr(unsafe.Pointer(&p.evs[0])), uintptr(len(p.evs)), uintptr(timeout), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
