@@ -510,3 +510,38 @@ func TestStrangersAtThePageServer(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestFaultsInFlight: goroutines of one rank fault on many pages at once
+// (several faults in flight in its page server), reading and writing
+// pages that move between the ranks; every value is right.
+func TestFaultsInFlight(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			ms := pair(t, 1<<20, b)
+			ps := ms[0].PageSize()
+			const pages, goroutines = 64, 8
+			for p := range pages {
+				ms[0].StoreInt64(p*ps, int64(p+1))
+			}
+			var wg sync.WaitGroup
+			for g := range goroutines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for p := g; p < pages; p += goroutines {
+						if v := ms[1].LoadInt64(p * ps); v != int64(p+1) {
+							t.Errorf("page %d: read %d, want %d", p, v, p+1)
+						}
+						ms[1].AddInt64(p*ps+8, 1) // and take it over for writing
+					}
+				}()
+			}
+			wg.Wait()
+			for p := range pages {
+				if v := ms[0].LoadInt64(p*ps + 8); v != 1 {
+					t.Errorf("page %d: rank 0 reads %d after rank 1's add, want 1", p, v)
+				}
+			}
+		})
+	}
+}
