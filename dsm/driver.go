@@ -28,7 +28,7 @@ type driver struct {
 	mu    sync.Mutex
 	node  *coherence.Node
 	ops   pagemem.PageOps
-	mesh  *mesh.Mesh
+	tr    transport // the memory's connections to the other ranks
 	rank  int
 	ps    int
 	bufs  [][]byte // page buffers for the batch being sent
@@ -41,7 +41,7 @@ type driver struct {
 
 	pending map[coherence.Page]time.Time // first fault time, per page being fetched
 	waiters map[coherence.Page][]chan error
-	locks   map[uint32]chan error
+	locks   map[uint32]func(error) // pending Lock calls: called once, under mu
 
 	// fatal is called (without the mutex) when the protocol cannot go on:
 	// a page whose home or owner was lost, a failing page operation.
@@ -60,7 +60,7 @@ func newDriver(rank, size, pageSize int, ops pagemem.PageOps, wake bool, fatal f
 		pending: map[coherence.Page]time.Time{},
 		woken:   map[coherence.Page]bool{},
 		waiters: map[coherence.Page][]chan error{},
-		locks:   map[uint32]chan error{},
+		locks:   map[uint32]func(error){},
 		fatal:   fatal,
 		logf:    logf,
 		trace:   os.Getenv("DSMEXEC_DSM_TRACE") != "",
@@ -86,6 +86,25 @@ func (d *driver) pageBuf() []byte {
 	return b
 }
 
+// transport carries the driver's messages to the other ranks.
+type transport interface {
+	// send writes one DSM frame, body hdr+data, to rank `to`, or queues it
+	// to be written in order; data may be reused once send returns.
+	send(to int, typ uint8, hdr, data []byte) error
+	// close says goodbye to every peer and waits (bounded) for theirs.
+	close()
+}
+
+// meshTransport is the in-process (sigsegv) backend's transport: the
+// mesh's reader goroutines call the driver.
+type meshTransport struct{ m *mesh.Mesh }
+
+func (t meshTransport) send(to int, typ uint8, hdr, data []byte) error {
+	return t.m.Send(to, wire.ChanDSM, typ, hdr, data)
+}
+
+func (t meshTransport) close() { t.m.Close(5 * time.Second) }
+
 // connect builds the memory's mesh. Messages that arrive before Connect
 // returns wait for the mutex, so the driver never runs without its mesh.
 func (d *driver) connect(ln net.Listener, addrs []string, token []byte, deadline time.Time) error {
@@ -106,7 +125,7 @@ func (d *driver) connect(ln net.Listener, addrs []string, token []byte, deadline
 	if err != nil {
 		return err
 	}
-	d.mesh = m
+	d.tr = meshTransport{m}
 	return nil
 }
 
@@ -186,17 +205,31 @@ func (d *driver) peerLost(peer int) {
 
 func (d *driver) lock(id uint32) error {
 	ch := make(chan error, 1)
+	d.lockAsync(id, func(err error) { ch <- err })
+	return <-ch
+}
+
+// lockAsync asks for lock id; done is called (under the driver's mutex,
+// so it must not call the driver) when the lock is granted or has failed.
+func (d *driver) lockAsync(id uint32, done func(error)) {
 	d.mu.Lock()
 	if d.locks[id] != nil {
 		d.mu.Unlock()
 		panic(fmt.Sprintf("dsm: rank %d asked for lock %d twice", d.rank, id))
 	}
-	d.locks[id] = ch
+	d.locks[id] = done
 	d.node.Lock(id)
 	errs := d.run()
 	d.mu.Unlock()
 	d.fail(errs)
-	return <-ch
+}
+
+// busy reports whether this rank waits for the protocol: a fault being
+// fetched or a lock asked for.
+func (d *driver) busy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pending) > 0 || len(d.locks) > 0
 }
 
 func (d *driver) unlock(id uint32) {
@@ -211,6 +244,14 @@ func (d *driver) snapshot() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.stats
+}
+
+// resetStats zeroes the counters. A fault in flight at the reset adds its
+// time when it ends but is not counted again.
+func (d *driver) resetStats() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats = Stats{}
 }
 
 func (d *driver) fail(errs []error) {
@@ -245,7 +286,7 @@ func (d *driver) run() []error {
 		}
 		for i := range d.out {
 			o := &d.out[i]
-			if err := d.mesh.Send(o.to, wire.ChanDSM, o.typ, o.hdr[:], o.data); err != nil {
+			if err := d.tr.send(o.to, o.typ, o.hdr[:], o.data); err != nil {
 				// The reader of that connection reports the loss; the
 				// machine then fails what depended on it.
 				d.logf("memory of rank %d: send %s to rank %d: %v", d.rank, coherence.MsgType(o.typ), o.to, err)
@@ -339,14 +380,14 @@ func (d *driver) do(a coherence.Action) error {
 			ch <- err
 		}
 	case coherence.Granted:
-		if ch := d.locks[a.Lock]; ch != nil {
+		if done := d.locks[a.Lock]; done != nil {
 			delete(d.locks, a.Lock)
-			ch <- nil
+			done(nil)
 		}
 	case coherence.LockFailed:
-		if ch := d.locks[a.Lock]; ch != nil {
+		if done := d.locks[a.Lock]; done != nil {
 			delete(d.locks, a.Lock)
-			ch <- a.Err
+			done(a.Err)
 		}
 	default:
 		panic(fmt.Sprintf("dsm: unknown action %T", a))
@@ -354,12 +395,12 @@ func (d *driver) do(a coherence.Action) error {
 	return nil
 }
 
-// close shuts the mesh down gracefully.
+// close shuts the transport down gracefully.
 func (d *driver) close() {
 	d.mu.Lock()
-	m := d.mesh
+	tr := d.tr
 	d.mu.Unlock()
-	if m != nil {
-		m.Close(5 * time.Second)
+	if tr != nil {
+		tr.close()
 	}
 }

@@ -23,3 +23,28 @@ func ExampleMemory() {
 	fmt.Println(m.LoadInt64(0), string(buf), m.Home(1), m.Backend())
 	// Output: 42 shared 0 local
 }
+
+// Alloc places arrays in the region without hand-computed offsets: every
+// rank that makes the same calls in the same order gets the same offsets.
+func ExampleAlloc() {
+	m, err := dsm.New(dsm.Config{Rank: 0, Size: 1, Bytes: 1 << 20})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	grid, err := dsm.Alloc[float64](m, 100*100)
+	if err != nil {
+		log.Fatal(err)
+	}
+	hist, err := dsm.Alloc[int64](m, 16)
+	if err != nil {
+		log.Fatal(err)
+	}
+	grid[0], hist[15] = 1.5, 7
+	fmt.Println(len(grid), len(hist), m.Allocated())
+	_, err = dsm.Alloc[float64](m, 1<<20)
+	fmt.Println(err)
+	// Output:
+	// 10000 16 86016
+	// dsm: Alloc of 1048576 float64 (8388608 bytes) does not fit: 962560 of 1048576 bytes left
+}

@@ -18,7 +18,13 @@ func New(cfg Config) (*Memory, error) {
 	if cfg.Bytes < 0 {
 		return nil, fmt.Errorf("dsm: region size %d: must not be negative", cfg.Bytes)
 	}
+	if cfg.Bytes > MaxRegion {
+		return nil, fmt.Errorf("dsm: region size %d bytes is over the maximum of %d bytes (16 TiB): the protocol numbers pages with 32 bits", cfg.Bytes, MaxRegion)
+	}
 	n := (cfg.Bytes + int64(ps) - 1) / int64(ps) * int64(ps)
+	if n/int64(ps) > maxPages {
+		return nil, fmt.Errorf("dsm: region of %d pages of %d bytes is over the %d pages the protocol can name", n/int64(ps), ps, int64(maxPages))
+	}
 	m := &Memory{cfg: cfg, pageSize: ps, mutexes: map[int]*Mutex{}}
 	if n == 0 {
 		// No shared region (mpirun -dsm-size 0): messages only, no page
@@ -53,6 +59,12 @@ func (m *Memory) Connect(ctx context.Context, addrs []string) error {
 // Stats returns this rank's counters.
 func (m *Memory) Stats() Stats { return m.impl.stats() }
 
+// ResetStats zeroes this rank's counters, so that a program can measure
+// one phase: call it (on every rank, typically after a Barrier) before the
+// phase and read Stats after it. The summary mpirun prints at the end
+// shows the counters since the last reset.
+func (m *Memory) ResetStats() { m.impl.resetStats() }
+
 // Close stops serving and unmaps the region. Finalize calls it after a
 // barrier, so no rank needs a page from this one any more.
 func (m *Memory) Close() error {
@@ -72,6 +84,7 @@ type localImpl struct {
 func (l *localImpl) endpoint() string                  { return "" }
 func (l *localImpl) connect([]string, time.Time) error { return nil }
 func (l *localImpl) stats() Stats                      { return Stats{} }
+func (l *localImpl) resetStats()                       {}
 func (l *localImpl) close() error {
 	if l.data == nil {
 		return nil

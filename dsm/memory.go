@@ -18,6 +18,15 @@ type Config struct {
 	Logf       func(format string, args ...any)
 }
 
+// MaxRegion is the largest shared region, in bytes: 16 TiB. The coherence
+// protocol names a page with 32 bits on the wire, which is 2^32 pages of
+// 4 KiB; New refuses a larger region (mpirun refuses it before starting
+// anything), rather than letting pages 2^32 and up alias lower ones.
+const MaxRegion int64 = 1 << 44
+
+// maxPages is how many pages the protocol can name.
+const maxPages = 1 << 32
+
 // Errors.
 var (
 	ErrClosed = errors.New("dsm: memory is closed")
@@ -36,6 +45,14 @@ type Memory struct {
 	mutexMu sync.Mutex
 	mutexes map[int]*Mutex
 
+	// Alloc's bump pointer (offset of the lowest allocation) and the
+	// digest of the calls so far.
+	allocMu    sync.Mutex
+	allocInit  bool
+	allocTop   int64
+	allocSum   uint64
+	allocCalls int
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -47,6 +64,7 @@ type impl interface {
 	lock(id int) error
 	unlock(id int) error
 	stats() Stats
+	resetStats()
 	close() error
 }
 

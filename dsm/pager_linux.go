@@ -1,7 +1,6 @@
 package dsm
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,7 +33,7 @@ import (
 //	app -> pager  CONFIG   pagerConfig (JSON)
 //	pager -> app  LISTEN   the pager's mesh address
 //	app -> pager  CONNECT  every rank's pager address (JSON)
-//	app -> pager  LOCK, UNLOCK, STATS, CLOSE   id u32 (+ lock id u32)
+//	app -> pager  LOCK, UNLOCK, STATS, RESETSTATS, CLOSE   id u32 (+ lock id u32)
 //	pager -> app  REPLY    id u32, status u8 (0 ok, 1 error), payload
 //	pager -> app  FATAL    text: the application must exit with it
 const (
@@ -43,6 +43,7 @@ const (
 	ctlUnlock  uint8 = 43
 	ctlStats   uint8 = 44
 	ctlClose   uint8 = 45
+	ctlReset   uint8 = 46
 	ctlListen  uint8 = 50
 	ctlReply   uint8 = 51
 	ctlFatal   uint8 = 52
@@ -50,6 +51,9 @@ const (
 
 // pagerEnv marks the re-executed pager process.
 const pagerEnv = "DSMEXEC_PAGER"
+
+// pagerName is the page server's process name (comm and argv[0]).
+const pagerName = "dsmexec-pager"
 
 type pagerConfig struct {
 	Rank, Size int
@@ -67,15 +71,28 @@ func init() {
 }
 
 // uffdImpl is the application's side of the userfaultfd backend.
+//
+// Replies from the pager are read by the goroutine that waits for one
+// (Lock, Stats, ...), not handed over by a reader goroutine: it polls the
+// socket for a moment (spinning only while a CPU is free) before it parks
+// in the netpoller, and files the replies meant for other callers. While
+// nobody waits, a background reader holds the socket so that a FATAL is
+// seen at once; a caller takes the socket from it by interrupting its read.
 type uffdImpl struct {
 	m      *Memory
 	region *pagemem.Region
 	cmd    *exec.Cmd
 	conn   net.Conn
-	r      *bufio.Reader
+	rc     syscall.RawConn
+	in     *rawConn // parse buffer; fd set by the reader holding token
 	w      *wire.Writer
 	ep     string
 	mode   string
+
+	noSpin bool          // this host has more ranks than CPUs
+	token  chan struct{} // held (sent into) by whoever reads the socket
+	want   atomic.Int32  // callers waiting for the token
+	resume chan struct{} // the background reader may take the token again
 
 	mu      sync.Mutex
 	nextID  uint32
@@ -105,12 +122,10 @@ func newUffd(m *Memory, region *pagemem.Region) error {
 	}
 	appEnd := os.NewFile(uintptr(fds[0]), "pager-control")
 	pagerEnd := os.NewFile(uintptr(fds[1]), "pager-control")
-	exe, err := os.Executable()
-	if err != nil {
-		exe = "/proc/self/exe"
-	}
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{exe + " [dsm pager]"}
+	// ps shows "dsmexec-pager rank 3"; the pager names its thread (comm,
+	// which pgrep and ss show) "dsmexec-pager" itself.
+	cmd.Args = []string{pagerName, "rank", strconv.Itoa(m.cfg.Rank)}
 	cmd.Env = append(os.Environ(), pagerEnv+"=1")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{region.File(), u.File(), pagerEnd}
@@ -133,7 +148,15 @@ func newUffd(m *Memory, region *pagemem.Region) error {
 		cmd.Wait()
 		return fmt.Errorf("dsm: rank %d: pager control: %w", m.cfg.Rank, err)
 	}
-	p := &uffdImpl{m: m, region: region, cmd: cmd, conn: conn, r: bufio.NewReader(conn), w: wire.NewWriter(conn, m.cfg.Rank),
+	rc, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		conn.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("dsm: rank %d: pager control: %w", m.cfg.Rank, err)
+	}
+	p := &uffdImpl{m: m, region: region, cmd: cmd, conn: conn, rc: rc, in: newRawConn(-1, -1, nil), w: wire.NewWriter(conn, m.cfg.Rank),
+		token: make(chan struct{}, 1), resume: make(chan struct{}, 1),
 		calls: map[uint32]chan reply{}, exited: make(chan struct{}), mode: mode}
 	go func() { cmd.Wait(); close(p.exited) }()
 	cfg, _ := json.Marshal(pagerConfig{Rank: m.cfg.Rank, Size: m.cfg.Size, Token: hex.EncodeToString(m.cfg.Token), IP: m.cfg.IP,
@@ -142,9 +165,7 @@ func newUffd(m *Memory, region *pagemem.Region) error {
 		p.kill()
 		return fmt.Errorf("dsm: rank %d: configure the page server: %w", m.cfg.Rank, err)
 	}
-	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	f, err := wire.ReadFrame(p.r, 4096)
-	conn.SetReadDeadline(time.Time{})
+	f, err := p.readFrame(time.Now().Add(30 * time.Second))
 	if err != nil || f.Type != ctlListen {
 		p.kill()
 		return fmt.Errorf("dsm: rank %d: the page server did not start (%v)", m.cfg.Rank, err)
@@ -184,13 +205,13 @@ func (p *uffdImpl) kill() {
 func (p *uffdImpl) endpoint() string { return p.ep }
 
 func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
-	body, _ := json.Marshal(addrs)
+	// More ranks on this host than CPUs: a waiting caller never spins.
+	p.noSpin = localRanks(addrs, p.m.cfg.Rank) > runtime.NumCPU()
+	body, _ := json.Marshal(connectBody{Addrs: addrs, Deadline: deadline.UnixNano()})
 	if err := p.w.Write(wire.ChanControl, ctlConnect, 0, body); err != nil {
 		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
 	}
-	p.conn.SetReadDeadline(deadline)
-	f, err := wire.ReadFrame(p.r, wire.MaxBody)
-	p.conn.SetReadDeadline(time.Time{})
+	f, err := p.readFrame(deadline.Add(5 * time.Second)) // the pager's own deadline comes first
 	if err != nil {
 		return fmt.Errorf("dsm: rank %d: page server connecting to its peers: %w", p.m.cfg.Rank, err)
 	}
@@ -200,45 +221,131 @@ func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
 	if f.Body[4] != 0 {
 		return errors.New(string(f.Body[5:]))
 	}
-	go p.read()
+	go p.background()
 	return nil
 }
 
-// read dispatches the pager's replies; a FATAL or a vanished pager ends
-// the process, since its shared memory can no longer be trusted.
-func (p *uffdImpl) read() {
+// readFrame reads one frame before the replies are dispatched (setup).
+func (p *uffdImpl) readFrame(deadline time.Time) (wire.Frame, error) {
+	p.conn.SetReadDeadline(deadline)
+	defer p.conn.SetReadDeadline(time.Time{})
 	for {
-		f, err := wire.ReadFrame(p.r, wire.MaxBody)
+		if f, ok, err := p.in.next(wire.MaxBody); err != nil || ok {
+			// A copy: the buffer moves on with the next read.
+			f.Body = append([]byte(nil), f.Body...)
+			return f, err
+		}
+		var n int
+		var rerr error
+		err := p.rc.Read(func(fd uintptr) bool {
+			p.in.fd = int(fd)
+			n, rerr = p.in.fill()
+			return n > 0 || rerr != nil
+		})
+		if err == nil {
+			err = rerr
+		}
 		if err != nil {
-			p.mu.Lock()
-			closing := p.closing
-			p.mu.Unlock()
-			if closing {
-				p.failCalls(ErrClosed)
-				return
-			}
-			fatal(fmt.Errorf("dsm: rank %d: the page server exited unexpectedly (%v)", p.m.cfg.Rank, err))
+			return wire.Frame{}, err
+		}
+	}
+}
+
+// background holds the socket while no caller waits for a reply, so that
+// a FATAL or the pager's end is seen at once.
+func (p *uffdImpl) background() {
+	for {
+		p.token <- struct{}{}
+		// Clear a caller's interruption before looking at want: a caller
+		// that comes after the look interrupts the read below.
+		p.conn.SetReadDeadline(time.Time{})
+		if p.want.Load() > 0 {
+			<-p.token
+			<-p.resume
+			continue
+		}
+		err := p.readUntil(nil, false)
+		<-p.token
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			p.readFailed(err)
 			return
 		}
-		switch f.Type {
-		case ctlFatal:
-			fatal(errors.New(string(f.Body)))
-		case ctlReply:
-			if len(f.Body) < 5 {
-				continue
+		<-p.resume // a caller took over; it says when it is done
+	}
+}
+
+// readFailed handles the end of the control socket.
+func (p *uffdImpl) readFailed(err error) {
+	p.mu.Lock()
+	closing := p.closing
+	p.mu.Unlock()
+	if closing {
+		p.failCalls(ErrClosed)
+		return
+	}
+	fatal(fmt.Errorf("dsm: rank %d: the page server exited unexpectedly (%v)", p.m.cfg.Rank, err))
+}
+
+// readUntil reads and dispatches frames, holding the token, until ch has
+// a reply (ch nil: until interrupted by a deadline or an error). With
+// spin it first polls without parking for a moment.
+func (p *uffdImpl) readUntil(ch chan reply, spin bool) error {
+	var until time.Time
+	if spin && appSpin > 0 && !p.noSpin && hostHasRoom() {
+		until = time.Now().Add(appSpin)
+	}
+	for {
+		for {
+			f, ok, err := p.in.next(wire.MaxBody)
+			if err != nil {
+				return err
 			}
-			id := binary.BigEndian.Uint32(f.Body)
-			r := reply{body: f.Body[5:]}
-			if f.Body[4] != 0 {
-				r.err = errors.New(string(f.Body[5:]))
+			if !ok {
+				break
 			}
-			p.mu.Lock()
-			ch := p.calls[id]
-			delete(p.calls, id)
-			p.mu.Unlock()
-			if ch != nil {
-				ch <- r
-			}
+			p.dispatch(f)
+		}
+		if ch != nil && len(ch) > 0 {
+			return nil
+		}
+		park := until.IsZero() || time.Now().After(until)
+		var n int
+		var rerr error
+		err := p.rc.Read(func(fd uintptr) bool {
+			p.in.fd = int(fd)
+			n, rerr = p.in.fill()
+			return !park || n > 0 || rerr != nil
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch handles one frame from the pager; a FATAL ends the process,
+// since its shared memory can no longer be trusted.
+func (p *uffdImpl) dispatch(f wire.Frame) {
+	switch f.Type {
+	case ctlFatal:
+		fatal(errors.New(string(f.Body)))
+	case ctlReply:
+		if len(f.Body) < 5 {
+			return
+		}
+		id := binary.BigEndian.Uint32(f.Body)
+		r := reply{body: append([]byte(nil), f.Body[5:]...)}
+		if f.Body[4] != 0 {
+			r.err = errors.New(string(f.Body[5:]))
+		}
+		p.mu.Lock()
+		ch := p.calls[id]
+		delete(p.calls, id)
+		p.mu.Unlock()
+		if ch != nil {
+			ch <- r
 		}
 	}
 }
@@ -251,6 +358,15 @@ func (p *uffdImpl) failCalls(err error) {
 		delete(p.calls, id)
 	}
 }
+
+// appSpin is how long a caller polls for its reply before it parks
+// (DSMEXEC_SPIN=0: not at all).
+var appSpin = func() time.Duration {
+	if s := os.Getenv("DSMEXEC_SPIN"); s == "0" || s == "0s" {
+		return 0
+	}
+	return 50 * time.Microsecond
+}()
 
 func (p *uffdImpl) call(typ uint8, arg uint32) ([]byte, error) {
 	ch := make(chan reply, 1)
@@ -272,8 +388,45 @@ func (p *uffdImpl) call(typ uint8, arg uint32) ([]byte, error) {
 	if err := p.w.Write(wire.ChanControl, typ, 0, b[:]); err != nil {
 		return nil, fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
 	}
-	r := <-ch
-	return r.body, r.err
+	// Take the socket from the background reader (interrupt its park) or
+	// from another caller, or get the reply someone else read for us.
+	p.want.Add(1)
+	p.conn.SetReadDeadline(time.Unix(1, 0))
+	for {
+		select {
+		case r := <-ch:
+			p.release()
+			return r.body, r.err
+		case p.token <- struct{}{}:
+		}
+		p.conn.SetReadDeadline(time.Time{})
+		err := p.readUntil(ch, true)
+		<-p.token
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			p.release()
+			p.readFailed(err)
+			r := <-ch
+			return r.body, r.err
+		}
+		select {
+		case r := <-ch:
+			p.release()
+			return r.body, r.err
+		default:
+			// Interrupted by another caller's deadline: try again.
+		}
+	}
+}
+
+// release ends a caller's wait: the last one lets the background reader
+// read again.
+func (p *uffdImpl) release() {
+	if p.want.Add(-1) == 0 {
+		select {
+		case p.resume <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (p *uffdImpl) lock(id int) error {
@@ -281,9 +434,15 @@ func (p *uffdImpl) lock(id int) error {
 	return err
 }
 
+// unlock does not wait for the pager: UNLOCK cannot fail there, and the
+// control stream keeps it before any later request of this rank.
 func (p *uffdImpl) unlock(id int) error {
-	_, err := p.call(ctlUnlock, uint32(id))
-	return err
+	var b [8]byte
+	binary.BigEndian.PutUint32(b[4:], uint32(id)) // call id 0: no reply
+	if err := p.w.Write(wire.ChanControl, ctlUnlock, 0, b[:]); err != nil {
+		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
+	}
+	return nil
 }
 
 func (p *uffdImpl) stats() Stats {
@@ -293,6 +452,10 @@ func (p *uffdImpl) stats() Stats {
 		json.Unmarshal(b, &s)
 	}
 	return s
+}
+
+func (p *uffdImpl) resetStats() {
+	p.call(ctlReset, 0)
 }
 
 func (p *uffdImpl) close() error {

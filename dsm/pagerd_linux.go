@@ -6,18 +6,24 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"github.com/dsmexec/dsmexec/internal/auth"
 	"github.com/dsmexec/dsmexec/internal/pagemem"
 	"github.com/dsmexec/dsmexec/internal/uffd"
 	"github.com/dsmexec/dsmexec/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Inherited descriptors of the pager (exec.Cmd.ExtraFiles order).
@@ -27,24 +33,43 @@ const (
 	fdControl = 5
 )
 
+// typeBye on wire.ChanControl of the memory mesh: the sender is closing
+// normally (the same frame internal/mesh sends).
+const typeBye uint8 = 30
+
+// Defaults of the page server's spinning (see pager.loop).
+const (
+	defaultSpin     = 200 * time.Microsecond // after any event
+	defaultBusySpin = 2 * time.Millisecond   // while a fault or lock of this rank waits
+)
+
+// connectBody is the CONNECT request: every rank's pager address and the
+// time by which the mesh must be up.
+type connectBody struct {
+	Addrs    []string
+	Deadline int64 // Unix nanoseconds
+}
+
 // pagerMain is the page server process. It returns the exit status.
 func pagerMain() int {
 	// Signals for the rank's process group (Ctrl-C, mpirun's SIGTERM) are
 	// for the application: the pager must keep serving until its rank has
 	// exited, and exits when the control socket closes. SIGKILL still ends it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	// One P: the driver handles one event at a time anyway, and with more
-	// Ps a hand-off between goroutines wakes spinning threads that compete
-	// with the ranks for the CPUs.
+	setName(pagerName)
+	// One P: the loop runs on this goroutine, which init runs locked to the
+	// main thread; other goroutines exist only while connecting.
 	runtime.GOMAXPROCS(1)
-	ctl, err := net.FileConn(os.NewFile(fdControl, "control"))
-	if err != nil {
+	if err := unix.SetNonblock(fdControl, true); err != nil {
 		fmt.Fprintf(os.Stderr, "dsm pager: control socket: %v\n", err)
 		return 1
 	}
-	r := bufio.NewReader(ctl)
-	f, err := wire.ReadFrame(r, 4096)
+	ctl := newRawConn(fdControl, -1, nil)
+	f, err := ctl.readFrameWait(4096)
 	if err != nil || f.Type != ctlConfig {
+		if err == io.EOF {
+			return 0 // the application went away
+		}
 		fmt.Fprintf(os.Stderr, "dsm pager: no configuration (%v)\n", err)
 		return 1
 	}
@@ -53,86 +78,560 @@ func pagerMain() int {
 		fmt.Fprintf(os.Stderr, "dsm pager: bad configuration: %v\n", err)
 		return 1
 	}
-	ps := &pagerState{cfg: cfg, ctl: ctl, w: wire.NewWriter(ctl, cfg.Rank)}
-	return ps.run(r)
+	p := &pager{cfg: cfg, ctl: ctl}
+	return p.run()
 }
 
-type pagerState struct {
+// setName names the calling thread; called from the package's init, where
+// the main goroutine is locked to the main thread, it names the process
+// (/proc/PID/comm, what ps -e, pgrep and ss show) instead of "exe".
+func setName(name string) {
+	b := append([]byte(name), 0)
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
+	runtime.KeepAlive(b)
+}
+
+// pager is the page server: one loop, on one thread, over the userfaultfd,
+// the control socket and the memory-mesh sockets, all non-blocking and
+// outside the Go netpoller. It is also the driver's transport.
+type pager struct {
 	cfg   pagerConfig
-	ctl   net.Conn
-	w     *wire.Writer
+	ctl   *rawConn
+	u     *uffd.FD
 	d     *driver
+	ep    int
+	peers []*rawConn // by rank; nil for this rank
+	lost  []bool
+	msgs  []uffd.Msg
+	evs   []unix.EpollEvent
+	maxIn int // largest frame body a peer may send
+
+	spin, busySpin time.Duration
+	yield          bool
+
+	closing       bool
+	closeID       uint32
+	closeDeadline time.Time
+
 	fatal sync.Once
 }
 
-func (s *pagerState) logf(format string, args ...any) {
+// Epoll tags (EpollEvent.Fd): which source an event is from.
+const (
+	tagControl = 0
+	tagUffd    = 1
+	tagPeer0   = 2 // + rank
+)
+
+func (p *pager) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
 }
 
 // die reports an error the application cannot survive: the application
 // prints it and exits; if it cannot (all its threads stuck in faults), it
 // is killed.
-func (s *pagerState) die(err error) {
-	s.fatal.Do(func() {
-		if s.w.Write(wire.ChanControl, ctlFatal, 0, []byte(err.Error())) != nil {
-			s.logf("%v", err)
+func (p *pager) die(err error) {
+	p.fatal.Do(func() {
+		p.ctl.queue(wire.ChanControl, ctlFatal, p.cfg.Rank, []byte(err.Error()))
+		if p.ctl.flushWait(1000) != nil {
+			p.logf("%v", err)
 		}
 		go func() {
 			time.Sleep(2 * time.Second) // grace for the application to exit by itself
-			s.logf("%v", err)
+			p.logf("%v", err)
 			syscall.Kill(os.Getppid(), syscall.SIGKILL)
 			os.Exit(1)
 		}()
 	})
 }
 
-func (s *pagerState) run(r *bufio.Reader) int {
-	cfg := s.cfg
+func (p *pager) reply(id uint32, err error, body []byte) {
+	var hdr [5]byte
+	binary.BigEndian.PutUint32(hdr[:], id)
+	if err != nil {
+		hdr[4] = 1
+		body = []byte(err.Error())
+	}
+	p.ctl.queue(wire.ChanControl, ctlReply, p.cfg.Rank, hdr[:], body)
+}
+
+// errRankGone: the control socket ended, the rank is gone.
+var errRankGone = errors.New("dsm: the rank went away")
+
+func (p *pager) run() int {
+	cfg := p.cfg
 	token, err := hex.DecodeString(cfg.Token)
 	if err != nil {
-		s.logf("dsm pager: bad token")
+		p.logf("dsm pager: bad token")
 		return 1
 	}
-	u, err := uffd.FromFile(os.NewFile(fdUffd, "userfaultfd"))
+	u, err := uffd.FromFileUnpolled(os.NewFile(fdUffd, "userfaultfd"))
 	if err != nil {
-		s.logf("dsm pager: rank %d: %v", cfg.Rank, err)
+		p.logf("dsm pager: rank %d: %v", cfg.Rank, err)
 		return 1
 	}
+	p.u = u
 	memfd := os.NewFile(fdMemfd, "region")
 	ops := pagemem.NewUffdOps(memfd, u, cfg.Base, cfg.Length, cfg.PageSize)
-	s.d = newDriver(cfg.Rank, cfg.Size, cfg.PageSize, ops, true, s.die, s.logf)
+	p.d = newDriver(cfg.Rank, cfg.Size, cfg.PageSize, ops, true, p.die, p.logf)
+	p.d.tr = p
+	p.maxIn = msgLen + cfg.PageSize
 	ln, err := listen(cfg.IP)
 	if err != nil {
-		s.logf("dsm pager: rank %d: %v", cfg.Rank, err)
+		p.logf("dsm pager: rank %d: %v", cfg.Rank, err)
 		return 1
 	}
-	if err := s.w.Write(wire.ChanControl, ctlListen, 0, []byte(ln.Addr().String())); err != nil {
+	p.ctl.queue(wire.ChanControl, ctlListen, cfg.Rank, []byte(ln.Addr().String()))
+	if p.ctl.flushWait(30000) != nil {
 		return 1
 	}
-	f, err := wire.ReadFrame(r, wire.MaxBody)
+	f, err := p.ctl.readFrameWait(wire.MaxBody)
 	if err != nil {
 		return 0 // the application went away before connecting
 	}
 	if f.Type != ctlConnect {
-		s.logf("dsm pager: rank %d: control frame %d before connect", cfg.Rank, f.Type)
+		p.logf("dsm pager: rank %d: control frame %d before connect", cfg.Rank, f.Type)
 		return 1
 	}
-	var addrs []string
-	json.Unmarshal(f.Body, &addrs)
-	if err := s.d.connect(ln, addrs, token, time.Now().Add(60*time.Second)); err != nil {
-		s.reply(0, err, nil)
+	var cb connectBody
+	if err := json.Unmarshal(f.Body, &cb); err != nil || len(cb.Addrs) != cfg.Size {
+		p.logf("dsm pager: rank %d: bad connect request (%v)", cfg.Rank, err)
 		return 1
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.serveFaults(ctx, u)
-	s.reply(0, nil, nil)
-
-	// Requests from the application, until CLOSE or until it goes away.
-	for {
-		f, err := wire.ReadFrame(r, 64)
-		if err != nil {
+	p.configureSpin(cb.Addrs)
+	if err := p.connect(ln, cb.Addrs, token, time.Unix(0, cb.Deadline)); err != nil {
+		if errors.Is(err, errRankGone) {
 			return 0
+		}
+		p.reply(0, err, nil)
+		p.ctl.flushWait(1000)
+		return 1
+	}
+	if err := p.setupEpoll(); err != nil {
+		p.reply(0, fmt.Errorf("dsm: rank %d: page server: %w", cfg.Rank, err), nil)
+		p.ctl.flushWait(1000)
+		return 1
+	}
+	p.reply(0, nil, nil)
+	if p.ctl.flushWait(30000) != nil {
+		return 0
+	}
+	return p.loop()
+}
+
+// configureSpin chooses how long the loop spins before it parks: it spins
+// only when this host has no more ranks than CPUs (ranks whose memory
+// listens on this rank's address count as local), so that a spinning page
+// server never takes the CPU a rank needs. DSMEXEC_SPIN overrides the
+// window after activity (0 disables spinning); on an oversubscribed host
+// an explicit window spins with sched_yield between polls. For
+// measurements only (not an interface): DSMEXEC_PAGER_BUSYSPIN sets the
+// window while this rank waits, DSMEXEC_PAGER_YIELD=1 spins (yielding)
+// whatever the host's load.
+func (p *pager) configureSpin(addrs []string) {
+	local := localRanks(addrs, p.cfg.Rank)
+	p.spin, p.busySpin = defaultSpin, defaultBusySpin
+	over := local > runtime.NumCPU()
+	if over {
+		p.spin, p.busySpin = 0, 0
+	}
+	if s := os.Getenv("DSMEXEC_SPIN"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			if n, err2 := strconv.Atoi(s); err2 == nil {
+				d, err = time.Duration(n)*time.Microsecond, nil
+			}
+		}
+		if err == nil && d >= 0 {
+			p.spin, p.busySpin, p.yield = d, max(d, p.busySpin), over
+			if d == 0 {
+				p.busySpin = 0
+			}
+		}
+	}
+	if s := os.Getenv("DSMEXEC_PAGER_BUSYSPIN"); s != "" {
+		if d, err := time.ParseDuration(s); err == nil {
+			p.busySpin = d
+		}
+	}
+	if s := os.Getenv("DSMEXEC_PAGER_YIELD"); s != "" {
+		p.yield = s == "1"
+	}
+}
+
+// localRanks counts the ranks whose memory listens on the same address as
+// rank self's: the ranks on this host.
+func localRanks(addrs []string, self int) int {
+	host, _, _ := net.SplitHostPort(addrs[self])
+	local := 0
+	for _, a := range addrs {
+		if h, _, _ := net.SplitHostPort(a); h == host {
+			local++
+		}
+	}
+	return local
+}
+
+// connect builds the memory mesh: dial every higher rank, accept every
+// lower one, each connection authenticated. It watches the control socket
+// all along: if the rank goes away, connect returns errRankGone at once.
+// The connections end up as raw descriptors for the loop.
+func (p *pager) connect(ln net.Listener, addrs []string, token []byte, deadline time.Time) error {
+	n, self := len(addrs), p.cfg.Rank
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var wake [2]int
+	if err := unix.Pipe2(wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return fmt.Errorf("dsm: rank %d: page server: pipe: %w", self, err)
+	}
+	defer unix.Close(wake[0])
+	defer unix.Close(wake[1])
+
+	type result struct {
+		rank int
+		c    *net.TCPConn
+		r    *bufio.Reader
+		err  error
+	}
+	results := make(chan result, 2*n)
+	var mu sync.Mutex
+	finished := false // after connect returns, the pipe's descriptors may be reused
+	notify := func(r result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
+			if r.c != nil {
+				r.c.Close()
+			}
+			return
+		}
+		results <- r
+		unix.Write(wake[1], []byte{1})
+	}
+	claimed := make([]bool, n)
+	done := make(chan struct{})
+	defer func() {
+		mu.Lock()
+		finished = true
+		mu.Unlock()
+		close(done)
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				select {
+				case <-done:
+				default:
+					if ctx.Err() == nil {
+						notify(result{err: fmt.Errorf("dsm: memory of rank %d: accept on %s: %w", self, ln.Addr(), err)})
+					}
+				}
+				return
+			}
+			go func() {
+				tc := c.(*net.TCPConn)
+				r := bufio.NewReaderSize(tc, 64<<10)
+				from, err := auth.Accept(tc, r, token, self, time.Now().Add(10*time.Second), func(from int) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if from < 0 || from >= self {
+						return fmt.Errorf("dsm: memory of rank %d does not accept connections from %d", self, from)
+					}
+					if claimed[from] {
+						return fmt.Errorf("dsm: memory of rank %d is already connected", from)
+					}
+					claimed[from] = true
+					return nil
+				})
+				if err != nil {
+					p.logf("memory of rank %d: refused a connection from %s: %v", self, c.RemoteAddr(), err)
+					tc.Close()
+					return
+				}
+				tc.SetNoDelay(true)
+				notify(result{rank: from, c: tc, r: r})
+			}()
+		}
+	}()
+	for j := self + 1; j < n; j++ {
+		go func() {
+			c, r, err := dialPeer(ctx, addrs[j], token, self, j)
+			notify(result{rank: j, c: c, r: r, err: err})
+		}()
+	}
+	conns := make([]*net.TCPConn, n)
+	readers := make([]*bufio.Reader, n)
+	closeAll := func() {
+		ln.Close()
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+		// Connections that arrive after this are closed by their sender's
+		// notify being drained here.
+		for {
+			select {
+			case r := <-results:
+				if r.c != nil {
+					r.c.Close()
+				}
+			default:
+				return
+			}
+		}
+	}
+	for got := 0; got < n-1; {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				closeAll()
+				return r.err
+			}
+			conns[r.rank], readers[r.rank] = r.c, r.r
+			got++
+			continue
+		default:
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			closeAll()
+			var missing []int
+			for j := range n {
+				if j != self && conns[j] == nil {
+					missing = append(missing, j)
+				}
+			}
+			return fmt.Errorf("dsm: memory of rank %d: no connection with ranks %v: %w", self, missing, context.DeadlineExceeded)
+		}
+		pfd := []unix.PollFd{{Fd: int32(p.ctl.fd), Events: unix.POLLIN}, {Fd: int32(wake[0]), Events: unix.POLLIN}}
+		ms := int(min(wait, time.Second) / time.Millisecond)
+		if _, err := unix.Poll(pfd, ms+1); err != nil && err != unix.EINTR {
+			closeAll()
+			return fmt.Errorf("dsm: memory of rank %d: poll: %w", self, err)
+		}
+		if pfd[0].Revents != 0 {
+			k, err := p.ctl.fill()
+			if err != nil {
+				closeAll()
+				return errRankGone
+			}
+			if k > 0 {
+				closeAll()
+				return fmt.Errorf("dsm: memory of rank %d: control request while connecting", self)
+			}
+		}
+		if pfd[1].Revents != 0 {
+			var b [64]byte
+			unix.Read(wake[0], b[:])
+		}
+	}
+	ln.Close()
+	p.peers = make([]*rawConn, n)
+	p.lost = make([]bool, n)
+	var firstErr error
+	for j, c := range conns {
+		if c == nil {
+			continue
+		}
+		left, _ := readers[j].Peek(readers[j].Buffered())
+		fd, err := detach(c)
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("dsm: memory of rank %d: connection with rank %d: %w", self, j, err)
+		}
+		if err == nil {
+			p.peers[j] = newRawConn(fd, j, left)
+		}
+	}
+	return firstErr
+}
+
+// dialPeer connects to rank j's memory and proves this rank's identity.
+func dialPeer(ctx context.Context, addr string, token []byte, self, j int) (*net.TCPConn, *bufio.Reader, error) {
+	var d net.Dialer
+	var last error
+	// A peer that reported its address is already listening; retry only
+	// a few transient failures.
+	for try := 0; try < 5; try++ {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			last = err
+			if ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-time.After(time.Duration(try+1) * 20 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		tc := c.(*net.TCPConn)
+		tc.SetNoDelay(true)
+		r := bufio.NewReaderSize(tc, 64<<10)
+		hd := time.Now().Add(10 * time.Second)
+		if dl, ok := ctx.Deadline(); ok && dl.Before(hd) {
+			hd = dl
+		}
+		if err := auth.Dial(tc, r, token, self, j, hd); err != nil {
+			tc.Close()
+			return nil, nil, fmt.Errorf("dsm: memory of rank %d: authenticate with rank %d at %s: %w", self, j, addr, err)
+		}
+		return tc, r, nil
+	}
+	return nil, nil, fmt.Errorf("dsm: memory of rank %d: dial rank %d at %s: %w", self, j, addr, last)
+}
+
+// detach takes the socket out of Go's hands: a duplicate descriptor
+// (non-blocking, like the original) that the netpoller does not watch.
+func detach(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	c.Close()
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func (p *pager) setupEpoll() error {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	p.ep = ep
+	add := func(fd, tag int) error {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(tag)}
+		return os.NewSyscallError("epoll_ctl", unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev))
+	}
+	if err := add(p.ctl.fd, tagControl); err != nil {
+		return err
+	}
+	if err := add(p.u.Fd(), tagUffd); err != nil {
+		return err
+	}
+	for j, c := range p.peers {
+		if c != nil {
+			if err := add(c.fd, tagPeer0+j); err != nil {
+				return err
+			}
+		}
+	}
+	p.msgs = make([]uffd.Msg, 64)
+	p.evs = make([]unix.EpollEvent, 2+len(p.peers))
+	return nil
+}
+
+// loop serves until CLOSE or until the rank goes away. It waits in
+// epoll_wait; after any event it keeps polling without blocking (timeout 0)
+// for p.spin, and for p.busySpin while this rank waits for a fault or a
+// lock, so that the answer is picked up without a wake-up of this thread;
+// then it parks. Idle, it costs nothing.
+func (p *pager) loop() int {
+	// What the handshakes read ahead: frames a fast peer sent right after
+	// connecting, which no epoll event will announce.
+	for _, c := range p.peers {
+		if c != nil {
+			p.parsePeer(c)
+		}
+	}
+	p.flushPeers()
+	last := time.Now()
+	timeout := 0
+	for {
+		n, err := p.wait(timeout)
+		if err != nil && err != unix.EINTR {
+			p.die(fmt.Errorf("dsm: rank %d: page server: epoll_wait: %w", p.cfg.Rank, err))
+			return 1
+		}
+		for _, ev := range p.evs[:max(n, 0)] {
+			switch tag := int(ev.Fd); tag {
+			case tagControl:
+				if code, exit := p.onControl(); exit {
+					return code
+				}
+			case tagUffd:
+				p.onFaults()
+			default:
+				p.onPeer(tag-tagPeer0, ev.Events)
+			}
+		}
+		p.flushPeers()
+		if left, err := p.ctl.flush(); err != nil {
+			return 0 // the rank is gone
+		} else if left != p.ctl.pollOut {
+			p.watchOut(p.ctl, tagControl, left)
+		}
+		now := time.Now()
+		if p.closing && (p.closed() || now.After(p.closeDeadline)) {
+			p.reply(p.closeID, nil, nil)
+			p.ctl.flushWait(1000)
+			return 0
+		}
+		if n > 0 {
+			last = now
+		}
+		idle := now.Sub(last)
+		switch {
+		case (idle < p.spin || (idle < p.busySpin && p.d.busy())) && p.roomToSpin():
+			if p.yield {
+				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			}
+			timeout = 0
+		case p.closing:
+			timeout = int(time.Until(p.closeDeadline)/time.Millisecond) + 1
+		default:
+			timeout = -1
+		}
+	}
+}
+
+// roomToSpin reports whether the loop may spin now (see hostHasRoom).
+func (p *pager) roomToSpin() bool {
+	return p.yield || hostHasRoom() // yield: asked for explicitly, on an oversubscribed host
+}
+
+// wait is epoll_wait, as a raw system call even when it blocks: the
+// runtime does not see this thread enter a system call, so sysmon neither
+// takes its P away after 20 µs nor keeps waking up every 20 µs afterwards
+// (it did, thousands of times a second, with entersyscall). The loop's
+// goroutine is the only one that needs the P; the rest (the die timer,
+// the garbage collector) get it when sysmon preempts the loop, at most
+// every 10 ms: the signal interrupts epoll_wait (EINTR) and the loop
+// yields at its next function call.
+func (p *pager) wait(timeout int) (int, error) {
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.ep), uintptr(unsafe.Pointer(&p.evs[0])), uintptr(len(p.evs)), uintptr(timeout), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
+}
+
+// onControl handles the application's requests. It returns exit when the
+// page server must end (the rank went away).
+func (p *pager) onControl() (code int, exit bool) {
+	if _, err := p.ctl.fill(); err != nil {
+		return 0, true
+	}
+	for {
+		f, ok, err := p.ctl.next(64)
+		if err != nil {
+			p.logf("dsm pager: rank %d: control socket: %v", p.cfg.Rank, err)
+			return 1, true
+		}
+		if !ok {
+			return 0, false
 		}
 		if len(f.Body) < 8 {
 			continue
@@ -141,39 +640,195 @@ func (s *pagerState) run(r *bufio.Reader) int {
 		arg := binary.BigEndian.Uint32(f.Body[4:])
 		switch f.Type {
 		case ctlLock:
-			go func() { s.reply(id, s.d.lock(arg), nil) }()
+			p.d.lockAsync(arg, func(err error) { p.reply(id, err, nil) })
 		case ctlUnlock:
-			s.d.unlock(arg)
-			s.reply(id, nil, nil)
+			p.d.unlock(arg)
+			if id != 0 {
+				p.reply(id, nil, nil)
+			}
 		case ctlStats:
-			b, _ := json.Marshal(s.d.snapshot())
-			s.reply(id, nil, b)
+			b, _ := json.Marshal(p.d.snapshot())
+			p.reply(id, nil, b)
+		case ctlReset:
+			p.d.resetStats()
+			p.reply(id, nil, nil)
 		case ctlClose:
-			s.d.close()
-			s.reply(id, nil, nil)
-			return 0
+			p.beginClose(id)
 		}
 	}
 }
 
-func (s *pagerState) reply(id uint32, err error, body []byte) {
-	var hdr [5]byte
-	binary.BigEndian.PutUint32(hdr[:], id)
-	if err != nil {
-		hdr[4] = 1
-		body = []byte(err.Error())
+// onFaults hands every pending userfaultfd fault to the driver.
+func (p *pager) onFaults() {
+	for {
+		n, err := p.u.TryReadMsgs(p.msgs)
+		if err != nil {
+			p.die(fmt.Errorf("dsm: rank %d: reading page faults: %w", p.cfg.Rank, err))
+			return
+		}
+		if n == 0 {
+			return
+		}
+		for _, m := range p.msgs[:n] {
+			if m.Event != uffd.EventPagefault {
+				p.die(fmt.Errorf("dsm: rank %d: unexpected userfaultfd event %#x", p.cfg.Rank, m.Event))
+				return
+			}
+			if m.Address < uint64(p.cfg.Base) || m.Address-uint64(p.cfg.Base) >= uint64(p.cfg.Length) {
+				p.die(fmt.Errorf("dsm: rank %d: fault at %#x outside the region at %#x", p.cfg.Rank, m.Address, p.cfg.Base))
+				return
+			}
+			p.d.fault(int((m.Address-uint64(p.cfg.Base))/uint64(p.cfg.PageSize)), m.IsWrite())
+		}
+		if n < len(p.msgs) {
+			return
+		}
 	}
-	s.w.Write(wire.ChanControl, ctlReply, 0, hdr[:], body)
 }
 
-// serveFaults hands every userfaultfd fault to the driver, on the reading
-// goroutine itself: a hand-off to another goroutine costs microseconds on
-// every fault.
-func (s *pagerState) serveFaults(ctx context.Context, u *uffd.FD) {
-	err := pagemem.ReadFaults(ctx, u, s.cfg.Base, s.cfg.PageSize, func(f pagemem.Fault) {
-		s.d.fault(f.Page, f.Write)
-	})
-	if err != nil && ctx.Err() == nil {
-		s.die(fmt.Errorf("dsm: rank %d: reading page faults: %w", s.cfg.Rank, err))
+// onPeer reads what rank j sent and hands every whole frame to the driver.
+func (p *pager) onPeer(j int, events uint32) {
+	c := p.peers[j]
+	if c == nil || c.closed {
+		return
 	}
+	if events&unix.EPOLLOUT != 0 {
+		p.flushPeer(c)
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+		return
+	}
+	_, rerr := c.fill()
+	p.parsePeer(c)
+	if rerr != nil && !c.closed {
+		if c.bye || p.closing {
+			p.drop(c)
+			return
+		}
+		if rerr == io.EOF {
+			rerr = fmt.Errorf("connection closed by rank %d", j)
+		} else {
+			rerr = fmt.Errorf("read from rank %d: %w", j, rerr)
+		}
+		p.peerLost(j, rerr)
+	}
+}
+
+// parsePeer hands every whole frame buffered from c to the driver.
+func (p *pager) parsePeer(c *rawConn) {
+	j := c.rank
+	for !c.closed {
+		f, ok, err := c.next(p.maxIn)
+		if err != nil {
+			p.peerLost(j, fmt.Errorf("bad frame from rank %d: %w", j, err))
+			return
+		}
+		if !ok {
+			break
+		}
+		switch {
+		case f.Channel == wire.ChanDSM:
+			f.Source = j // the connection, not the header, says who sent it
+			p.d.deliver(f)
+		case f.Channel == wire.ChanControl && f.Type == typeBye:
+			c.bye = true
+		default:
+			p.logf("memory of rank %d: ignoring a %s frame from rank %d", p.cfg.Rank, f.Channel, j)
+		}
+	}
+}
+
+// peerLost closes rank j's connection and fails what depended on it.
+func (p *pager) peerLost(j int, err error) {
+	p.drop(p.peers[j])
+	if p.closing || p.lost[j] {
+		return
+	}
+	p.lost[j] = true
+	if p.d.trace {
+		p.d.tracef("lost rank %d: %v", j, err)
+	}
+	p.d.peerLost(j)
+}
+
+func (p *pager) drop(c *rawConn) {
+	if c.closed {
+		return
+	}
+	unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+	c.close()
+}
+
+// send implements transport: the frame is queued and written at the end
+// of the loop iteration (flushPeers), after every local action of the
+// batch, in order.
+func (p *pager) send(to int, typ uint8, hdr, data []byte) error {
+	if to < 0 || to >= len(p.peers) || p.peers[to] == nil {
+		return fmt.Errorf("no peer %d", to)
+	}
+	c := p.peers[to]
+	if c.closed || c.wrShut {
+		return nil // lost (already reported) or closing
+	}
+	c.queue(wire.ChanDSM, typ, p.cfg.Rank, hdr, data)
+	return nil
+}
+
+// close implements transport; the loop closes with beginClose instead.
+func (p *pager) close() {}
+
+func (p *pager) flushPeers() {
+	for _, c := range p.peers {
+		if c != nil && !c.closed && (len(c.out) > 0 || c.pollOut || (p.closing && !c.wrShut)) {
+			p.flushPeer(c)
+		}
+	}
+}
+
+func (p *pager) flushPeer(c *rawConn) {
+	left, err := c.flush()
+	if err != nil {
+		p.peerLost(c.rank, fmt.Errorf("write to rank %d: %w", c.rank, err))
+		return
+	}
+	if left != c.pollOut {
+		p.watchOut(c, tagPeer0+c.rank, left)
+	}
+	if !left && p.closing && !c.wrShut {
+		c.wrShut = true
+		unix.Shutdown(c.fd, unix.SHUT_WR)
+	}
+}
+
+func (p *pager) watchOut(c *rawConn, tag int, on bool) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(tag)}
+	if on {
+		ev.Events |= unix.EPOLLOUT
+	}
+	unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, c.fd, &ev)
+	c.pollOut = on
+}
+
+// beginClose says goodbye to every peer; the loop replies to CLOSE when
+// every peer has closed its side too, or after 5 s.
+func (p *pager) beginClose(id uint32) {
+	if p.closing {
+		return
+	}
+	p.closing, p.closeID, p.closeDeadline = true, id, time.Now().Add(5*time.Second)
+	for _, c := range p.peers {
+		if c != nil && !c.closed {
+			c.queue(wire.ChanControl, typeBye, p.cfg.Rank)
+		}
+	}
+}
+
+// closed reports whether every peer connection has ended.
+func (p *pager) closed() bool {
+	for _, c := range p.peers {
+		if c != nil && !c.closed {
+			return false
+		}
+	}
+	return true
 }

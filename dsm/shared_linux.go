@@ -16,9 +16,6 @@ import (
 // cfg.Backend or DSMEXEC_FAULT, else userfaultfd, falling back to
 // mprotect/SIGSEGV where userfaultfd is not permitted.
 func newShared(m *Memory, n int64) (*Memory, error) {
-	if n > 1<<46 {
-		return nil, fmt.Errorf("dsm: region of %d bytes is too large", n)
-	}
 	want := m.cfg.Backend
 	if want == "" {
 		want = os.Getenv("DSMEXEC_FAULT")
@@ -163,6 +160,7 @@ func (s *sigsegvImpl) runHeld(off, n int, write bool, fn func()) {
 func (s *sigsegvImpl) lock(id int) error   { return s.d.lock(uint32(id)) }
 func (s *sigsegvImpl) unlock(id int) error { s.d.unlock(uint32(id)); return nil }
 func (s *sigsegvImpl) stats() Stats        { return s.d.snapshot() }
+func (s *sigsegvImpl) resetStats()         { s.d.resetStats() }
 
 func (s *sigsegvImpl) close() error {
 	s.d.close()

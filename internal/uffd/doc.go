@@ -27,6 +27,11 @@
 //		_ = u.Copy(m.Address&^(pageSize-1), page, !m.IsWrite())
 //	}
 //
+// A pager with an event loop of its own adopts the descriptor with
+// FromFileUnpolled instead (kept out of the netpoller, which would wake a
+// second thread on every fault), waits for it in its own epoll (Fd) and
+// reads with TryReadMsgs, which never blocks. dsmexec's page server does.
+//
 // On systems other than Linux on amd64 or arm64 every function returns
 // ErrNotSupported.
 package uffd

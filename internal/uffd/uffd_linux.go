@@ -113,6 +113,8 @@ type FD struct {
 
 	mu  sync.Mutex // serialises ReadMsgs and guards raw
 	raw []uffdMsg
+
+	fd int // FromFileUnpolled: the raw descriptor; 0 otherwise (see Fd)
 }
 
 type conn struct {
@@ -469,6 +471,106 @@ func (u *FD) ReadMsgs(buf []Msg) (int, error) {
 			return 0, ErrClosed
 		}
 		return 0, fmt.Errorf("uffd: read messages: %w", err)
+	}
+	if rerr != nil {
+		return 0, fmt.Errorf("uffd: read messages: %w", os.NewSyscallError("read", rerr))
+	}
+	size := int(unsafe.Sizeof(raw[0]))
+	if n%size != 0 {
+		panic(fmt.Sprintf("uffd: read returned %d bytes, not a multiple of the %d-byte uffd_msg", n, size))
+	}
+	for i := range n / size {
+		m := &raw[i]
+		buf[i] = Msg{Event: m.Event, Flags: m.Flags, Address: m.Address}
+	}
+	return n / size, nil
+}
+
+// FromFileUnpolled adopts an inherited userfaultfd like FromFile, but keeps
+// it out of the Go netpoller: the descriptor is non-blocking, and the
+// caller waits for it with its own epoll (Fd) and reads with TryReadMsgs.
+// A descriptor in the netpoller would also wake the runtime's poller
+// thread on every fault, one thread wake too many for a page server that
+// runs a loop of its own. ReadMsgs on such an FD returns EAGAIN at once
+// instead of waiting.
+func FromFileUnpolled(f *os.File) (*FD, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), os.NewSyscallError("fcntl", derr))
+	}
+	name := f.Name()
+	f.Close()
+	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && !strings.Contains(target, "userfaultfd") {
+		unix.Close(nfd)
+		return nil, fmt.Errorf("uffd: adopt %s: descriptor is %q, not a userfaultfd", name, target)
+	}
+	// Wrapped while blocking, so os.NewFile does not register it with the
+	// netpoller; then switched to non-blocking behind its back.
+	if err := unix.SetNonblock(nfd, false); err != nil {
+		unix.Close(nfd)
+		return nil, fmt.Errorf("uffd: adopt %s: %w", name, os.NewSyscallError("fcntl", err))
+	}
+	c, err := newConn(nfd, name, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		c.f.Close()
+		return nil, fmt.Errorf("uffd: adopt %s: %w", name, os.NewSyscallError("fcntl", err))
+	}
+	u := &FD{raw: make([]uffdMsg, msgBatch), fd: nfd}
+	u.file.Store(c)
+	return u, nil
+}
+
+// Fd is the descriptor of an FD made by FromFileUnpolled (for epoll), or
+// -1 for other FDs.
+func (u *FD) Fd() int {
+	if u.fd == 0 {
+		return -1
+	}
+	return u.fd
+}
+
+// TryReadMsgs reads the pending messages into buf without waiting: it
+// returns 0 and no error when none is pending.
+func (u *FD) TryReadMsgs(buf []Msg) (int, error) {
+	if len(buf) == 0 {
+		return 0, nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	raw := u.raw[:min(len(buf), len(u.raw))]
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&raw[0])), len(raw)*int(unsafe.Sizeof(raw[0])))
+	var n int
+	var rerr error
+	err := u.file.Load().rc.Control(func(fd uintptr) {
+		for {
+			n, rerr = unix.Read(int(fd), b)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+	})
+	runtime.KeepAlive(raw)
+	if err != nil {
+		if u.closed.Load() {
+			return 0, ErrClosed
+		}
+		return 0, fmt.Errorf("uffd: read messages: %w", err)
+	}
+	if rerr == unix.EAGAIN {
+		return 0, nil
 	}
 	if rerr != nil {
 		return 0, fmt.Errorf("uffd: read messages: %w", os.NewSyscallError("read", rerr))

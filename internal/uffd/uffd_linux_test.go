@@ -407,3 +407,80 @@ func TestFromFile(t *testing.T) {
 		t.Fatal("FromFile accepted /dev/null")
 	}
 }
+
+// TestFromFileUnpolled: an adopted descriptor outside the netpoller reads
+// no message without blocking, has a descriptor for epoll, and reports a
+// fault to TryReadMsgs.
+func TestFromFileUnpolled(t *testing.T) {
+	u, err := New(false)
+	if err != nil {
+		t.Skipf("userfaultfd not permitted: %v", err)
+	}
+	if _, err := u.API(0); err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	mem, err := unix.Mmap(-1, 0, ps, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	base := uintptr(unsafe.Pointer(&mem[0]))
+	if _, err := u.Register(base, uintptr(ps), ModeMissing); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := unix.Dup(rawFd(t, u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := FromFileUnpolled(os.NewFile(uintptr(dup), "userfaultfd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	u.Close()
+	if v.Fd() < 0 {
+		t.Fatal("no descriptor")
+	}
+	msgs := make([]Msg, 4)
+	if n, err := v.TryReadMsgs(msgs); n != 0 || err != nil {
+		t.Fatalf("TryReadMsgs with nothing pending = %d, %v", n, err)
+	}
+	done := make(chan byte)
+	go func() { done <- mem[10] }()
+	for {
+		pfd := []unix.PollFd{{Fd: int32(v.Fd()), Events: unix.POLLIN}}
+		if _, err := unix.Poll(pfd, 10000); err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+		n, err := v.TryReadMsgs(msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			if msgs[0].Event != EventPagefault || msgs[0].Address != uint64(base) {
+				t.Fatalf("message %+v, want a fault at %#x", msgs[0], base)
+			}
+			break
+		}
+	}
+	page := make([]byte, ps)
+	page[10] = 7
+	if err := v.Copy(base, page, false); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-done; b != 7 {
+		t.Fatalf("read %d, want 7", b)
+	}
+}
+
+func rawFd(t *testing.T, u *FD) int {
+	t.Helper()
+	rc, err := u.File().SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	rc.Control(func(s uintptr) { fd = int(s) })
+	return fd
+}

@@ -32,3 +32,6 @@ func (u *FD) Copy(dst uintptr, src []byte, wp bool) error      { return ErrNotSu
 func (u *FD) WriteProtect(addr, length uintptr, wp bool) error { return ErrNotSupported }
 func (u *FD) Wake(addr, length uintptr) error                  { return ErrNotSupported }
 func (u *FD) ReadMsgs(buf []Msg) (int, error)                  { return 0, ErrNotSupported }
+func FromFileUnpolled(f *os.File) (*FD, error)                 { return nil, ErrNotSupported }
+func (u *FD) Fd() int                                          { return -1 }
+func (u *FD) TryReadMsgs(buf []Msg) (int, error)               { return 0, ErrNotSupported }
