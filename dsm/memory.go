@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/dsmexec/dsmexec/internal/units"
 )
 
 // Config describes the region a rank joins.
@@ -22,7 +24,7 @@ type Config struct {
 // protocol names a page with 32 bits on the wire, which is 2^32 pages of
 // 4 KiB; New refuses a larger region (mpirun refuses it before starting
 // anything), rather than letting pages 2^32 and up alias lower ones.
-const MaxRegion int64 = 1 << 44
+const MaxRegion = units.MaxRegion
 
 // maxPages is how many pages the protocol can name.
 const maxPages = 1 << 32
