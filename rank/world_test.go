@@ -250,7 +250,11 @@ func killChildren() {
 
 func TestMain(m *testing.M) {
 	if name := os.Getenv("RANK_TEST_PROGRAM"); name != "" {
-		w, err := Init()
+		var opts []Option
+		if os.Getenv("RANK_TEST_FATAL") == "" {
+			opts = append(opts, ErrorsReturn)
+		}
+		w, err := InitWith(opts...)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "init:", err)
 			os.Exit(2)
@@ -271,6 +275,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// hangAfter is how long a test job may run.
+var hangAfter = 60 * time.Second
 
 // runJob plays mpirun: a master, n processes of the test binary.
 func runJob(t *testing.T, program string, n int, env ...string) []string {
@@ -324,9 +331,14 @@ func startJob(t *testing.T, program string, n int, env ...string) ([]string, []e
 			go func() { done <- cmd.Wait() }()
 			select {
 			case errs[r] = <-done:
-			case <-time.After(60 * time.Second):
-				cmd.Process.Kill()
-				<-done
+			case <-time.After(hangAfter):
+				cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump in the output
+				select {
+				case <-done:
+				case <-time.After(2 * time.Second):
+					cmd.Process.Kill()
+					<-done
+				}
 				t.Errorf("rank %d hung\n%s", r, out.String())
 			}
 			outs[r] = out.String()
