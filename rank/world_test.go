@@ -207,6 +207,75 @@ var programs = map[string]func(w *World) error{
 		}
 		return nil
 	},
+	// killed: rank 1 is SIGKILLed while rank 0 spins in Recv; rank 0's
+	// Recv must fail naming rank 1.
+	"killed": func(w *World) error {
+		if w.Rank() == 1 {
+			if _, err := w.Recv(0, 1); err != nil { // rank 0 is in its Recv loop
+				return err
+			}
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		if w.Rank() == 0 {
+			w.Send(1, 1, nil)
+		}
+		if w.Rank() != 0 {
+			_, err := w.Recv(AnySource, 2) // the other ranks wait for rank 0
+			return err
+		}
+		start := time.Now()
+		_, err := w.Recv(1, 3)
+		var pe *PeerError
+		if !errors.As(err, &pe) || pe.Rank != 1 {
+			return fmt.Errorf("Recv from a killed rank returned %v, want a PeerError for rank 1", err)
+		}
+		fmt.Printf("lost after %v: %v\n", time.Since(start).Round(time.Millisecond), err)
+		os.Exit(0)
+		return nil
+	},
+	// fatal: errors are fatal by default: rank 0's Recv from a rank that
+	// exited ends rank 0 with a message naming the call.
+	"fatal": func(w *World) error {
+		if w.Rank() == 1 {
+			os.Exit(0)
+		}
+		w.Recv(1, 0)
+		return fmt.Errorf("Recv from a lost rank returned in fatal mode")
+	},
+	// panicky: rank 1 panics before a Barrier with Finalize deferred; the
+	// others' Barrier must fail, not pair with rank 1's Finalize.
+	"panicky": func(w *World) error {
+		if w.Rank() == 1 {
+			defer w.Finalize()
+			var m map[int]int
+			m[0] = 1
+		}
+		err := w.Barrier()
+		fmt.Printf("Barrier err=%v\n", err)
+		if err == nil {
+			return fmt.Errorf("Barrier returned nil although rank 1 panicked")
+		}
+		os.Exit(0)
+		return nil
+	},
+	// bigtags: a tag of 1<<32 is not tag 0 between processes.
+	"bigtags": func(w *World) error {
+		if w.Rank() == 0 {
+			if err := w.Send(1, 1<<32, []byte("big")); err != nil {
+				return err
+			}
+			return w.Send(1, 0, []byte("zero"))
+		}
+		b, err := w.Recv(0, 0)
+		if err != nil || string(b) != "zero" {
+			return fmt.Errorf("Recv(tag 0) got %q %v", b, err)
+		}
+		b, err = w.Recv(0, 1<<32)
+		if err != nil || string(b) != "big" {
+			return fmt.Errorf("Recv(tag 1<<32) got %q %v", b, err)
+		}
+		return nil
+	},
 	// lostpeer: rank 1 exits without finalizing; rank 0's Recv must fail naming it.
 	"lostpeer": func(w *World) error {
 		if w.Rank() == 1 {
@@ -352,7 +421,7 @@ func TestJobs(t *testing.T) {
 	for _, tc := range []struct {
 		program string
 		n       int
-	}{{"pingpong", 2}, {"tags", 3}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
+	}{{"pingpong", 2}, {"tags", 3}, {"bigtags", 2}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
 		{"collectives", 1}, {"collectives", 2}, {"collectives", 3}, {"collectives", 4}, {"collectives", 7}} {
 		t.Run(fmt.Sprintf("%s/%d", tc.program, tc.n), func(t *testing.T) {
 			runJob(t, tc.program, tc.n)
@@ -434,6 +503,37 @@ func TestLostPageOwner(t *testing.T) {
 				t.Fatalf("rank 0's error does not name the page and the rank:\n%s", outs[0])
 			}
 		})
+	}
+}
+
+func TestKilledWhileSpinning(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		outs, errs := startJob(t, "killed", n, "DSMEXEC_SPIN=10ms")
+		if errs[0] != nil || !strings.Contains(outs[0], "lost rank 1") {
+			t.Fatalf("rank 0: %v\n%s", errs[0], outs[0])
+		}
+		t.Logf("%d ranks: rank 0: %s", n, strings.TrimSpace(outs[0]))
+	}
+}
+
+func TestFatalByDefault(t *testing.T) {
+	outs, errs := startJob(t, "fatal", 2, "RANK_TEST_FATAL=1")
+	if errs[0] == nil || !strings.Contains(outs[0], "rank 0: Recv(from 1, tag 0): rank: lost rank 1") {
+		t.Fatalf("rank 0: %v\n%s", errs[0], outs[0])
+	}
+}
+
+func TestPanicInFinalize(t *testing.T) {
+	outs, errs := startJob(t, "panicky", 3)
+	var ee *exec.ExitError
+	if !errors.As(errs[1], &ee) || ee.ExitCode() != 2 || !strings.Contains(outs[1], "panic: assignment to entry in nil map") ||
+		!strings.Contains(outs[1], "world_test.go") {
+		t.Fatalf("rank 1: %v\n%s", errs[1], outs[1])
+	}
+	for _, r := range []int{0, 2} {
+		if errs[r] != nil || !strings.Contains(outs[r], "Barrier err=") || strings.Contains(outs[r], "err=<nil>") {
+			t.Fatalf("rank %d: %v\n%s", r, errs[r], outs[r])
+		}
 	}
 }
 
