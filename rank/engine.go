@@ -39,8 +39,10 @@ type engine struct {
 	resumeWant atomic.Bool
 	toResume   []*link
 
-	poller *poller // nil in a world without peers
-	spin   time.Duration
+	poller    *poller       // nil in a world without peers
+	spin      time.Duration // the longest spin (DSMEXEC_SPIN)
+	spinCur   time.Duration // the current window (adaptive)
+	spinProbe int
 
 	freeReqs []*Request
 	freeMsgs []*msg
@@ -204,9 +206,18 @@ func (e *engine) block(w *waiter) {
 }
 
 // drive makes progress until w is ready: it reads the links itself,
-// spinning for e.spin after the last progress, then parks on the epoll set.
+// spinning after the last progress, then parks on the epoll set.
+//
+// The spin adapts like an adaptive mutex: data that arrives while
+// spinning doubles the next window (up to e.spin), a window that ends in
+// parking halves it, and at zero every 16th wait probes with a quarter of
+// e.spin. On a loaded machine, where the peer's answer takes longer than
+// any window, spinning so dies out instead of taking the CPU the peer
+// needs.
 func (e *engine) drive(w *waiter) {
-	spinEnd := time.Now().Add(e.spin)
+	spin := e.nextSpin()
+	spinEnd := time.Now().Add(spin)
+	spinning := spin > 0
 	for {
 		e.mu.Lock()
 		ok := w.ready() || w.expired() || e.closeWait != nil || e.closed != nil
@@ -215,17 +226,24 @@ func (e *engine) drive(w *waiter) {
 			return
 		}
 		if e.progress(false, time.Time{}) {
-			if e.spin > 0 {
-				spinEnd = time.Now().Add(e.spin)
+			if spinning {
+				e.spinHit()
+				spinning = false
 			}
+			spin = e.spinCur
+			spinEnd = time.Now().Add(spin)
 			continue
 		}
-		if e.spin > 0 && time.Now().Before(spinEnd) {
+		if spin > 0 && time.Now().Before(spinEnd) {
 			continue
+		}
+		if spinning {
+			e.spinMiss()
+			spinning = false
 		}
 		e.parked.Store(true)
 		e.mu.Lock()
-		ok = w.ready() || w.expired() || e.closeWait != nil
+		ok = w.ready() || w.expired() || e.closeWait != nil || e.closed != nil
 		e.mu.Unlock()
 		if !ok {
 			e.progress(true, w.deadline)
@@ -234,7 +252,33 @@ func (e *engine) drive(w *waiter) {
 		if ok {
 			return
 		}
-		spinEnd = time.Now().Add(e.spin)
+		spin = e.spinCur
+		spinEnd = time.Now().Add(spin)
+	}
+}
+
+// The adaptive spin window (the driver only; the role passes under e.mu).
+func (e *engine) nextSpin() time.Duration {
+	if e.spin == 0 {
+		return 0
+	}
+	if e.spinCur == 0 {
+		e.spinProbe++
+		if e.spinProbe%16 == 0 {
+			return e.spin / 4
+		}
+	}
+	return e.spinCur
+}
+
+func (e *engine) spinHit() {
+	e.spinCur = min(e.spin, 2*e.spinCur+time.Microsecond)
+}
+
+func (e *engine) spinMiss() {
+	e.spinCur /= 2
+	if e.spinCur < time.Microsecond {
+		e.spinCur = 0
 	}
 }
 
@@ -642,7 +686,7 @@ func (e *engine) start(links []*link, spin time.Duration, limit int64) error {
 		return err
 	}
 	e.poller = p
-	e.spin = spin
+	e.spin, e.spinCur = spin, spin
 	e.limit = limit
 	e.mu.Lock()
 	for _, l := range links {
