@@ -35,6 +35,7 @@ type engine struct {
 	queue      []*waiter
 	probers    []*waiter
 	closeWait  chan struct{}
+	pollWaiter waiter // the driver of tryProgress
 	parked     atomic.Bool
 	resumeWant atomic.Bool
 	toResume   []*link
@@ -290,8 +291,7 @@ func (e *engine) tryProgress() {
 		e.mu.Unlock()
 		return
 	}
-	w := &waiter{}
-	e.driver = w
+	e.driver = &e.pollWaiter
 	e.mu.Unlock()
 	e.progress(false, time.Time{})
 	e.mu.Lock()
@@ -622,13 +622,12 @@ func (e *engine) downFor(ctx uint32, from int) error {
 	}
 	var bye error
 	alive := false
+	peers := false
 	for p, err := range e.down {
 		if p == e.rank || !e.isMember(ctx, p) {
-			if p == e.rank {
-				alive = true
-			}
 			continue
 		}
+		peers = true
 		if err == nil {
 			alive = true
 		} else if e.hard[p] {
@@ -637,8 +636,8 @@ func (e *engine) downFor(ctx uint32, from int) error {
 			bye = err
 		}
 	}
-	if !alive {
-		return bye
+	if !alive && peers {
+		return bye // every other member finalized
 	}
 	return nil
 }

@@ -663,3 +663,83 @@ func TestComms(t *testing.T) {
 		})
 	}
 }
+
+// TestRecvIntoAllocs: a ping-pong with RecvInto allocates nothing per
+// message once warm (requests, waiters and buffers are reused).
+func TestRecvIntoAllocs(t *testing.T) {
+	ws := localWorlds(t, 2, 0, 1<<30)
+	msg := make([]byte, 8)
+	done := make(chan error, 1)
+	const rounds = 2000
+	go func() {
+		buf := make([]byte, 8)
+		for i := 0; i < rounds+100; i++ {
+			if _, _, err := ws[1].RecvInto(0, 1, buf); err != nil {
+				done <- err
+				return
+			}
+			if err := ws[1].Send(0, 1, buf); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	buf := make([]byte, 8)
+	round := func() {
+		if err := ws[0].Send(1, 1, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := ws[0].RecvInto(1, 1, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		round()
+	}
+	allocs := testing.AllocsPerRun(rounds-1, round)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The peer's goroutine allocates nothing either, but AllocsPerRun
+	// counts every goroutine: allow a little for the runtime (timers).
+	if allocs > 0.5 {
+		t.Fatalf("%.2f allocations per round trip", allocs)
+	}
+}
+
+func TestEngineEnv(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	for _, tt := range []struct {
+		get   func(string) string
+		spin  time.Duration
+		limit int64
+		err   string
+	}{
+		{env(), defaultSpin, defaultUnexpectedLimit, ""},
+		{env("DSMEXEC_SPIN", "0"), 0, defaultUnexpectedLimit, ""},
+		{env("DSMEXEC_SPIN", "20us", "DSMEXEC_UNEXPECTED_LIMIT", "64MiB"), 20 * time.Microsecond, 64 << 20, ""},
+		{env("DSMEXEC_SPIN", "fast"), 0, 0, "DSMEXEC_SPIN"},
+		{env("DSMEXEC_UNEXPECTED_LIMIT", "lots"), 0, 0, "DSMEXEC_UNEXPECTED_LIMIT"},
+	} {
+		spin, limit, err := engineEnv(tt.get)
+		if tt.err != "" {
+			if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tt.err)) {
+				t.Errorf("want an error naming %s, got %v", tt.err, err)
+			}
+			continue
+		}
+		if err != nil || spin != tt.spin || limit != tt.limit {
+			t.Errorf("got %v %v %v, want %v %v", spin, limit, err, tt.spin, tt.limit)
+		}
+	}
+	if n := ranksOnHost([]string{"127.0.0.1:1", "10.0.0.2:5", "127.0.0.1:7"}, 2); n != 2 {
+		t.Errorf("ranksOnHost = %d, want 2", n)
+	}
+}
