@@ -667,6 +667,9 @@ func TestComms(t *testing.T) {
 // TestRecvIntoAllocs: a ping-pong with RecvInto allocates nothing per
 // message once warm (requests, waiters and buffers are reused).
 func TestRecvIntoAllocs(t *testing.T) {
+	if raceOn {
+		t.Skip("the race detector allocates")
+	}
 	ws := localWorlds(t, 2, 0, 1<<30)
 	msg := make([]byte, 8)
 	done := make(chan error, 1)

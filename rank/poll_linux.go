@@ -22,6 +22,12 @@ type poller struct {
 	rc   syscall.RawConn
 	ev   []unix.EpollEvent
 	dl   time.Time // the read deadline set on file
+
+	// The function the netpoller calls, made once (no allocation per
+	// park), and its results.
+	readFn func(fd uintptr) bool
+	n      int
+	werr   error
 }
 
 const kickData = -1 // EpollEvent.Fd of the eventfd
@@ -46,6 +52,13 @@ func newPoller() (*poller, error) {
 		return nil, fmt.Errorf("rank: epoll add eventfd: %w", err)
 	}
 	p := &poller{epfd: epfd, evfd: evfd, ev: make([]unix.EpollEvent, 64)}
+	p.readFn = func(fd uintptr) bool {
+		p.n, p.werr = unix.EpollWait(int(fd), p.ev, 0)
+		if p.werr == unix.EINTR {
+			p.n, p.werr = 0, nil
+		}
+		return p.n > 0 || p.werr != nil
+	}
 	p.file = os.NewFile(uintptr(epfd), "rank-epoll")
 	if p.rc, err = p.file.SyscallConn(); err != nil {
 		p.file.Close()
@@ -86,25 +99,17 @@ func (p *poller) wait(park bool, deadline time.Time) ([]unix.EpollEvent, error) 
 		p.file.SetReadDeadline(deadline)
 		p.dl = deadline
 	}
-	var n int
-	var werr error
-	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), p.ev, 0)
-		if werr == unix.EINTR {
-			n, werr = 0, nil
-		}
-		return n > 0 || werr != nil
-	})
+	err := p.rc.Read(p.readFn)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, nil
 		}
 		return nil, err
 	}
-	if werr != nil {
-		return nil, werr
+	if p.werr != nil {
+		return nil, p.werr
 	}
-	return p.ev[:n], nil
+	return p.ev[:p.n], nil
 }
 
 // kick makes a parked wait return.

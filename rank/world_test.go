@@ -258,6 +258,11 @@ var programs = map[string]func(w *World) error{
 		os.Exit(0)
 		return nil
 	},
+	// abort: Abort(3) ends the process with status 3 at once.
+	"abort": func(w *World) error {
+		w.Abort(3)
+		return fmt.Errorf("Abort returned")
+	},
 	// bigtags: a tag of 1<<32 is not tag 0 between processes.
 	"bigtags": func(w *World) error {
 		if w.Rank() == 0 {
@@ -534,6 +539,21 @@ func TestPanicInFinalize(t *testing.T) {
 		if errs[r] != nil || !strings.Contains(outs[r], "Barrier err=") || strings.Contains(outs[r], "err=<nil>") {
 			t.Fatalf("rank %d: %v\n%s", r, errs[r], outs[r])
 		}
+	}
+}
+
+func TestAbortSingleton(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DSMEXEC_") && !strings.HasPrefix(kv, "PMI") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "RANK_TEST_PROGRAM=abort", "DSMEXEC_DSM_SIZE=0")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "Abort(3)") {
+		t.Fatalf("Abort(3) in a singleton: %v\n%s", err, out)
 	}
 }
 
