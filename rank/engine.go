@@ -3,6 +3,7 @@ package rank
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -685,6 +686,7 @@ func (e *engine) start(links []*link, spin time.Duration, limit int64) error {
 		return err
 	}
 	e.poller = p
+	p.blocking = os.Getenv("DSMEXEC_PARK") == "syscall"
 	e.spin, e.spinCur = spin, spin
 	e.limit = limit
 	e.mu.Lock()
