@@ -213,13 +213,18 @@ func (e *engine) block(w *waiter) {
 // The spin adapts like an adaptive mutex: data that arrives while
 // spinning doubles the next window (up to e.spin), a window that ends in
 // parking halves it, and at zero every 16th wait probes with a quarter of
-// e.spin. On a loaded machine, where the peer's answer takes longer than
-// any window, spinning so dies out instead of taking the CPU the peer
-// needs.
+// e.spin. A window in which the thread was preempted (the CPU is
+// contended: spinning takes it from someone, maybe the peer) counts as a
+// miss, and one that also ended in parking stops spinning. On a loaded
+// machine spinning so dies out.
 func (e *engine) drive(w *waiter) {
 	spin := e.nextSpin()
 	spinEnd := time.Now().Add(spin)
 	spinning := spin > 0
+	var preempts int64
+	if spinning {
+		preempts = involuntarySwitches()
+	}
 	for {
 		e.mu.Lock()
 		ok := w.ready() || w.expired() || e.closeWait != nil || e.closed != nil
@@ -229,7 +234,11 @@ func (e *engine) drive(w *waiter) {
 		}
 		if e.progress(false, time.Time{}) {
 			if spinning {
-				e.spinHit()
+				if involuntarySwitches() != preempts {
+					e.spinMiss() // the CPU was contended: spinning took it from someone
+				} else {
+					e.spinHit()
+				}
 				spinning = false
 			}
 			spin = e.spinCur
@@ -240,7 +249,11 @@ func (e *engine) drive(w *waiter) {
 			continue
 		}
 		if spinning {
-			e.spinMiss()
+			if involuntarySwitches() != preempts {
+				e.spinCur = 0
+			} else {
+				e.spinMiss()
+			}
 			spinning = false
 		}
 		e.parked.Store(true)
@@ -257,6 +270,15 @@ func (e *engine) drive(w *waiter) {
 		spin = e.spinCur
 		spinEnd = time.Now().Add(spin)
 	}
+}
+
+// involuntarySwitches is the number of times this thread was preempted.
+func involuntarySwitches() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0
+	}
+	return ru.Nivcsw
 }
 
 // The adaptive spin window (the driver only; the role passes under e.mu).
