@@ -746,3 +746,26 @@ func TestEngineEnv(t *testing.T) {
 		t.Errorf("ranksOnHost = %d, want 2", n)
 	}
 }
+
+// TestSendFirst: ranks that all Send large messages to each other before
+// any Recv do not deadlock: a Send on a full socket reads meanwhile.
+func TestSendFirst(t *testing.T) {
+	const n, size = 3, 8 << 20
+	ws := localWorlds(t, n, 0, 1<<30)
+	each(t, ws, func(w *World) error {
+		for to := 0; to < n; to++ {
+			if to != w.Rank() {
+				if err := w.Send(to, 1, bytes.Repeat([]byte{byte(w.Rank())}, size)); err != nil {
+					return err
+				}
+			}
+		}
+		for i := 0; i < n-1; i++ {
+			b, st, err := w.RecvStatus(AnySource, 1)
+			if err != nil || len(b) != size || b[size-1] != byte(st.Source) {
+				return fmt.Errorf("got %d bytes %v %v", len(b), st, err)
+			}
+		}
+		return nil
+	})
+}
