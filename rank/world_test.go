@@ -258,6 +258,71 @@ var programs = map[string]func(w *World) error{
 		os.Exit(0)
 		return nil
 	},
+	// calls: the point-to-point calls, requests and communicators between
+	// real processes.
+	"calls": func(w *World) error {
+		r, n := w.Rank(), w.Size()
+		b, st, err := w.Sendrecv((r+1)%n, 1, []byte{byte(r)}, (r+n-1)%n, 1)
+		if err != nil || len(b) != 1 || int(b[0]) != (r+n-1)%n || st.Source != (r+n-1)%n {
+			return fmt.Errorf("Sendrecv: %v %v %v", b, st, err)
+		}
+		reqs := make([]*Request, n)
+		for from := range reqs {
+			reqs[from] = w.Irecv(from, 2)
+		}
+		for to := 0; to < n; to++ {
+			if _, err := w.Isend(to, 2, []byte{byte(r), byte(to)}).Wait(); err != nil {
+				return err
+			}
+		}
+		if err := Waitall(reqs...); err != nil {
+			return err
+		}
+		for from, q := range reqs {
+			if got := q.Bytes(); len(got) != 2 || int(got[0]) != from || int(got[1]) != r || q.Status().Source != from {
+				return fmt.Errorf("Irecv from %d: %v %v", from, got, q.Status())
+			}
+		}
+		big := make([]byte, 20<<20+3)
+		for i := range big {
+			big[i] = byte(i % 251)
+		}
+		if r == 0 {
+			if err := w.Send(n-1, 3, big); err != nil {
+				return err
+			}
+		}
+		if r == n-1 {
+			st, err := w.Probe(AnySource, 3)
+			if err != nil || st.Count != len(big) || st.Source != 0 {
+				return fmt.Errorf("Probe of 20 MiB: %v %v", st, err)
+			}
+			buf := make([]byte, len(big))
+			k, _, err := w.RecvInto(st.Source, st.Tag, buf)
+			if err != nil || k != len(big) || !bytes.Equal(buf, big) {
+				return fmt.Errorf("RecvInto of 20 MiB: %d %v", k, err)
+			}
+		}
+		row, err := w.Split(r%2, r)
+		if err != nil {
+			return err
+		}
+		sum, err := Allreduce(row, []int64{int64(r)}, Sum)
+		if err != nil {
+			return err
+		}
+		want := int64(0)
+		for q := r % 2; q < n; q += 2 {
+			want += int64(q)
+		}
+		if sum[0] != want {
+			return fmt.Errorf("Allreduce on the row: %d, want %d", sum[0], want)
+		}
+		if err := row.Barrier(); err != nil {
+			return err
+		}
+		return row.Free()
+	},
 	// abort: Abort(3) ends the process with status 3 at once.
 	"abort": func(w *World) error {
 		w.Abort(3)
@@ -426,7 +491,8 @@ func TestJobs(t *testing.T) {
 	for _, tc := range []struct {
 		program string
 		n       int
-	}{{"pingpong", 2}, {"tags", 3}, {"bigtags", 2}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
+	}{{"pingpong", 2}, {"tags", 3}, {"bigtags", 2},
+		{"calls", 1}, {"calls", 2}, {"calls", 3}, {"calls", 4}, {"calls", 7}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
 		{"collectives", 1}, {"collectives", 2}, {"collectives", 3}, {"collectives", 4}, {"collectives", 7}} {
 		t.Run(fmt.Sprintf("%s/%d", tc.program, tc.n), func(t *testing.T) {
 			runJob(t, tc.program, tc.n)
