@@ -389,6 +389,23 @@ func (e *engine) resume() bool {
 	return len(run) > 0
 }
 
+// checkStalled looks at the stalled links (out of the epoll set): one whose
+// peer closed its side is resumed, so a lost peer is seen even there.
+func (e *engine) checkStalled() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range e.stalled {
+		if l.peerClosed {
+			continue
+		}
+		fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+			l.peerClosed = true
+			e.scheduleResumeLocked(l)
+		}
+	}
+}
+
 // scheduleResumeLocked asks the driver to look at a stalled link again.
 func (e *engine) scheduleResumeLocked(l *link) {
 	for _, x := range e.toResume {
@@ -510,7 +527,9 @@ func (e *engine) unstallLocked(l *link) bool {
 		} else {
 			l.dst = make([]byte, m.total)
 		}
-	case e.unexpBytes+int64(m.total) <= e.limit:
+	case e.unexpBytes+int64(m.total) <= e.limit || l.peerClosed:
+		// (A peer that closed can have sent only what the kernel holds:
+		// reading it is bounded, and its loss is then seen.)
 		e.unexpBytes += int64(m.total)
 		m.counted = true
 		if b, ok := e.getBufLocked(m.total); ok {

@@ -35,6 +35,7 @@ type link struct {
 	alloc      bool // dst must be allocated (outside e.mu)
 	bye        bool // the peer said BYE
 	stalled    bool // under e.mu
+	peerClosed bool // under e.mu: seen closed while stalled
 	down       error
 	inSet      bool // in the epoll set (under e.mu)
 	rdErr      error

@@ -359,6 +359,7 @@ func (e *engine) background() {
 		case <-e.bgStop:
 			return
 		case <-t.C:
+			e.checkStalled()
 			e.tryProgress()
 		}
 	}
