@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -790,5 +791,78 @@ func TestStalledPeerLost(t *testing.T) {
 	var pe *PeerError
 	if !errors.As(err, &pe) || pe.Rank != 0 {
 		t.Fatalf("Recv behind a stalled message from a dead peer: %q %v", b, err)
+	}
+}
+
+// TestHandoff: many goroutines wait at once, each for its own tag; the
+// messages come in the opposite order, so the driver's own receive often
+// completes first and the role must pass on without a lost wake-up.
+func TestHandoff(t *testing.T) {
+	for _, spin := range []time.Duration{0, 20 * time.Microsecond} {
+		ws := localWorlds(t, 2, spin, 1<<30)
+		const g, rounds = 32, 20
+		each(t, ws, func(w *World) error {
+			for round := 0; round < rounds; round++ {
+				if w.Rank() == 1 {
+					if _, err := w.Recv(0, 1000); err != nil { // every receiver is posted
+						return err
+					}
+					for i := g - 1; i >= 0; i-- {
+						if err := w.Send(0, i, []byte{byte(i)}); err != nil {
+							return err
+						}
+					}
+					continue
+				}
+				var wg sync.WaitGroup
+				errs := make(chan error, g)
+				var posted sync.WaitGroup
+				posted.Add(g)
+				for i := 0; i < g; i++ {
+					wg.Add(1)
+					go func(i int) {
+						defer wg.Done()
+						req := w.Irecv(1, i)
+						posted.Done()
+						if i%2 == 0 {
+							if _, err := req.Wait(); err != nil {
+								errs <- err
+								return
+							}
+						} else {
+							for {
+								done, _, err := req.Test()
+								if err != nil {
+									errs <- err
+									return
+								}
+								if done {
+									break
+								}
+								if i%4 == 1 {
+									w.Iprobe(1, 999)
+								}
+								// Let the other world's goroutines (same
+								// process, GOMAXPROCS Ps) run.
+								runtime.Gosched()
+							}
+						}
+						if b := req.Bytes(); len(b) != 1 || int(b[0]) != i {
+							errs <- fmt.Errorf("tag %d got %v", i, b)
+						}
+					}(i)
+				}
+				posted.Wait()
+				if err := w.Send(1, 1000, nil); err != nil {
+					return err
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 }
