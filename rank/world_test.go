@@ -283,7 +283,7 @@ var programs = map[string]func(w *World) error{
 				return fmt.Errorf("Irecv from %d: %v %v", from, got, q.Status())
 			}
 		}
-		big := make([]byte, 20<<20+3)
+		big := make([]byte, 16<<20+3) // two fragments
 		for i := range big {
 			big[i] = byte(i % 251)
 		}
@@ -295,12 +295,12 @@ var programs = map[string]func(w *World) error{
 		if r == n-1 {
 			st, err := w.Probe(AnySource, 3)
 			if err != nil || st.Count != len(big) || st.Source != 0 {
-				return fmt.Errorf("Probe of 20 MiB: %v %v", st, err)
+				return fmt.Errorf("Probe of 16 MiB+3: %v %v", st, err)
 			}
 			buf := make([]byte, len(big))
 			k, _, err := w.RecvInto(st.Source, st.Tag, buf)
 			if err != nil || k != len(big) || !bytes.Equal(buf, big) {
-				return fmt.Errorf("RecvInto of 20 MiB: %d %v", k, err)
+				return fmt.Errorf("RecvInto of 16 MiB+3: %d %v", k, err)
 			}
 		}
 		row, err := w.Split(r%2, r)
