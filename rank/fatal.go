@@ -96,9 +96,12 @@ const (
 	callRecvInto
 	callProbe
 	callSendrecv
+	callWait
+	callWaitany
 )
 
-var callNames = [...]string{callRecv: "Recv", callRecvInto: "RecvInto", callProbe: "Probe", callSendrecv: "Sendrecv"}
+var callNames = [...]string{callRecv: "Recv", callRecvInto: "RecvInto", callProbe: "Probe", callSendrecv: "Sendrecv",
+	callWait: "Wait on Irecv", callWaitany: "Waitany on Irecv"}
 
 func (w *World) enterRecv(call int32, from, tag int) uint64 {
 	r := &w.recvRec

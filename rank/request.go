@@ -62,7 +62,14 @@ func (r *Request) Wait() (Status, error) {
 		}
 		r.w = &r.wt
 		e.mu.Unlock()
+		var gen uint64
+		if r.g != nil {
+			gen = r.g.w.enterRecv(callWait, r.g.commRank(r.from), r.tag)
+		}
 		e.block(&r.wt)
+		if r.g != nil {
+			r.g.w.leave(gen)
+		}
 	}
 	return r.st, r.fatal()
 }
@@ -130,6 +137,8 @@ func Waitall(reqs ...*Request) error {
 // order; among several complete ones the lowest index is returned.
 func Waitany(reqs ...*Request) (int, Status, error) {
 	var e *engine
+	var g *group
+	var first *Request
 	pending := false
 	for i, r := range reqs {
 		if r == nil || r.returned {
@@ -142,6 +151,9 @@ func Waitany(reqs ...*Request) (int, Status, error) {
 		pending = true
 		if r.e != nil {
 			e = r.e
+		}
+		if first == nil {
+			first, g = r, r.g
 		}
 	}
 	if !pending {
@@ -163,7 +175,14 @@ func Waitany(reqs ...*Request) (int, Status, error) {
 		}
 	}
 	e.mu.Unlock()
+	var gen uint64
+	if g != nil {
+		gen = g.w.enterRecv(callWaitany, g.commRank(first.from), first.tag)
+	}
 	e.block(w)
+	if g != nil {
+		g.w.leave(gen)
+	}
 	e.mu.Lock()
 	for _, r := range reqs {
 		if r != nil && r.w == w {
