@@ -24,6 +24,18 @@ type Communicator interface {
 	Size() int
 	Send(to, tag int, b []byte) error
 	Recv(from, tag int) ([]byte, error)
+	RecvFrom(from, tag int) (int, []byte, error)
+	RecvStatus(from, tag int) ([]byte, Status, error)
+	RecvInto(from, tag int, buf []byte) (int, Status, error)
+	Probe(from, tag int) (Status, error)
+	Iprobe(from, tag int) (Status, bool, error)
+	Sendrecv(to, sendTag int, b []byte, from, recvTag int) ([]byte, Status, error)
+	Isend(to, tag int, b []byte) *Request
+	Irecv(from, tag int) *Request
+	Split(color, key int) (*Comm, error)
+	Dup() (*Comm, error)
+	WorldRank(r int) int
+	Abort(code int)
 	Barrier() error
 	Bcast(root int, b []byte) ([]byte, error)
 	Gather(root int, b []byte) ([][]byte, error)

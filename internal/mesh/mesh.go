@@ -74,10 +74,65 @@ func (c *Config) name() string {
 	return c.Name
 }
 
+// Conn is one authenticated connection of an established mesh, handed
+// to a caller that reads and writes it itself (Establish).
+type Conn struct {
+	Rank int          // the peer's rank
+	TCP  *net.TCPConn // TCP_NODELAY set
+	// Buffered holds bytes the handshake's reader took from the
+	// connection past the handshake: the start of the peer's stream.
+	Buffered []byte
+}
+
+// Establish builds the mesh's connections and hands them over: the result
+// is indexed by rank, nil at cfg.Rank. Handler, OnLost and OnBye are not
+// used; the caller reads the connections (package rank's engine does).
+// The listener is closed when Establish returns.
+func Establish(ctx context.Context, cfg Config) ([]*Conn, error) {
+	peers, err := establish(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	conns := make([]*Conn, len(peers))
+	for i, p := range peers {
+		if p == nil {
+			continue
+		}
+		c := &Conn{Rank: p.rank, TCP: p.conn}
+		if n := p.r.Buffered(); n > 0 {
+			b, _ := p.r.Peek(n)
+			c.Buffered = append([]byte(nil), b...)
+		}
+		conns[i] = c
+	}
+	return conns, nil
+}
+
 // Connect establishes the mesh. It returns when this rank is connected to
 // every other rank, or with an error naming the rank it could not reach.
 // The listener is closed when Connect returns.
 func Connect(ctx context.Context, cfg Config) (*Mesh, error) {
+	peers, err := establish(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mesh{cfg: cfg, peers: peers, closing: make(chan struct{})}
+	for _, p := range m.peers {
+		if p == nil {
+			continue
+		}
+		p.w = wire.NewWriter(p.conn, cfg.Rank)
+		p.eof = make(chan struct{})
+		m.wg.Add(1)
+		go m.read(p)
+	}
+	return m, nil
+}
+
+// establish connects to every other rank and authenticates each
+// connection; the result is indexed by rank, nil at cfg.Rank.
+func establish(ctx context.Context, cfgp *Config) ([]*peer, error) {
+	cfg := *cfgp
 	n := len(cfg.Addrs)
 	m := &Mesh{cfg: cfg, peers: make([]*peer, n), closing: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
@@ -143,11 +198,13 @@ func Connect(ctx context.Context, cfg Config) (*Mesh, error) {
 			m.peers[p.rank] = p
 			mu.Unlock()
 		case err := <-errc:
+			mu.Lock()
 			m.closeConns()
+			mu.Unlock()
 			return nil, err
 		case <-ctx.Done():
-			m.closeConns()
 			mu.Lock()
+			m.closeConns()
 			missing := []int{}
 			for j, p := range m.peers {
 				if j != cfg.Rank && (p == nil || p.conn == nil) {
@@ -158,16 +215,9 @@ func Connect(ctx context.Context, cfg Config) (*Mesh, error) {
 			return nil, fmt.Errorf("mesh: %s %d: no connection from %ss %v: %w", cfg.name(), cfg.Rank, cfg.name(), missing, ctx.Err())
 		}
 	}
-	for _, p := range m.peers {
-		if p == nil {
-			continue
-		}
-		p.w = wire.NewWriter(p.conn, cfg.Rank)
-		p.eof = make(chan struct{})
-		m.wg.Add(1)
-		go m.read(p)
-	}
-	return m, nil
+	mu.Lock()
+	defer mu.Unlock()
+	return m.peers, nil
 }
 
 func dial(ctx context.Context, cfg *Config, j int) (*peer, error) {
