@@ -23,7 +23,23 @@ var teachingExamples = []job{
 	{prog: "heat", args: []string{"-n", "24", "-tol", "0.05"}, want: "equals the serial result bit for bit"},
 	{prog: "randomwalk", args: []string{"-walkers", "500", "-cells", "70", "-steps", "60"}, want: "none lost or duplicated"},
 	{prog: "deadlock", args: []string{"-fix"}, want: "no deadlock"},
+	{prog: "nbring", want: "of Isend, Irecv and Waitall: correct"},
+	{prog: "probe", want: "received whole into a buffer of its probed size: correct"},
+	{prog: "grid", want: "every row and column sum correct"},
+	{prog: "alloc", args: []string{"-n", "20000"}, want: "equals the serial result"},
 }
+
+// perRank is, for the examples whose every rank prints a line, what that
+// line contains: the test counts them.
+var perRank = map[string]string{
+	"deadlock": "no deadlock",
+	"nbring":   "got every rank's greeting",
+	"grid":     "grid: rank ",
+}
+
+// sharedMemory are the examples of the table that use plain loads and
+// stores of shared memory: they need the userfaultfd backend.
+var sharedMemory = map[string]bool{"alloc": true}
 
 // line returns the first output line that contains prefix, without the
 // [rank N] tag, or fails the test.
@@ -46,10 +62,14 @@ func TestTeachingExamples(t *testing.T) {
 			j := ex
 			j.np = np
 			t.Run(fmt.Sprintf("%s/np%d", ex.prog, np), func(t *testing.T) {
+				if sharedMemory[ex.prog] {
+					needUffd(t)
+					j.env = []string{"DSMEXEC_FAULT=uffd"}
+				}
 				out := run(t, j)
-				if ex.prog == "deadlock" {
-					if c := strings.Count(out, "no deadlock"); c != np {
-						t.Fatalf("%d ranks finished the exchange, want %d:\n%s", c, np, out)
+				if want, ok := perRank[ex.prog]; ok {
+					if c := strings.Count(out, want); c != np {
+						t.Fatalf("%d ranks printed %q, want %d:\n%s", c, want, np, out)
 					}
 				}
 			})
