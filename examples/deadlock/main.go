@@ -43,13 +43,16 @@ func main() {
 			log.Fatal(err)
 		}
 	} else {
-		// Without -fix both ranks of a pair are here: both wait forever.
+		// tutorial:begin deadlock
+		// Without -fix both ranks of a pair are here: both wait forever...
 		if got, err = w.Recv(partner, 0); err != nil {
 			log.Fatal(err)
 		}
+		// ...so nobody ever gets here.
 		if err := w.Send(partner, 0, msg); err != nil {
 			log.Fatal(err)
 		}
+		// tutorial:end
 	}
 	fmt.Printf("deadlock: rank %d got %q: no deadlock\n", r, got)
 	w.Report("partner", partner)

@@ -21,8 +21,10 @@ func main() {
 	}
 	defer w.Finalize()
 	r, n := w.Rank(), w.Size()
-	// One int on page 0 of the shared region (homed on rank 0).
+	// tutorial:begin slice
+	// One int64 at offset 0 of the shared region (on page 0, homed on rank 0).
 	v := dsm.Slice[int64](w.Memory(), 0, 1)
+	// tutorial:end
 
 	// Plain loads and stores need the userfaultfd backend; where the
 	// system forbids it (mprotect/SIGSEGV backend) use the accessors.
@@ -33,7 +35,9 @@ func main() {
 	for turn := 0; turn < n; turn++ {
 		if turn == r {
 			if plain {
-				v[0] += int64(r + 1) // a read fault, then a write fault
+				// tutorial:begin touch
+				v[0] += int64(r + 1) // an ordinary load and store: a read fault, then a write fault
+				// tutorial:end
 			} else {
 				m.AddInt64(0, int64(r+1))
 			}

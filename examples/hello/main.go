@@ -12,13 +12,15 @@ import (
 )
 
 func main() {
-	w, err := rank.Init()
+	// tutorial:begin hello
+	w, err := rank.Init() // join the job
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer w.Finalize()
+	defer w.Finalize() // leave it when main returns
 	host, _ := os.Hostname()
 	fmt.Printf("hello from rank %d of %d on %s (%s, pid %d)\n", w.Rank(), w.Size(), w.Host(), host, os.Getpid())
+	// tutorial:end
 	if err := w.Finalize(); err != nil {
 		log.Fatal(err)
 	}

@@ -50,10 +50,12 @@ func main() {
 	defer w.Finalize()
 	m := w.Memory()
 	nn := *n * *n
-	if need := 2 * nn * 8; need > m.Len() {
-		log.Fatalf("jacobi: needs %d bytes of shared memory, have %d", need, m.Len())
+	var g [2][]float64 // the two grids: iteration it reads g[it%2], writes the other
+	for i := range g {
+		if g[i], err = dsm.Alloc[float64](m, nn); err != nil {
+			log.Fatalf("jacobi: %v (mpirun -dsm-size)", err)
+		}
 	}
-	g := [2][]float64{dsm.Slice[float64](m, 0, nn), dsm.Slice[float64](m, nn*8, nn)}
 	if w.Rank() == 0 {
 		initGrid(g[0], *n)
 		initGrid(g[1], *n)
