@@ -283,7 +283,7 @@ func heat(r *Report, n int) (svgs template.HTML, note string, bins, ppb int, rec
 		// Page axis: a few labels.
 		for k := 0; k <= 4; k++ {
 			bin := (bins - 1) * k / 4
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="lbl" text-anchor="middle">%d</text>`, labelW+cellW*(float64(bin)+0.5), height-6, bin*ppb)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="lbl" text-anchor="%s">%d</text>`, labelW+cellW*(float64(bin)+0.5), height-6, anchor(k), bin*ppb)
 		}
 		b.WriteString("</svg>\n")
 	}
@@ -364,7 +364,7 @@ func timeline(r *Report, n int) (template.HTML, int) {
 	}
 	for k := 0; k <= 4; k++ {
 		x := labelW + plotW*float64(k)/4
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="lbl" text-anchor="middle">%v</text>`, x, height-6, roundDur(dur*time.Duration(k)/4))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="lbl" text-anchor="%s">%v</text>`, x, height-6, anchor(k), roundDur(dur*time.Duration(k)/4))
 	}
 	b.WriteString("</svg>")
 	return template.HTML(b.String()), rects
@@ -410,6 +410,14 @@ func totals(r *Report, n int) (template.HTML, int) {
 	}
 	b.WriteString("</svg>")
 	return template.HTML(b.String()), rects
+}
+
+// anchor keeps the last of five axis labels inside the picture.
+func anchor(k int) string {
+	if k == 4 {
+		return "end"
+	}
+	return "middle"
 }
 
 func legend() template.HTML {

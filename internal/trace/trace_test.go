@@ -255,3 +255,59 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestFromEnv(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	rec, file, err := FromEnv(env(nil), Config{Rank: 1})
+	if rec != nil || file != "" || err != nil {
+		t.Fatalf("unset: %v %q %v", rec, file, err)
+	}
+	rec, file, err = FromEnv(env(map[string]string{EnvTrace: ToMaster, EnvTraceLimit: "4096"}), Config{Rank: 1})
+	if rec == nil || file != "" || err != nil || rec.limit != 4096 {
+		t.Fatalf("mpirun: %v %q %v", rec, file, err)
+	}
+	rec, file, err = FromEnv(env(map[string]string{EnvTrace: "/tmp/job-%r.trace"}), Config{Rank: 3, Role: "pager"})
+	if rec == nil || file != "/tmp/job-3.trace.pager" || err != nil {
+		t.Fatalf("file: %v %q %v", rec, file, err)
+	}
+	if _, _, err = FromEnv(env(map[string]string{EnvTrace: "x", EnvTraceLimit: "lots"}), Config{}); err == nil || !strings.Contains(err.Error(), EnvTraceLimit) {
+		t.Fatalf("bad limit: %v", err)
+	}
+}
+
+func TestPump(t *testing.T) {
+	r := New(Config{Rank: 0, Size: 1})
+	var mu sync.Mutex
+	var got []byte
+	stop := make(chan struct{})
+	done := r.Pump(time.Millisecond, func(b []byte) error {
+		mu.Lock()
+		got = append(got, b...)
+		mu.Unlock()
+		return nil
+	}, stop)
+	for i := 0; i < 1000; i++ {
+		r.Begin(KindSend, Args{Peer: 1, Bytes: int64(i)}).End(Args{})
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s, err := Decode(got)
+	if err != nil || s.Truncated || len(s.Events) != 2001 {
+		t.Fatalf("decode: %v, %d events", err, len(s.Events))
+	}
+
+	// A failing write stops the pump with its error.
+	r2 := New(Config{})
+	stop2 := make(chan struct{})
+	defer close(stop2)
+	boom := errors.New("boom")
+	if err := <-r2.Pump(time.Millisecond, func([]byte) error { return boom }, stop2); err != boom {
+		t.Fatalf("err %v", err)
+	}
+	var nilRec *Recorder
+	if _, ok := <-nilRec.Pump(time.Millisecond, nil, nil); ok {
+		t.Fatal("nil recorder pumps")
+	}
+}

@@ -492,26 +492,7 @@ func MergeFiles(out string, paths []string) (notes []string, err error) {
 	return notes, nil
 }
 
-// FileName is the DSMEXEC_TRACE file of one rank's stream: the pattern
-// with "%r" replaced by the rank, or with ".rank" appended; role "pager"
-// adds ".pager".
+// FileName is trace.FileName: the DSMEXEC_TRACE file of one rank's stream.
 func FileName(pattern string, rank int, role string) string {
-	name := ""
-	found := false
-	for i := 0; i < len(pattern); i++ {
-		if pattern[i] == '%' && i+1 < len(pattern) && pattern[i+1] == 'r' {
-			name += strconv.Itoa(rank)
-			i++
-			found = true
-			continue
-		}
-		name += pattern[i : i+1]
-	}
-	if !found {
-		name += "." + strconv.Itoa(rank)
-	}
-	if role != "" && role != "rank" {
-		name += "." + role
-	}
-	return name
+	return trace.FileName(pattern, rank, role)
 }
