@@ -359,3 +359,23 @@ func dedup(xs []int) []int {
 	}
 	return out
 }
+
+// InFlightFromCounts turns per-rank message counters into messages in
+// flight: sent[i][j] is what rank i says it sent to j, received[j][i] what
+// rank j says it received (matched) from i, both on communicator comm.
+// The tags are not known, so the messages may match any receive from i.
+func InFlightFromCounts(sent, received [][]int64, comm int) []InFlight {
+	var out []InFlight
+	for i := range sent {
+		for j := range sent[i] {
+			var got int64
+			if j < len(received) && i < len(received[j]) {
+				got = received[j][i]
+			}
+			if n := sent[i][j] - got; n > 0 {
+				out = append(out, InFlight{From: i, To: j, Tag: AnyTag, Comm: comm, N: int(n)})
+			}
+		}
+	}
+	return out
+}

@@ -160,3 +160,18 @@ func TestCallString(t *testing.T) {
 		}
 	}
 }
+
+func TestInFlightFromCounts(t *testing.T) {
+	sent := [][]int64{{0, 3, 1}, {2, 0, 0}, {0, 0, 0}}
+	recv := [][]int64{{0, 2, 0}, {3, 0, 0}, {0, 0, 0}} // rank 0 got 2 of 1's, rank 1 got 3 of 0's; 0->2 in flight
+	got := InFlightFromCounts(sent, recv, 0)
+	if len(got) != 1 || got[0] != (InFlight{From: 0, To: 2, Tag: AnyTag, N: 1}) {
+		t.Fatalf("%+v", got)
+	}
+	v := Check(Snapshot{Now: t0.Add(3 * time.Second), Ranks: []Rank{recv1(1), recv1(0), recv1(0)}, InFlight: got}, D)
+	if v.Deadlocked {
+		t.Fatalf("rank 2 can receive from 0: %s", v.Text)
+	}
+}
+
+func recv1(from int) Rank { return recv(from, 0) }
