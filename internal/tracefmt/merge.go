@@ -324,7 +324,9 @@ func (tl *Timeline) Write(w io.Writer) error {
 			sends[sl.Begin.Flow] = sl
 		}
 		if sl.Res.Flow != 0 && sl.Kind != trace.KindSend && !sl.Unfinished {
-			if _, dup := recvs[sl.Res.Flow]; !dup {
+			// The receive that took the message wins over probes that
+			// only looked at it.
+			if old, dup := recvs[sl.Res.Flow]; !dup || isProbe(old.Kind) && !isProbe(sl.Kind) {
 				recvs[sl.Res.Flow] = sl
 			}
 		}
@@ -397,6 +399,8 @@ func (tl *Timeline) clockNotes() []string {
 	}
 	return notes
 }
+
+func isProbe(k trace.Kind) bool { return k == trace.KindProbe || k == trace.KindIprobe }
 
 func mid(s *Slice) int64 { return s.Start + (s.End-s.Start)/2 }
 

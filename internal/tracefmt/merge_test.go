@@ -307,3 +307,41 @@ func head(s string) string {
 	}
 	return s
 }
+
+// A probe that saw the message before the receive took it: the flow ends
+// at the receive.
+func TestFlowEndsAtReceiveNotProbe(t *testing.T) {
+	a := trace.New(trace.Config{Rank: 0, Size: 2})
+	b := trace.New(trace.Config{Rank: 1, Size: 2})
+	id := a.NewFlow()
+	a.Begin(trace.KindSend, trace.Args{Peer: 1, Bytes: 4, Flow: id}).End(trace.Args{})
+	b.Begin(trace.KindProbe, trace.Args{Peer: 0}).End(trace.Args{Peer: 0, Bytes: 4, Flow: id})
+	b.Begin(trace.KindRecv, trace.Args{Peer: 0}).End(trace.Args{Peer: 0, Bytes: 4, Flow: id})
+	tl := Build(decodeAll(t, [][]byte{a.Drain(), b.Drain()}), Options{})
+	var buf bytes.Buffer
+	if err := tl.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	var d doc
+	json.Unmarshal(buf.Bytes(), &d)
+	var recvTs, recvDur, fTs float64
+	for _, e := range d.TraceEvents {
+		if e.Ph == "X" && e.Name == "Recv" {
+			recvTs = e.Ts
+		}
+		if e.Ph == "f" {
+			fTs = e.Ts
+		}
+	}
+	for _, s := range tl.Slices {
+		if s.Kind == trace.KindRecv {
+			recvDur = float64(s.End-s.Start) / 1000
+		}
+	}
+	if fTs < recvTs || fTs > recvTs+recvDur+0.001 {
+		t.Fatalf("flow ends at %v, the Recv is [%v, %v]", fTs, recvTs, recvTs+recvDur)
+	}
+}
