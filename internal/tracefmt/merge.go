@@ -130,7 +130,11 @@ func Build(streams []*trace.Stream, opt Options) *Timeline {
 			case trace.OpCounter:
 				tl.Counters = append(tl.Counters, CounterSample{si, e.Counter.String(), at, e.Value})
 			case trace.OpInstant:
-				tl.Instants = append(tl.Instants, Instant{Stream: si, Track: e.Track, At: at, Name: e.Name})
+				name := e.Name
+				if name == "" {
+					name = "(unnamed event)"
+				}
+				tl.Instants = append(tl.Instants, Instant{Stream: si, Track: e.Track, At: at, Name: name})
 			case trace.OpFull:
 				tl.Instants = append(tl.Instants, Instant{Stream: si, At: at, Name: "trace limit reached: recording stopped", Process: true})
 			}

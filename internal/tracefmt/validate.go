@@ -7,6 +7,10 @@ import (
 	"sort"
 )
 
+// eps is the slack of comparisons of sums of timestamps: half the
+// resolution (1 ns) of the times dsmexec writes, in µs.
+const eps = 0.0005
+
 // Validate checks a trace-event JSON document the way the viewers read
 // it, and returns every problem found (nil: none):
 //
@@ -116,10 +120,10 @@ func Validate(data []byte) error {
 			}
 			onThread()
 			st := open[key]
-			for len(st) > 0 && st[len(st)-1].end <= ts {
+			for len(st) > 0 && st[len(st)-1].end <= ts+eps {
 				st = st[:len(st)-1]
 			}
-			if len(st) > 0 && ts+dur > st[len(st)-1].end+1e-9 {
+			if len(st) > 0 && ts+dur > st[len(st)-1].end+eps {
 				bad(i, "X event %q [%v, %v] overlaps [%v, %v] on pid %d tid %d without nesting", name, ts, ts+dur, st[len(st)-1].start, st[len(st)-1].end, key.pid, key.tid)
 			}
 			open[key] = append(st, span{ts, ts + dur})
@@ -207,7 +211,7 @@ func Validate(data []byte) error {
 	}
 	inSlice := func(fe flowEnd) bool {
 		for _, s := range slices[fe.key] {
-			if s.start <= fe.ts && fe.ts <= s.end {
+			if s.start-eps <= fe.ts && fe.ts <= s.end+eps {
 				return true
 			}
 		}
