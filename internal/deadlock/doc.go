@@ -14,6 +14,12 @@
 // checks tens of thousands of snapshots of correct jobs with long compute
 // phases and slow networks.
 //
+// ParseStacks, Busy and Trim read runtime.Stack(buf, true) dumps: Busy
+// lists the program's goroutines that could go on without another rank (a
+// rank must not report itself blocked while there are any), Trim keeps
+// the program's goroutines with the dsmexec call each is in and its own
+// frames, for mpirun's stack report on -timeout or a deadlock.
+//
 // Usage:
 //
 //	v := deadlock.Check(deadlock.Snapshot{
@@ -26,4 +32,8 @@
 //	if v.Deadlocked {
 //		fmt.Fprintln(os.Stderr, "mpirun: "+v.Text)
 //	}
+//
+//	gs := deadlock.ParseStacks(buf[:runtime.Stack(buf, true)])
+//	blocked := len(deadlock.Busy(gs, myGoroutine)) == 0
+//	report := deadlock.Trim(gs)
 package deadlock
