@@ -149,6 +149,10 @@ func (r *Recorder) Add(c Counter, d int64) {
 	if r == nil {
 		return
 	}
+	r.add(c, d)
+}
+
+func (r *Recorder) add(c Counter, d int64) {
 	if c < counterCount {
 		r.count(c, r.ctr[c].Add(d))
 	}
@@ -156,7 +160,14 @@ func (r *Recorder) Add(c Counter, d int64) {
 
 // Instant records a point event on the calling goroutine's track.
 func (r *Recorder) Instant(name string) {
-	if r == nil || r.full.Load() {
+	if r == nil {
+		return
+	}
+	r.instant(name)
+}
+
+func (r *Recorder) instant(name string) {
+	if r.full.Load() {
 		return
 	}
 	track := r.callerTrack(stackKey())
