@@ -152,6 +152,9 @@ func (r *Recorder) Add(c Counter, d int64) {
 	r.add(c, d)
 }
 
+// add is kept out of line so that Add, a nil check, inlines.
+//
+//go:noinline
 func (r *Recorder) add(c Counter, d int64) {
 	if c < counterCount {
 		r.count(c, r.ctr[c].Add(d))
