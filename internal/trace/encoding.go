@@ -232,6 +232,13 @@ func (d *decoder) args(a *Args) error {
 // records before the cut, with Truncated set; only data that is not a
 // trace, or that breaks the format inside, is an error.
 func Decode(b []byte) (*Stream, error) {
+	return Scan(b, func(s *Stream, e *Event) { s.Events = append(s.Events, *e) })
+}
+
+// Scan is Decode without keeping the events: it calls fn with the stream
+// (its header filled in, Events left empty) and each event in order, so
+// a merge of large streams holds only what it builds.
+func Scan(b []byte, fn func(s *Stream, e *Event)) (*Stream, error) {
 	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
 		if len(b) < len(Magic) && string(b) == Magic[:len(b)] {
 			return nil, fmt.Errorf("trace: %d bytes, cut inside the header", len(b))
@@ -260,7 +267,7 @@ func Decode(b []byte) (*Stream, error) {
 		if ev.Op == OpFull {
 			s.Full = true
 		}
-		s.Events = append(s.Events, ev)
+		fn(s, &ev)
 	}
 	return s, nil
 }

@@ -13,6 +13,8 @@
 //
 //	streams := []*trace.Stream{}                     // trace.Decode of each shipped buffer
 //	err := tracefmt.Merge(w, streams, tracefmt.Options{})
+//	tl, err := tracefmt.BuildBytes(encoded, tracefmt.Options{})  // large traces: events not kept
+//	err = tl.Write(w)
 //	err = tracefmt.Validate(jsonBytes)
 //
 //	// mpirun -merge-traces out.json FILE.0 FILE.1 ... (DSMEXEC_TRACE under Hydra/Slurm)

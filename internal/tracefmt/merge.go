@@ -40,13 +40,14 @@ type trackKey struct {
 
 // Timeline is the merged content of the streams, before it is written.
 type Timeline struct {
-	Streams    []*trace.Stream
-	Base       []int64 // per stream: absolute ns of its time 0 on the reference clock
+	Streams    []*trace.Stream // the streams' headers (their Events may be empty)
+	Base       []int64         // per stream: absolute ns of its time 0 on the reference clock
 	Slices     []Slice
 	TrackNames map[trackKey]string
 	Counters   []CounterSample
 	Instants   []Instant
-	Min, Max   int64 // absolute ns of the first and last event
+	Notes      []string // per stream: its clock offset, whether it was cut
+	Min, Max   int64    // absolute ns of the first and last event
 }
 
 // CounterSample is a counter value from time At (absolute ns).
@@ -68,90 +69,176 @@ type Instant struct {
 
 // Build pairs begins with ends, aligns the clocks and collects counters.
 func Build(streams []*trace.Stream, opt Options) *Timeline {
-	tl := &Timeline{Streams: streams, TrackNames: map[trackKey]string{}, Min: 1<<63 - 1, Max: -1 << 63}
-	see := func(t int64) {
-		tl.Min = min(tl.Min, t)
-		tl.Max = max(tl.Max, t)
+	tl := newTimeline()
+	for _, s := range streams {
+		st := tl.begin(s)
+		for i := range s.Events {
+			st.event(&s.Events[i])
+		}
+		st.finish(opt)
 	}
-	for si, s := range streams {
-		off, ok := opt.Offsets[s.Rank]
-		if !ok {
-			for _, e := range s.Events {
-				if e.Op == trace.OpClock {
-					off = e.Offset
-				}
+	return tl.done()
+}
+
+// BuildBytes is Build of encoded streams (trace.Decode's input), decoding
+// them one at a time without keeping their events: for large traces it
+// needs a third of Build's memory. A stream that does not decode is an
+// error naming its index.
+func BuildBytes(bufs [][]byte, opt Options) (*Timeline, error) {
+	tl := newTimeline()
+	for i, b := range bufs {
+		var st *streamState
+		hdr, err := trace.Scan(b, func(s *trace.Stream, e *trace.Event) {
+			if st == nil {
+				st = tl.begin(s)
 			}
+			st.event(e)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("tracefmt: stream %d: %w", i, err)
 		}
-		base := s.Start.UnixNano() - int64(off)
-		tl.Base = append(tl.Base, base)
-		var last int64 = base
-		open := map[uint32][]int{} // track -> indexes of open slices in tl.Slices
-		explicitSent := false
-		for _, e := range s.Events {
-			if e.Op == trace.OpCounter && e.Counter == trace.CounterBytesSent {
-				explicitSent = true
-			}
+		if st == nil {
+			st = tl.begin(hdr)
 		}
-		var sent int64
-		for _, e := range s.Events {
-			at := base + int64(e.Time)
-			switch e.Op {
-			case trace.OpTrack:
-				tl.TrackNames[trackKey{si, e.Track}] = e.Name
-				continue
-			case trace.OpClock:
-				continue
-			}
-			see(at)
-			last = max(last, at)
-			switch e.Op {
-			case trace.OpBegin:
-				tl.Slices = append(tl.Slices, Slice{Rank: s.Rank, Stream: si, Track: e.Track, Kind: e.Kind, Start: at, End: at, Begin: e.Args})
-				open[e.Track] = append(open[e.Track], len(tl.Slices)-1)
-			case trace.OpEnd:
-				st := open[e.Track]
-				if len(st) == 0 {
-					continue // its begin was in a piece that was lost
-				}
-				i := st[len(st)-1]
-				open[e.Track] = st[:len(st)-1]
-				sl := &tl.Slices[i]
-				sl.End = max(at, sl.Start)
-				sl.Res = e.Args
-				if !explicitSent && (sl.Kind == trace.KindSend || sl.Kind == trace.KindSendrecv) && sl.Begin.Bytes > 0 {
-					sent += sl.Begin.Bytes
-					tl.Counters = append(tl.Counters, CounterSample{si, trace.CounterBytesSent.String(), sl.End, sent})
-				}
-			case trace.OpComplete:
-				end := at + int64(e.Dur)
-				see(end)
-				last = max(last, end)
-				tl.Slices = append(tl.Slices, Slice{Rank: s.Rank, Stream: si, Track: e.Track, Kind: e.Kind, Start: at, End: end, Begin: e.Args, Res: e.Args})
-			case trace.OpCounter:
-				tl.Counters = append(tl.Counters, CounterSample{si, e.Counter.String(), at, e.Value})
-			case trace.OpInstant:
-				name := e.Name
-				if name == "" {
-					name = "(unnamed event)"
-				}
-				tl.Instants = append(tl.Instants, Instant{Stream: si, Track: e.Track, At: at, Name: name})
-			case trace.OpFull:
-				tl.Instants = append(tl.Instants, Instant{Stream: si, At: at, Name: "trace limit reached: recording stopped", Process: true})
-			}
-		}
-		// Slices still open when the stream ended: the rank died, was cut,
-		// or filled its buffer inside them. Show them up to its last event.
-		for _, st := range open {
-			for _, i := range st {
-				tl.Slices[i].End = max(last, tl.Slices[i].Start)
-				tl.Slices[i].Unfinished = true
-			}
-		}
+		// Truncated and Full are known only at the end.
+		st.s.Truncated, st.s.Full = hdr.Truncated, hdr.Full
+		st.finish(opt)
 	}
+	return tl.done(), nil
+}
+
+func newTimeline() *Timeline {
+	return &Timeline{TrackNames: map[trackKey]string{}, Min: 1<<63 - 1, Max: -1 << 63}
+}
+
+func (tl *Timeline) done() *Timeline {
 	if tl.Min > tl.Max {
 		tl.Min, tl.Max = 0, 0
 	}
 	return tl
+}
+
+// streamState is a stream being built; its times are relative to the
+// stream's start until finish adds the base.
+type streamState struct {
+	tl                      *Timeline
+	s                       *trace.Stream
+	si                      int
+	slice0, counter0, inst0 int
+	open                    map[uint32][]int
+	last                    int64
+	off, bound              time.Duration
+	clock, explicitSent     bool
+	derived                 []CounterSample
+	sent                    int64
+}
+
+func (tl *Timeline) begin(s *trace.Stream) *streamState {
+	hdr := *s
+	hdr.Events = nil
+	tl.Streams = append(tl.Streams, &hdr)
+	return &streamState{tl: tl, s: &hdr, si: len(tl.Streams) - 1,
+		slice0: len(tl.Slices), counter0: len(tl.Counters), inst0: len(tl.Instants),
+		open: map[uint32][]int{}}
+}
+
+func (st *streamState) event(e *trace.Event) {
+	tl, si := st.tl, st.si
+	at := int64(e.Time)
+	switch e.Op {
+	case trace.OpTrack:
+		tl.TrackNames[trackKey{si, e.Track}] = e.Name
+		return
+	case trace.OpClock:
+		st.off, st.bound, st.clock = e.Offset, e.Bound, true
+		return
+	}
+	st.last = max(st.last, at)
+	switch e.Op {
+	case trace.OpBegin:
+		tl.Slices = append(tl.Slices, Slice{Rank: st.s.Rank, Stream: si, Track: e.Track, Kind: e.Kind, Start: at, End: at, Begin: e.Args})
+		st.open[e.Track] = append(st.open[e.Track], len(tl.Slices)-1)
+	case trace.OpEnd:
+		stk := st.open[e.Track]
+		if len(stk) == 0 {
+			return // its begin was in a piece that was lost
+		}
+		i := stk[len(stk)-1]
+		st.open[e.Track] = stk[:len(stk)-1]
+		sl := &tl.Slices[i]
+		sl.End = max(at, sl.Start)
+		sl.Res = e.Args
+		if (sl.Kind == trace.KindSend || sl.Kind == trace.KindSendrecv) && sl.Begin.Bytes > 0 {
+			st.sent += sl.Begin.Bytes
+			st.derived = append(st.derived, CounterSample{si, trace.CounterBytesSent.String(), sl.End, st.sent})
+		}
+	case trace.OpComplete:
+		end := at + int64(e.Dur)
+		if end < at {
+			end = at // a duration past the end of time
+		}
+		st.last = max(st.last, end)
+		tl.Slices = append(tl.Slices, Slice{Rank: st.s.Rank, Stream: si, Track: e.Track, Kind: e.Kind, Start: at, End: end, Begin: e.Args, Res: e.Args})
+	case trace.OpCounter:
+		if e.Counter == trace.CounterBytesSent {
+			st.explicitSent = true
+		}
+		tl.Counters = append(tl.Counters, CounterSample{si, e.Counter.String(), at, e.Value})
+	case trace.OpInstant:
+		name := e.Name
+		if name == "" {
+			name = "(unnamed event)"
+		}
+		tl.Instants = append(tl.Instants, Instant{Stream: si, Track: e.Track, At: at, Name: name})
+	case trace.OpFull:
+		tl.Instants = append(tl.Instants, Instant{Stream: si, At: at, Name: "trace limit reached: recording stopped", Process: true})
+	}
+}
+
+// finish closes the slices still open when the stream ended (the rank
+// died, was cut, or filled its buffer inside them: they last until its
+// last event), and moves the stream's times onto the reference clock.
+func (st *streamState) finish(opt Options) {
+	tl, s := st.tl, st.s
+	off := st.off
+	if o, ok := opt.Offsets[s.Rank]; ok {
+		off = o
+	}
+	base := s.Start.UnixNano() - int64(off)
+	tl.Base = append(tl.Base, base)
+	for _, stk := range st.open {
+		for _, i := range stk {
+			tl.Slices[i].End = max(st.last, tl.Slices[i].Start)
+			tl.Slices[i].Unfinished = true
+		}
+	}
+	if !st.explicitSent {
+		tl.Counters = append(tl.Counters, st.derived...)
+	}
+	see := func(t int64) {
+		tl.Min = min(tl.Min, t)
+		tl.Max = max(tl.Max, t)
+	}
+	for i := st.slice0; i < len(tl.Slices); i++ {
+		tl.Slices[i].Start += base
+		tl.Slices[i].End += base
+		see(tl.Slices[i].Start)
+		see(tl.Slices[i].End)
+	}
+	for i := st.counter0; i < len(tl.Counters); i++ {
+		tl.Counters[i].At += base
+		see(tl.Counters[i].At)
+	}
+	for i := st.inst0; i < len(tl.Instants); i++ {
+		tl.Instants[i].At += base
+		see(tl.Instants[i].At)
+	}
+	if st.clock {
+		tl.Notes = append(tl.Notes, fmt.Sprintf("rank %d (%s): offset %v ± %v", s.Rank, s.Role, st.off, st.bound))
+	}
+	if s.Truncated {
+		tl.Notes = append(tl.Notes, fmt.Sprintf("rank %d (%s): trace cut short", s.Rank, s.Role))
+	}
 }
 
 // event is one trace-event JSON object.
@@ -245,7 +332,15 @@ func (tl *Timeline) Write(w io.Writer) error {
 		return keys[i].track < keys[j].track
 	})
 	sliceTid := map[*Slice]int{}
-	perTid := map[[2]int][]event{} // (pid, tid) -> events
+	// item is an event of a thread, made into JSON only as it is written.
+	type item struct {
+		ts   int64
+		ph   byte // 'X', 's', 'f', 'i'
+		sl   *Slice
+		id   int
+		name string
+	}
+	perTid := map[[2]int][]item{} // (pid, tid) -> its events
 	var tidOrder [][2]int
 	for _, k := range keys {
 		s := tl.Streams[k.stream]
@@ -302,18 +397,14 @@ func (tl *Timeline) Write(w io.Writer) error {
 			tid := laneTid[lane]
 			sliceTid[sl] = tid
 			key := [2]int{Pid(s.Rank), tid}
-			perTid[key] = append(perTid[key], event{
-				Name: sl.Kind.String(), Cat: sl.Kind.Category().String(), Ph: "X",
-				Ts: us(sl.Start - t0), Dur: us(sl.End - sl.Start), Pid: Pid(s.Rank), Tid: tid,
-				Args: sliceArgs(sl),
-			})
+			perTid[key] = append(perTid[key], item{ts: sl.Start, ph: 'X', sl: sl})
 		}
 		for _, in := range tl.Instants {
 			if in.Process || (trackKey{in.Stream, in.Track}) != k {
 				continue
 			}
 			key := [2]int{Pid(s.Rank), laneTid[0]}
-			perTid[key] = append(perTid[key], event{Name: in.Name, Ph: "i", S: "t", Ts: us(in.At - t0), Pid: Pid(s.Rank), Tid: laneTid[0]})
+			perTid[key] = append(perTid[key], item{ts: in.At, ph: 'i', name: in.Name})
 		}
 	}
 
@@ -348,71 +439,79 @@ func (tl *Timeline) Write(w io.Writer) error {
 		rk := [2]int{Pid(r.Rank), sliceTid[r]}
 		// Each end sits inside its slice, so it binds to it ("s" binds to
 		// the enclosing slice; "f" with bp "e" too).
-		perTid[sk] = append(perTid[sk], event{Name: "message", Cat: "flow", Ph: "s", ID: n + 1, Ts: us(mid(s) - t0), Pid: sk[0], Tid: sk[1]})
-		perTid[rk] = append(perTid[rk], event{Name: "message", Cat: "flow", Ph: "f", Bp: "e", ID: n + 1, Ts: us(mid(r) - t0), Pid: rk[0], Tid: rk[1]})
-	}
-
-	for _, key := range tidOrder {
-		evs := perTid[key]
-		sort.SliceStable(evs, func(i, j int) bool { return tsLess(evs[i].Ts, evs[j].Ts) })
-		events = append(events, evs...)
-	}
-
-	// Counters and process-wide instants, per stream in time order.
-	cs := append([]CounterSample(nil), tl.Counters...)
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].At < cs[j].At })
-	for _, c := range cs {
-		events = append(events, event{Name: c.Name, Ph: "C", Ts: us(c.At - t0), Pid: Pid(tl.Streams[c.Stream].Rank), Args: map[string]any{"value": c.Value}})
-	}
-	for _, in := range tl.Instants {
-		if in.Process {
-			events = append(events, event{Name: in.Name, Ph: "i", S: "p", Ts: us(in.At - t0), Pid: Pid(tl.Streams[in.Stream].Rank)})
-		}
+		perTid[sk] = append(perTid[sk], item{ts: mid(s), ph: 's', id: n + 1})
+		perTid[rk] = append(perTid[rk], item{ts: mid(r), ph: 'f', id: n + 1})
 	}
 
 	bw.WriteString("{\"displayTimeUnit\":\"ns\",\"otherData\":")
-	od := map[string]any{"producer": "dsmexec", "clocks": tl.clockNotes()}
+	od := map[string]any{"producer": "dsmexec", "clocks": tl.Notes}
 	b, _ := json.Marshal(od)
 	bw.Write(b)
 	bw.WriteString(",\"traceEvents\":[\n")
-	for i := range events {
-		b, err := json.Marshal(&events[i])
+	first := true
+	emit := func(e *event) error {
+		b, err := json.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("tracefmt: %w", err)
 		}
-		if i > 0 {
+		if !first {
 			bw.WriteString(",\n")
 		}
-		bw.Write(b)
+		first = false
+		_, err = bw.Write(b)
+		return err
+	}
+	for i := range events {
+		if err := emit(&events[i]); err != nil {
+			return err
+		}
+	}
+	for _, key := range tidOrder {
+		its := perTid[key]
+		sort.SliceStable(its, func(i, j int) bool { return its[i].ts < its[j].ts })
+		for _, it := range its {
+			e := event{Ts: us(it.ts - t0), Pid: key[0], Tid: key[1]}
+			switch it.ph {
+			case 'X':
+				sl := it.sl
+				e.Name, e.Cat, e.Ph = sl.Kind.String(), sl.Kind.Category().String(), "X"
+				e.Dur, e.Args = us(sl.End-sl.Start), sliceArgs(sl)
+			case 's':
+				e.Name, e.Cat, e.Ph, e.ID = "message", "flow", "s", it.id
+			case 'f':
+				e.Name, e.Cat, e.Ph, e.ID, e.Bp = "message", "flow", "f", it.id, "e"
+			case 'i':
+				e.Name, e.Ph, e.S = it.name, "i", "t"
+			}
+			if err := emit(&e); err != nil {
+				return err
+			}
+		}
+		perTid[key] = nil
+	}
+
+	// Counters and process-wide instants, in time order.
+	cs := append([]CounterSample(nil), tl.Counters...)
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].At < cs[j].At })
+	for _, c := range cs {
+		if err := emit(&event{Name: c.Name, Ph: "C", Ts: us(c.At - t0), Pid: Pid(tl.Streams[c.Stream].Rank), Args: map[string]any{"value": c.Value}}); err != nil {
+			return err
+		}
+	}
+	for _, in := range tl.Instants {
+		if in.Process {
+			if err := emit(&event{Name: in.Name, Ph: "i", S: "p", Ts: us(in.At - t0), Pid: Pid(tl.Streams[in.Stream].Rank)}); err != nil {
+				return err
+			}
+		}
 	}
 	bw.WriteString("\n]}\n")
 	return bw.Flush()
 }
 
-func (tl *Timeline) clockNotes() []string {
-	var notes []string
-	for _, s := range tl.Streams {
-		for _, e := range s.Events {
-			if e.Op == trace.OpClock {
-				notes = append(notes, fmt.Sprintf("rank %d (%s): offset %v ± %v", s.Rank, s.Role, e.Offset, e.Bound))
-			}
-		}
-		if s.Truncated {
-			notes = append(notes, fmt.Sprintf("rank %d (%s): trace cut short", s.Rank, s.Role))
-		}
-	}
-	return notes
-}
-
 func isProbe(k trace.Kind) bool { return k == trace.KindProbe || k == trace.KindIprobe }
 
 func mid(s *Slice) int64 { return s.Start + (s.End-s.Start)/2 }
-
-func tsLess(a, b json.Number) bool {
-	x, _ := a.Float64()
-	y, _ := b.Float64()
-	return x < y
-}
 
 func anyName(v int) any {
 	if v == -1 {
@@ -468,29 +567,38 @@ func Merge(w io.Writer, streams []*trace.Stream, opt Options) error {
 // one trace-event JSON file at out: mpirun -merge-traces. A file cut short
 // (a rank that died) merges as far as it goes; notes lists them.
 func MergeFiles(out string, paths []string) (notes []string, err error) {
-	var streams []*trace.Stream
+	var bufs [][]byte
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("tracefmt: %w", err)
 		}
-		s, err := trace.Decode(b)
-		if err != nil {
-			return nil, fmt.Errorf("tracefmt: %s: %w", p, err)
+		bufs = append(bufs, b)
+	}
+	var tl *Timeline
+	tl, err = BuildBytes(bufs, Options{})
+	if err != nil {
+		// Name the file rather than the stream's index.
+		for i, b := range bufs {
+			if _, derr := trace.Scan(b, func(*trace.Stream, *trace.Event) {}); derr != nil {
+				return nil, fmt.Errorf("tracefmt: %s: %w", paths[i], derr)
+			}
 		}
+		return nil, err
+	}
+	for i, s := range tl.Streams {
 		if s.Truncated {
-			notes = append(notes, fmt.Sprintf("%s: rank %d's trace is cut short; merged as far as it goes", p, s.Rank))
+			notes = append(notes, fmt.Sprintf("%s: rank %d's trace is cut short; merged as far as it goes", paths[i], s.Rank))
 		}
 		if s.Full {
-			notes = append(notes, fmt.Sprintf("%s: rank %d's trace reached its limit", p, s.Rank))
+			notes = append(notes, fmt.Sprintf("%s: rank %d's trace reached its limit", paths[i], s.Rank))
 		}
-		streams = append(streams, s)
 	}
 	f, err := os.Create(out)
 	if err != nil {
 		return nil, fmt.Errorf("tracefmt: %w", err)
 	}
-	if err := Merge(f, streams, Options{}); err != nil {
+	if err := tl.Write(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("tracefmt: write %s: %w", out, err)
 	}

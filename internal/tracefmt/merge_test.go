@@ -345,3 +345,27 @@ func TestFlowEndsAtReceiveNotProbe(t *testing.T) {
 		t.Fatalf("flow ends at %v, the Recv is [%v, %v]", fTs, recvTs, recvTs+recvDur)
 	}
 }
+
+// BuildBytes, which does not keep the decoded events, writes the same
+// document as Build.
+func TestBuildBytesSameAsBuild(t *testing.T) {
+	bs := ringJob(t, 3, 8)
+	bs[2] = bs[2][:len(bs[2])-2] // one cut stream
+	var a, b bytes.Buffer
+	if err := Build(decodeAll(t, bs), Options{}).Write(&a); err != nil {
+		t.Fatal(err)
+	}
+	tl, err := BuildBytes(bs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatalf("BuildBytes differs from Build:\n%s\n---\n%s", head(a.String()), head(b.String()))
+	}
+	if _, err := BuildBytes([][]byte{bs[0], []byte("nope")}, Options{}); err == nil || !strings.Contains(err.Error(), "stream 1") {
+		t.Fatalf("err %v", err)
+	}
+}
