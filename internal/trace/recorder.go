@@ -53,7 +53,7 @@ type Recorder struct {
 	total    int64    // bytes ever recorded, header included
 	last     int64    // time of the previous timed record, ns since start
 	tracks   map[uint32]bool
-	stacks   map[uintptr]uint32 // goroutine id by stack granule, see callerTrack
+	stacks   map[uintptr]stackEntry // goroutine id by stack granule, see callerTrack
 	nextName uint32
 	warned   bool
 }
@@ -67,7 +67,7 @@ func New(cfg Config) *Recorder {
 	if cfg.Role == "" {
 		cfg.Role = "rank"
 	}
-	r := &Recorder{cfg: cfg, start: time.Now(), limit: cfg.Limit, tracks: map[uint32]bool{}, stacks: map[uintptr]uint32{}, nextName: namedTrackBase}
+	r := &Recorder{cfg: cfg, start: time.Now(), limit: cfg.Limit, tracks: map[uint32]bool{}, stacks: map[uintptr]stackEntry{}, nextName: namedTrackBase}
 	h := appendHeader(nil, header{
 		Rank: cfg.Rank, Size: cfg.Size, PID: cfg.PID, Host: cfg.Host, Role: cfg.Role,
 		Start: r.start,
@@ -259,7 +259,7 @@ func (r *Recorder) begin(track uint32, k Kind, a Args) Span {
 	r.mu.Lock()
 	if track == 0 {
 		var ok bool
-		if track, ok = r.stacks[key]; !ok {
+		if track, ok = r.cachedLocked(key); !ok {
 			r.mu.Unlock()
 			track = r.callerTrack(key)
 			r.mu.Lock()
@@ -407,8 +407,29 @@ func (r *Recorder) warn(msg string) {
 const namedTrackBase = 1 << 31
 
 // stackGranule is the granularity callerTrack maps stack addresses at:
-// the smallest goroutine stack.
-const stackGranule = 13
+// the smallest goroutine stack (2 KiB). Stacks are powers of two of at
+// least that, aligned to it, so a granule never holds two stacks.
+const stackGranule = 11
+
+// verifyEvery: a cached goroutine id is checked against the runtime after
+// this many uses, so that a stack reused by another goroutine is noticed.
+const verifyEvery = 256
+
+type stackEntry struct {
+	id, hits uint32
+}
+
+// cachedLocked looks the caller's stack granule up; it says no when the
+// entry is due for a check.
+func (r *Recorder) cachedLocked(key uintptr) (uint32, bool) {
+	e, ok := r.stacks[key]
+	if !ok || e.hits >= verifyEvery {
+		return 0, false
+	}
+	e.hits++
+	r.stacks[key] = e
+	return e.id, true
+}
 
 // maxStacks bounds the stack cache; it is emptied when it grows past.
 const maxStacks = 1 << 14
@@ -417,14 +438,16 @@ const maxStacks = 1 << 14
 // (goroutineTrack) costs microseconds, so the answer is cached by the
 // address of the caller's stack frame: goroutines have disjoint stacks,
 // and a goroutine calling from the same depth hits the cache (a map
-// lookup). The price: a goroutine that reuses the stack of one that
-// ended (the runtime caches stacks) is shown on the ended one's track,
-// which is harmless for slices (they do not overlap in time).
+// lookup). The price: a goroutine that reuses memory another one's stack
+// had (that goroutine ended, or its stack grew and moved) is shown on the
+// other's track until the entry's next check (verifyEvery uses); the
+// merge keeps such slices valid by giving overlapping ones their own
+// lane.
 //
 // key is stackKey() taken in the caller's frame.
 func (r *Recorder) callerTrack(key uintptr) uint32 {
 	r.mu.Lock()
-	id, ok := r.stacks[key]
+	id, ok := r.cachedLocked(key)
 	r.mu.Unlock()
 	if ok {
 		return id
@@ -434,7 +457,7 @@ func (r *Recorder) callerTrack(key uintptr) uint32 {
 	if len(r.stacks) >= maxStacks {
 		clear(r.stacks)
 	}
-	r.stacks[key] = id
+	r.stacks[key] = stackEntry{id: id}
 	r.mu.Unlock()
 	return id
 }

@@ -311,3 +311,36 @@ func TestPump(t *testing.T) {
 		t.Fatal("nil recorder pumps")
 	}
 }
+
+// Live goroutines never share a track, whatever their stacks' addresses.
+func TestTracksOfLiveGoroutines(t *testing.T) {
+	r := New(Config{})
+	const n = 64
+	var ready, done sync.WaitGroup
+	ready.Add(n)
+	done.Add(n)
+	start := make(chan struct{})
+	for g := 0; g < n; g++ {
+		go func() {
+			defer done.Done()
+			id := int(goroutineTrack())
+			ready.Done()
+			<-start
+			for i := 0; i < 600; i++ {
+				r.Begin(KindSend, Args{Tag: id}).End(Args{})
+			}
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	s, err := Decode(r.Drain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range s.Events {
+		if e.Op == OpBegin && int(e.Track) != e.Args.Tag {
+			t.Fatalf("goroutine %d recorded on track %d", e.Args.Tag, e.Track)
+		}
+	}
+}
