@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dsmexec/dsmexec/internal/limits"
 	"github.com/dsmexec/dsmexec/internal/proc"
 )
 
@@ -55,7 +56,14 @@ func RunAgent(in io.Reader, out io.Writer) error {
 		ranks:  map[int]*agentRank{},
 	}
 	host, _ := os.Hostname()
-	a.send(frameHello, encodeHello(Hello{Version: AgentVersion, Pid: os.Getpid(), Hostname: host, GOARCH: runtime.GOARCH}))
+	hello := Hello{Version: AgentVersion, Pid: os.Getpid(), Hostname: host, GOARCH: runtime.GOARCH}
+	// The ranks inherit the raised soft limit (see limits.Raise); mpirun
+	// checks the job against the hard one before starting any rank.
+	hello.NoFile, _ = limits.Raise()
+	if lo, hi, err := limits.PortRange(); err == nil {
+		hello.Ports = hi - lo + 1
+	}
+	a.send(frameHello, encodeHello(hello))
 	fwdDone := make(chan struct{})
 	go func() { a.forward(); close(fwdDone) }()
 
@@ -267,6 +275,9 @@ func (a *agent) start(spec RankSpec) error {
 	err := a.verify(spec)
 	if err == nil {
 		p, err = proc.Start(ps, a.lines)
+		if why := limits.Explain(err); why != "" {
+			err = fmt.Errorf("%w (the agent: %s)", err, why)
+		}
 	}
 	if err != nil {
 		r.exited = true

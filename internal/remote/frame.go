@@ -18,8 +18,9 @@ import (
 const MaxFrame = 8 << 20
 
 // AgentVersion is the protocol version carried in Hello. Version 2 added
-// the Ping frame, version 3 the program's hash in Start.
-const AgentVersion = 3
+// the Ping frame, version 3 the program's hash in Start, version 4 the
+// host's limits in Hello.
+const AgentVersion = 4
 
 // agentMagic opens the Hello frame.
 const agentMagic = "dsmexec-agent"
@@ -73,6 +74,11 @@ type Hello struct {
 	Pid      int
 	Hostname string
 	GOARCH   string
+	// NoFile is the agent's hard RLIMIT_NOFILE, to which it raised its
+	// soft one (its ranks inherit it); Ports is the size of the host's
+	// ephemeral port range. 0: unknown.
+	NoFile uint64
+	Ports  int
 }
 
 // Started reports the pid of a rank the agent started.
@@ -352,7 +358,7 @@ func decodePing(p []byte) (time.Duration, error) {
 }
 
 func encodeHello(h Hello) []byte {
-	return enc(nil).str(agentMagic).int(h.Version).int(h.Pid).str(h.Hostname).str(h.GOARCH)
+	return enc(nil).str(agentMagic).int(h.Version).int(h.Pid).str(h.Hostname).str(h.GOARCH).uv(h.NoFile).int(h.Ports)
 }
 
 func decodeHello(p []byte) (Hello, error) {
@@ -366,6 +372,13 @@ func decodeHello(p []byte) (Hello, error) {
 		Hostname: d.str("hostname"),
 		GOARCH:   d.str("goarch"),
 	}
+	if d.err == nil && h.Version != AgentVersion {
+		// Another version's Hello may end differently: the client
+		// reports the version mismatch, not a malformed frame.
+		return h, nil
+	}
+	h.NoFile = d.uv("nofile")
+	h.Ports = d.int("ports")
 	return h, d.done(frameHello)
 }
 

@@ -55,7 +55,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	if got, err := decodeStart(encodeStart(spec)); err != nil || !reflect.DeepEqual(got, spec) {
 		t.Errorf("Start with a hash: %+v, %v", got, err)
 	}
-	hello := Hello{Version: 1, Pid: 4242, Hostname: "h1", GOARCH: "arm64"}
+	hello := Hello{Version: AgentVersion, Pid: 4242, Hostname: "h1", GOARCH: "arm64", NoFile: 1 << 20, Ports: 28232}
 	if got, err := decodeHello(encodeHello(hello)); err != nil || got != hello {
 		t.Errorf("Hello: %+v, %v", got, err)
 	}
