@@ -182,6 +182,9 @@ func (d *driver) listen() (string, error) {
 		return "", err
 	}
 	d.master, d.rdvErr = m, m.Err()
+	if d.ssh != nil {
+		d.ssh.relay(m, d.cfg.np, tok)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go m.Serve(ctx)
