@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsmexec/dsmexec/internal/limits"
 )
 
 // A job that needs more open files per process than the hard limit is
@@ -74,4 +77,53 @@ func runSh(t *testing.T, args ...string) result {
 	}
 	r.status = cmd.ProcessState.ExitCode()
 	return r
+}
+
+// The formulas of internal/limits hold for a real job: after rank.Init and
+// a barrier, no rank and no page server holds more than the formula says
+// (without its slack, give or take 2). A change that adds descriptors per
+// process must update internal/limits; one that removes some (connections
+// on demand, one page server per host) should lower it.
+func TestFileFormulas(t *testing.T) {
+	const n = 12
+	for _, c := range []struct {
+		name string
+		args []string
+		job  limits.Job
+	}{
+		{"userfaultfd", nil, limits.Job{Size: n, DSM: true}},
+		{"sigsegv", []string{"-x", "DSMEXEC_FAULT=sigsegv"}, limits.Job{Size: n, DSM: true, SIGSEGV: true}},
+		{"no region", []string{"-dsm-size", "0"}, limits.Job{Size: n}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append(append([]string{"-np", strconv.Itoa(n)}, c.args...), fdprog)
+			r := runMpirun(t, "", args...)
+			if r.status != 0 {
+				t.Fatalf("status %d; stderr:\n%s", r.status, r.stderr)
+			}
+			re := regexp.MustCompile(`(?m)^\[rank (\d+)\] fds rank=(\d+) pager=(-?\d+)$`)
+			ms := re.FindAllStringSubmatch(r.stdout, -1)
+			if len(ms) != n {
+				t.Fatalf("%d ranks counted, want %d; stdout:\n%s", len(ms), n, r.stdout)
+			}
+			maxRank, maxPager := 0, -1
+			for _, m := range ms {
+				rk, _ := strconv.Atoi(m[2])
+				pg, _ := strconv.Atoi(m[3])
+				maxRank, maxPager = max(maxRank, rk), max(maxPager, pg)
+			}
+			wantRank, wantPager := c.job.RankFDs()-limits.Slack, max(c.job.PagerFDs()-limits.Slack, 0)
+			t.Logf("N=%d: rank %d fds (formula %d), page server %d (formula %d)", n, maxRank, wantRank, maxPager, wantPager)
+			if maxRank > wantRank+2 {
+				t.Errorf("a rank holds %d descriptors, internal/limits says %d: update its formula", maxRank, wantRank)
+			}
+			if c.job.PagerFDs() == 0 {
+				if maxPager != -1 {
+					t.Errorf("a rank has a child process with %d descriptors; the formula says no page server", maxPager)
+				}
+			} else if maxPager > wantPager+2 || maxPager < 0 {
+				t.Errorf("a page server holds %d descriptors, internal/limits says %d: update its formula", maxPager, wantPager)
+			}
+		})
+	}
 }

@@ -40,9 +40,11 @@ const (
 	// mpirun's master directly: one connection.
 	mpirunPerLocalRank  = 3
 	mpirunPerRemoteHost = 1
-	// slack for what the program opens itself (files, its own sockets).
-	slack = 16
 )
+
+// Slack is added to every figure for what the program opens itself
+// (files, its own sockets).
+const Slack = 16
 
 // Job is what the formulas need to know about a job.
 type Job struct {
@@ -60,11 +62,11 @@ func (j Job) RankFDs() int {
 	n := max(j.Size-1, 0)
 	switch {
 	case !j.DSM:
-		return rankNoDSM + n + slack
+		return rankNoDSM + n + Slack
 	case j.SIGSEGV:
-		return sigsegvFixed + 2*n + slack
+		return sigsegvFixed + 2*n + Slack
 	}
-	return rankFixed + n + slack
+	return rankFixed + n + Slack
 }
 
 // PagerFDs is the descriptors of one rank's page server process (0 when it
@@ -73,7 +75,7 @@ func (j Job) PagerFDs() int {
 	if !j.DSM || j.SIGSEGV {
 		return 0
 	}
-	return pagerFixed + max(j.Size-1, 0) + slack
+	return pagerFixed + max(j.Size-1, 0) + Slack
 }
 
 // ProcessFDs is the most descriptors any rank-side process of the job
@@ -84,7 +86,7 @@ func (j Job) ProcessFDs() int { return max(j.RankFDs(), j.PagerFDs()) }
 // remoteHosts hosts reached over SSH whose agents relay the rendezvous, and
 // directRemote remote ranks that talk to mpirun's master themselves.
 func MpirunFDs(localRanks, remoteHosts, directRemote int) int {
-	return mpirunFixed + mpirunPerLocalRank*localRanks + mpirunPerRemoteHost*remoteHosts + directRemote + slack
+	return mpirunFixed + mpirunPerLocalRank*localRanks + mpirunPerRemoteHost*remoteHosts + directRemote + Slack
 }
 
 // Dials is the TCP connections the ranks of one host open at once during

@@ -9,15 +9,15 @@ import (
 
 func TestFormulas(t *testing.T) {
 	// The measured figures at N = 16 (docs/PERFORMANCE.md "Scale"), plus
-	// the slack for the program's own files.
+	// the Slack for the program's own files.
 	for _, c := range []struct {
 		job         Job
 		rank, pager int
 	}{
-		{Job{Size: 16, DSM: true}, 30 + slack, 28 + slack},
-		{Job{Size: 16}, 27 + slack, 0},
-		{Job{Size: 16, DSM: true, SIGSEGV: true}, 43 + slack, 0},
-		{Job{Size: 1, DSM: true}, 15 + slack, 13 + slack},
+		{Job{Size: 16, DSM: true}, 30 + Slack, 28 + Slack},
+		{Job{Size: 16}, 27 + Slack, 0},
+		{Job{Size: 16, DSM: true, SIGSEGV: true}, 43 + Slack, 0},
+		{Job{Size: 1, DSM: true}, 15 + Slack, 13 + Slack},
 	} {
 		if got := c.job.RankFDs(); got != c.rank {
 			t.Errorf("%+v: RankFDs = %d, want %d", c.job, got, c.rank)
@@ -26,11 +26,11 @@ func TestFormulas(t *testing.T) {
 			t.Errorf("%+v: PagerFDs = %d, want %d", c.job, got, c.pager)
 		}
 	}
-	if got, want := MpirunFDs(16, 0, 0), 58+slack; got != want {
+	if got, want := MpirunFDs(16, 0, 0), 58+Slack; got != want {
 		t.Errorf("MpirunFDs(16 local) = %d, want %d", got, want)
 	}
 	// 4 hosts of 250 ranks relayed by their agents: O(hosts).
-	if got, want := MpirunFDs(0, 4, 0), mpirunFixed+4+slack; got != want {
+	if got, want := MpirunFDs(0, 4, 0), mpirunFixed+4+Slack; got != want {
 		t.Errorf("MpirunFDs(4 hosts) = %d, want %d", got, want)
 	}
 	j := Job{Size: 4, DSM: true}
