@@ -301,7 +301,6 @@ func (a *agent) startRelay(spec RelaySpec) error {
 			a.event(frameRdvUp, encodeRdv(f))
 			return nil
 		},
-		Warnf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "mpirun agent: "+format+"\n", args...) },
 	})
 	if err != nil {
 		return fmt.Errorf("remote: agent: %w", err)

@@ -14,9 +14,15 @@ import (
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
-// TypeJoins: relay -> master: the joins of some of a host's ranks in one
-// batch, JSON []JoinInfo.
-const TypeJoins uint8 = 19
+// Frames only between a relay and the master.
+const (
+	// TypeJoins: relay -> master: the joins of some of a host's ranks in
+	// one batch, JSON []JoinInfo.
+	TypeJoins uint8 = 19
+	// TypeWarn: relay -> master: a warning (text), such as a refused
+	// stranger, for mpirun to print as its own.
+	TypeWarn uint8 = 20
+)
 
 // RelayFrame is one rendezvous frame between the master and a relay,
 // carried by the caller (mpirun's SSH channel to the host's agent). Rank
@@ -77,6 +83,10 @@ func (r relayed) port() *Port { return r.p }
 // frames of one rank are recorded in order.
 func (p *Port) Deliver(f RelayFrame) {
 	m := p.m
+	if f.Type == TypeWarn {
+		m.warnf("%s (on %s)", f.Body, p.name)
+		return
+	}
 	if f.Type == TypeJoins {
 		var joins []JoinInfo
 		if err := json.Unmarshal(f.Body, &joins); err != nil {
@@ -122,7 +132,9 @@ type RelayConfig struct {
 	// before a batch goes up without them (0: 500 ms).
 	Linger time.Duration
 	Logf   func(format string, args ...any)
-	Warnf  func(format string, args ...any) // refused connections; nil: Logf
+	// Warnf gets refused connections (rate-limited) and bad joins; nil:
+	// they go up to the master as TypeWarn, which prints them.
+	Warnf func(format string, args ...any)
 }
 
 // A Relay accepts the ranks of one host as the master would (same
@@ -184,7 +196,7 @@ func (r *Relay) warnf(format string, args ...any) {
 		r.cfg.Warnf(format, args...)
 		return
 	}
-	r.logf(format, args...)
+	r.up(RelayFrame{Rank: -1, Type: TypeWarn, Body: fmt.Appendf(nil, format, args...)})
 }
 
 // Serve accepts ranks until Close.

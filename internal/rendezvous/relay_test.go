@@ -17,8 +17,15 @@ func TestRelay(t *testing.T) {
 	const n = 4
 	tok := []byte("tok")
 	aborted := make(chan [2]int, 1)
+	warnings := make(chan string, 16)
 	m, err := Listen("127.0.0.1:0", Config{Size: n, Token: tok, Timeout: 20 * time.Second,
-		OnAbort: func(rank, code int) { aborted <- [2]int{rank, code} }})
+		OnAbort: func(rank, code int) { aborted <- [2]int{rank, code} },
+		Warnf: func(format string, args ...any) {
+			select {
+			case warnings <- fmt.Sprintf(format, args...):
+			default:
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +72,15 @@ func TestRelay(t *testing.T) {
 		}
 		cancel()
 		c.Close()
+	}
+	// The relay's refusal reaches mpirun's warnings, naming the host.
+	select {
+	case w := <-warnings:
+		if !strings.Contains(w, "rank 0 does not run on this host") || !strings.HasSuffix(w, "(on h1)") {
+			t.Errorf("warning %q", w)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the relay's refusal of rank 0 never reached the master's warnings")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
