@@ -25,7 +25,7 @@ func TestFileLimitRefused(t *testing.T) {
 	if r.status != 1 {
 		t.Errorf("status %d, want 1; stderr:\n%s", r.status, r.stderr)
 	}
-	want := "mpirun: error: 100 ranks need ~130 open files per process (mpirun itself ~326), the hard limit here is 64\n" +
+	want := "mpirun: error: 100 ranks need ~131 open files per process (mpirun itself ~326), the hard limit here is 64\n" +
 		"mpirun: hint: raise it with ulimit -Hn (as root) or /etc/security/limits.conf\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
@@ -81,7 +81,7 @@ func runSh(t *testing.T, args ...string) result {
 
 // The formulas of internal/limits hold for a real job: after rank.Init and
 // a barrier, no rank and no page server holds more than the formula says
-// (without its slack, give or take 2). A change that adds descriptors per
+// (without its slack, plus 2). A change that adds descriptors per
 // process must update internal/limits; one that removes some (connections
 // on demand, one page server per host) should lower it.
 func TestFileFormulas(t *testing.T) {

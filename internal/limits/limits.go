@@ -28,10 +28,12 @@ import (
 // runtime's epoll and wake-up pipe, stdin/out/err, the connection to the
 // master, the mesh listener, and for the memory its listener, memfd,
 // userfaultfd and the page server's control socket.
+// The rank figures include one descriptor that rank's message engine
+// (rank/engine.go) added: N+14 before it, N+15 with it.
 const (
-	rankFixed    = 15 // + N-1 application mesh connections; userfaultfd backend
-	rankNoDSM    = 12 // + N-1: -dsm-size 0 (no memory mesh, no page server)
-	sigsegvFixed = 13 // + 2(N-1): the rank serves its own pages on the memory mesh
+	rankFixed    = 16 // + N-1 application mesh connections; userfaultfd backend
+	rankNoDSM    = 13 // + N-1: -dsm-size 0 (no memory mesh, no page server)
+	sigsegvFixed = 14 // + 2(N-1): the rank serves its own pages on the memory mesh
 	pagerFixed   = 13 // + N-1 memory mesh connections (userfaultfd backend)
 	mpirunFixed  = 10
 	// mpirun per rank it forks: stdout and stderr pipes and the rank's

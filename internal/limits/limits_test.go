@@ -14,10 +14,10 @@ func TestFormulas(t *testing.T) {
 		job         Job
 		rank, pager int
 	}{
-		{Job{Size: 16, DSM: true}, 30 + Slack, 28 + Slack},
-		{Job{Size: 16}, 27 + Slack, 0},
-		{Job{Size: 16, DSM: true, SIGSEGV: true}, 43 + Slack, 0},
-		{Job{Size: 1, DSM: true}, 15 + Slack, 13 + Slack},
+		{Job{Size: 16, DSM: true}, 31 + Slack, 28 + Slack},
+		{Job{Size: 16}, 28 + Slack, 0},
+		{Job{Size: 16, DSM: true, SIGSEGV: true}, 44 + Slack, 0},
+		{Job{Size: 1, DSM: true}, 16 + Slack, 13 + Slack},
 	} {
 		if got := c.job.RankFDs(); got != c.rank {
 			t.Errorf("%+v: RankFDs = %d, want %d", c.job, got, c.rank)
@@ -51,8 +51,8 @@ func TestCheck(t *testing.T) {
 		host     string
 		want     string
 	}{
-		{130, 326, "", "100 ranks need ~130 open files per process (mpirun itself ~326), the hard limit here is 64"},
-		{130, 0, "node7", "100 ranks need ~130 open files per process, the hard limit on node7 is 64"},
+		{131, 326, "", "100 ranks need ~131 open files per process (mpirun itself ~326), the hard limit here is 64"},
+		{131, 0, "node7", "100 ranks need ~131 open files per process, the hard limit on node7 is 64"},
 		{40, 326, "", "100 ranks need ~326 open files in mpirun, the hard limit here is 64"},
 	} {
 		err := Check(100, c.need, c.mp, c.host, 64)
