@@ -53,7 +53,10 @@ func collect(p []byte, size int) ([][]byte, error) {
 // rounds). b is only read on root. Every rank, root included, gets a copy;
 // the length comes from the root.
 func Bcast(t Transport, root int, b []byte) ([]byte, error) {
-	c := begin(t, kindBcast)
+	c, err := begin(t, KindBcast)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
@@ -83,7 +86,10 @@ func Bcast(t Transport, root int, b []byte) ([]byte, error) {
 // otherwise every rank returns an error wrapping ErrPartCount. The result is
 // a copy.
 func Scatter(t Transport, root int, parts [][]byte) ([]byte, error) {
-	c := begin(t, kindScatter)
+	c, err := begin(t, KindScatter)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
@@ -148,7 +154,10 @@ func Scatter(t Transport, root int, parts [][]byte) ([]byte, error) {
 // binomial tree: each rank sends its subtree's blocks to its parent.
 // Failures reach root; a non-root only learns of those below it.
 func Gather(t Transport, root int, b []byte) ([][]byte, error) {
-	c := begin(t, kindGather)
+	c, err := begin(t, KindGather)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
@@ -185,7 +194,10 @@ func Gather(t Transport, root int, b []byte) ([][]byte, error) {
 // doubling over the largest power of two of ranks, the others first
 // handing their block to a partner and getting the whole result back.
 func Allgather(t Transport, b []byte) ([][]byte, error) {
-	c := begin(t, kindAllgather)
+	c, err := begin(t, KindAllgather)
+	if err != nil {
+		return nil, err
+	}
 	held := appendBlock(make([]byte, hdrLen, hdrLen+blockHdr+len(b)), c.rank, b)
 	f := newFold(c.rank, c.size)
 	if f.extra {

@@ -30,18 +30,83 @@ type call struct {
 	// other failures, is known to every rank at the end of the first half of
 	// Allreduce; that half uses it to leave out the second half consistently.
 	skew bool
+	// broken is set once this rank knows the ranks' calls are out of step
+	// (a *MismatchError): it has told every rank, and sends and receives
+	// nothing more, so the algorithm runs to its end without blocking.
+	broken bool
 
 	hdrOnly []byte // a header-sized scratch buffer
 }
 
-func begin(t Transport, k kind) *call {
-	rank, size := world(t)
+// begin starts a call of kind k. It fails at once, with the error that
+// broke it, on a transport whose calls went out of step before.
+func begin(t Transport, k Kind) (*call, error) {
+	rank, size := CheckWorld(t)
 	c := &call{t: t, rank: rank, size: size}
 	c.h.kind = k
-	if s, ok := t.(Sequencer); ok {
+	switch s := t.(type) {
+	case *sequenced:
+		seq, err := s.start()
+		if err != nil {
+			return nil, err
+		}
+		c.h.seq = seq
+	case Sequencer:
 		c.h.seq = s.NextSeq()
 	}
-	return c
+	return c, nil
+}
+
+// breakCall records that the ranks' calls are out of step, tells every
+// other rank (so that none waits for a message of a call that is not being
+// made) and marks the transport broken.
+func (c *call) breakCall(m *MismatchError) {
+	if c.broken {
+		return
+	}
+	c.broken = true
+	c.err = &Error{Call: c.h.kind.String(), Rank: c.rank, Reason: m.Error(), Err: m}
+	c.code = codeCall
+	if s, ok := c.t.(*sequenced); ok {
+		s.breakWith(c.err)
+	}
+	h := c.h
+	h.step, h.code = stepNotice, codeCall
+	msg := make([]byte, hdrLen+noticeLen)
+	h.put(msg)
+	putNotice(msg[hdrLen:], m)
+	for p := range c.size {
+		if p != c.rank {
+			_ = c.t.Send(p, msg) // a lost peer needs no notice
+		}
+	}
+}
+
+// A notice's body is a *MismatchError: rank, seq, other rank, other seq
+// (uint32 each), then the two kinds (one byte each).
+const noticeLen = 18
+
+func putNotice(b []byte, m *MismatchError) {
+	binary.LittleEndian.PutUint32(b[0:], uint32(m.Rank))
+	binary.LittleEndian.PutUint32(b[4:], m.Seq)
+	binary.LittleEndian.PutUint32(b[8:], uint32(m.Other))
+	binary.LittleEndian.PutUint32(b[12:], m.OtherSeq)
+	b[16], b[17] = byte(m.Call), byte(m.OtherCall)
+}
+
+func parseNotice(b []byte, size int) (*MismatchError, error) {
+	if len(b) != noticeLen {
+		return nil, fmt.Errorf("mismatch notice of %d bytes, want %d", len(b), noticeLen)
+	}
+	m := &MismatchError{
+		Rank: int(binary.LittleEndian.Uint32(b[0:])), Seq: binary.LittleEndian.Uint32(b[4:]),
+		Other: int(binary.LittleEndian.Uint32(b[8:])), OtherSeq: binary.LittleEndian.Uint32(b[12:]),
+		Call: Kind(b[16]), OtherCall: Kind(b[17]),
+	}
+	if m.Rank >= size || m.Other >= size {
+		return nil, fmt.Errorf("mismatch notice names ranks %d and %d of %d", m.Rank, m.Other, size)
+	}
+	return m, nil
 }
 
 // setRoot checks root locally; every rank does, so a bad root fails
@@ -101,6 +166,9 @@ func (c *call) send(to int, step uint8, buf []byte) {
 // goes out without a copy, which Send allows because it keeps nothing.
 // After a failure it sends the failure instead.
 func (c *call) sendAt(to int, step uint8, buf []byte, off, end int) {
+	if c.broken {
+		return
+	}
 	var msg []byte
 	var saved [hdrLen]byte
 	h := c.header(step)
@@ -145,6 +213,9 @@ func (c *call) failureMsg(h header) []byte {
 // header. It returns the whole message (header included) and true if it
 // carries data for this call; otherwise the failure has been recorded.
 func (c *call) recv(from int, step uint8) ([]byte, bool) {
+	if c.broken {
+		return nil, false
+	}
 	msg, err := c.t.Recv(from)
 	if err != nil {
 		c.failTransport("receive from", from, step, err)
@@ -153,6 +224,20 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 	h, err := parseHeader(msg)
 	if err != nil {
 		c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
+		return nil, false
+	}
+	if h.step == stepNotice {
+		m, err := parseNotice(msg[hdrLen:], c.size)
+		if err != nil {
+			c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
+			return nil, false
+		}
+		c.breakCall(m)
+		return nil, false
+	}
+	if h.kind != c.h.kind || h.seq != c.h.seq {
+		c.breakCall(&MismatchError{Rank: from, Call: h.kind, Seq: h.seq,
+			Other: c.rank, OtherCall: c.h.kind, OtherSeq: c.h.seq})
 		return nil, false
 	}
 	if h.flags&flagSkew != 0 {

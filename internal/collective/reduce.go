@@ -31,7 +31,10 @@ func (c *call) setVector(op Op, e elemType, n int) {
 // root sends the outcome back down the tree as a header-only message, so
 // that a failure seen anywhere is returned on every rank.
 func Reduce[T Number](t Transport, root int, v []T, op Op) ([]T, error) {
-	c := begin(t, kindReduce)
+	c, err := begin(t, KindReduce)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
@@ -80,7 +83,10 @@ func Reduce[T Number](t Transport, root int, v []T, op Op) ([]T, error) {
 // two the extra ranks first fold their vector into a partner's and get the
 // result back at the end.
 func Allreduce[T Number](t Transport, v []T, op Op) ([]T, error) {
-	c := begin(t, kindAllreduce)
+	c, err := begin(t, KindAllreduce)
+	if err != nil {
+		return nil, err
+	}
 	e := elemOf[T]()
 	c.setVector(op, e, len(v))
 	acc := vector(v, e)
