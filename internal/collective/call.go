@@ -113,7 +113,7 @@ func parseNotice(b []byte, size int) (*MismatchError, error) {
 // everywhere without communication.
 func (c *call) setRoot(root int) error {
 	if root < 0 || root >= c.size {
-		return &Error{Call: c.h.kind.String(), Rank: c.rank,
+		return &Error{Call: c.h.kind.String(), Rank: c.rank, local: true,
 			Reason: fmt.Sprintf("root %d out of range for %d ranks", root, c.size), Err: ErrBadRoot}
 	}
 	c.h.root = uint32(root)
@@ -130,6 +130,16 @@ func (c *call) fail(code uint8, err error, format string, args ...any) {
 	}
 	c.err = &Error{Call: c.h.kind.String(), Rank: c.rank, Reason: fmt.Sprintf(format, args...), Err: err}
 	c.code = code
+}
+
+// failLocal records a failure of this rank's own arguments, which every
+// rank checks for itself: its text does not say which rank saw it.
+func (c *call) failLocal(code uint8, err error, format string, args ...any) {
+	if c.err != nil {
+		return
+	}
+	c.fail(code, err, format, args...)
+	c.err.local = true
 }
 
 func (c *call) failTransport(verb string, peer int, step uint8, err error) {

@@ -40,12 +40,17 @@ type Error struct {
 	// and on the rank that saw a transport failure also the transport's
 	// error.
 	Err error
+
+	local bool // every rank checked its own arguments: Rank is not news
 }
 
 func (e *Error) Error() string {
 	var m *MismatchError
 	if errors.As(e.Err, &m) {
 		return m.Error()
+	}
+	if e.local {
+		return fmt.Sprintf("collective: %s: %s", e.Call, e.Reason)
 	}
 	return fmt.Sprintf("collective: %s: %s (seen by rank %d)", e.Call, e.Reason, e.Rank)
 }

@@ -25,7 +25,7 @@ func TestHeaderGolden(t *testing.T) {
 	if err != nil || back != h {
 		t.Fatalf("parse: got %+v, %v; want %+v", back, err, h)
 	}
-	if want := "Allreduce max of 1234605616436508552 float64 call #16909060 allgather round 2"; h.call() != want {
+	if want := "Allreduce Max of 1234605616436508552 float64 call #16909060 allgather round 2"; h.call() != want {
 		t.Errorf("call(): got %q, want %q", h.call(), want)
 	}
 }
