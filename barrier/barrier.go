@@ -70,4 +70,3 @@ func (o *object) Wait() error {
 	o.err = err
 	return err
 }
-

@@ -46,15 +46,79 @@ func begin(t Transport, k Kind) (*call, error) {
 	c.h.kind = k
 	switch s := t.(type) {
 	case *sequenced:
-		seq, err := s.start()
+		seq, err := s.start(k)
 		if err != nil {
 			return nil, err
 		}
 		c.h.seq = seq
+		if size > 1 {
+			c.hello(s)
+		}
+		if c.broken {
+			return nil, c.err
+		}
 	case Sequencer:
 		c.h.seq = s.NextSeq()
 	}
 	return c, nil
+}
+
+// ringFirst reports whether a call of kind k sends to rank+1 before it
+// receives anything, so that it needs no hello.
+func ringFirst(k Kind) bool {
+	return k == KindBarrier || k == KindFinalize || k == KindAlltoall || k == KindReduceScatter
+}
+
+// hello makes sure two ranks that make different calls cannot both wait
+// for each other (rank 0 in Reduce waiting for rank 1, rank 1 in Bcast
+// waiting for rank 0): at the start of every call each rank sends rank+1 a
+// header-only hello naming its call, unless the call's first message goes
+// to rank+1 anyway. A rank waiting for rank-1 so receives a message of
+// rank-1's call and sees any mismatch. The hello of a call is received
+// when the call first receives from rank-1, or else at the start of the
+// next call (when it was sent long ago), so it costs no waiting.
+func (c *call) hello(s *sequenced) {
+	prev := (c.rank - 1 + c.size) % c.size
+	if !ringFirst(c.h.kind) {
+		c.sendHeader((c.rank+1)%c.size, stepHello)
+	}
+	if s.hello != 0 {
+		c.takeHello(s, prev, s.hello)
+	}
+	s.hello = 0
+	if !ringFirst(c.h.kind) {
+		s.hello = c.h.seq
+	}
+}
+
+// takeHello receives the hello of call seq from rank prev.
+func (c *call) takeHello(s *sequenced, prev int, seq uint32) {
+	msg, err := c.t.Recv(prev)
+	if err != nil {
+		c.failTransport("receive from", prev, stepHello, err)
+		return
+	}
+	h, err := parseHeader(msg)
+	switch {
+	case err != nil:
+		c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", prev, err)
+	case h.step == stepNotice:
+		c.takeNotice(prev, msg)
+	default:
+		k, _ := s.kindOf(seq)
+		if h.step != stepHello || h.seq != seq || h.kind != k {
+			c.breakCall(&MismatchError{Rank: prev, Call: h.kind, Seq: h.seq, Other: c.rank, OtherCall: k, OtherSeq: seq})
+		}
+	}
+}
+
+func (c *call) takeNotice(from int, msg []byte) {
+	m, err := parseNotice(msg[hdrLen:], c.size)
+	if err != nil {
+		c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
+		return
+	}
+	c.breakCall(m)
 }
 
 // breakCall records that the ranks' calls are out of step, tells every
@@ -237,17 +301,26 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 		return nil, false
 	}
 	if h.step == stepNotice {
-		m, err := parseNotice(msg[hdrLen:], c.size)
-		if err != nil {
-			c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
-			return nil, false
-		}
-		c.breakCall(m)
+		c.takeNotice(from, msg)
 		return nil, false
 	}
+	if h.step == stepHello && h.kind == c.h.kind && h.seq == c.h.seq && from == (c.rank-1+c.size)%c.size {
+		if s, ok := c.t.(*sequenced); ok && s.hello == c.h.seq {
+			s.hello = 0
+			return c.recv(from, step)
+		}
+	}
 	if h.kind != c.h.kind || h.seq != c.h.seq {
-		c.breakCall(&MismatchError{Rank: from, Call: h.kind, Seq: h.seq,
-			Other: c.rank, OtherCall: c.h.kind, OtherSeq: c.h.seq})
+		m := &MismatchError{Rank: from, Call: h.kind, Seq: h.seq,
+			Other: c.rank, OtherCall: c.h.kind, OtherSeq: c.h.seq}
+		// A message of an earlier call: this rank's part of that call
+		// needed nothing from the sender. Name what this rank called then.
+		if s, ok := c.t.(*sequenced); ok && h.seq < c.h.seq {
+			if k, ok := s.kindOf(h.seq); ok {
+				m.OtherCall, m.OtherSeq = k, h.seq
+			}
+		}
+		c.breakCall(m)
 		return nil, false
 	}
 	if h.flags&flagSkew != 0 {

@@ -117,6 +117,7 @@ const (
 	stepFold   = 0xF1 // the result goes back to the extra rank
 	stepStatus = 0xF2 // Reduce's root tells every rank how it went
 	stepNotice = 0xF3 // a rank that saw a call mismatch tells every rank
+	stepHello  = 0xF4 // a call has started (see call.hello)
 )
 
 type header struct {
@@ -183,6 +184,8 @@ func stepName(s uint8) string {
 		return "status"
 	case s == stepNotice:
 		return "mismatch notice"
+	case s == stepHello:
+		return "hello"
 	case s&stepGather != 0:
 		return fmt.Sprintf("allgather round %d", s&^stepGather)
 	}

@@ -51,6 +51,12 @@ type sequenced struct {
 	mu     sync.Mutex
 	seq    uint32
 	broken error
+	// kinds[s%len] is the kind of call s, for naming this rank's side of
+	// a mismatch found later (a message of an earlier call arrives).
+	kinds [64]Kind
+	// hello is the call whose hello from rank-1 (see call.hello) this rank
+	// has not received yet; 0 if none.
+	hello uint32
 }
 
 func (s *sequenced) NextSeq() uint32 {
@@ -60,12 +66,24 @@ func (s *sequenced) NextSeq() uint32 {
 	return s.seq
 }
 
-// start numbers a call, or returns the error that broke the transport.
-func (s *sequenced) start() (uint32, error) {
+// start numbers a call of kind k, or returns the error that broke the
+// transport.
+func (s *sequenced) start(k Kind) (uint32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
+	s.kinds[s.seq%uint32(len(s.kinds))] = k
 	return s.seq, s.broken
+}
+
+// kindOf returns the kind of this rank's call seq, if it remembers it.
+func (s *sequenced) kindOf(seq uint32) (Kind, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == 0 || seq > s.seq || s.seq-seq >= uint32(len(s.kinds)) {
+		return 0, false
+	}
+	return s.kinds[seq%uint32(len(s.kinds))], true
 }
 
 func (s *sequenced) breakWith(err error) {
