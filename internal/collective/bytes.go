@@ -84,8 +84,10 @@ func BcastAs(t Transport, k Kind, root int, b []byte) ([]byte, error) {
 // along a binomial tree: each rank forwards its subtree's parts. parts is
 // only read on root and must hold one entry per rank (lengths may differ);
 // otherwise every rank returns an error wrapping ErrPartCount. The result is
-// a copy.
-func ScatterAs(t Transport, k Kind, root int, parts [][]byte) ([]byte, error) {
+// a copy. A non-empty bad on root fails the call on every rank with
+// ErrBadArg and bad as the reason (the caller's own check of its
+// arguments, e.g. ScatterSlice's "length 10 not divisible by 3 ranks").
+func ScatterAs(t Transport, k Kind, root int, parts [][]byte, bad string) ([]byte, error) {
 	c, err := begin(t, k)
 	if err != nil {
 		return nil, err
@@ -100,7 +102,9 @@ func ScatterAs(t Transport, k Kind, root int, parts [][]byte) ([]byte, error) {
 	var msg []byte
 	off := make([]int, sp+1)
 	if vr == 0 {
-		if len(parts) != c.size {
+		if bad != "" {
+			c.failLocal(codeBadArg, ErrBadArg, "%s", bad)
+		} else if len(parts) != c.size {
 			c.fail(codePartCount, ErrPartCount, "root has %d parts for %d ranks", len(parts), c.size)
 		} else {
 			total := hdrLen
@@ -276,7 +280,7 @@ func Bcast(t Transport, root int, b []byte) ([]byte, error) {
 
 // Scatter is ScatterAs with KindScatter.
 func Scatter(t Transport, root int, parts [][]byte) ([]byte, error) {
-	return ScatterAs(t, KindScatter, root, parts)
+	return ScatterAs(t, KindScatter, root, parts, "")
 }
 
 // Gather is GatherAs with KindGather.

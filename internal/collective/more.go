@@ -16,17 +16,21 @@ import (
 // receives from rank-i (mod N). Send does not wait for the peer's Recv, so
 // no ordering can deadlock; each rank moves exactly its data once.
 func Alltoall(t Transport, parts [][]byte) ([][]byte, error) {
-	return AlltoallAs(t, KindAlltoall, parts)
+	return AlltoallAs(t, KindAlltoall, parts, "")
 }
 
-// AlltoallAs is Alltoall with the call named k (KindAlltoallSlice).
-func AlltoallAs(t Transport, k Kind, parts [][]byte) ([][]byte, error) {
+// AlltoallAs is Alltoall with the call named k (KindAlltoallSlice); a
+// non-empty bad fails the call on every rank with ErrBadArg and that
+// reason (the caller's own check of its arguments).
+func AlltoallAs(t Transport, k Kind, parts [][]byte, bad string) ([][]byte, error) {
 	c, err := begin(t, k)
 	if err != nil {
 		return nil, err
 	}
 	out := make([][]byte, c.size)
-	if len(parts) != c.size {
+	if bad != "" {
+		c.failLocal(codeBadArg, ErrBadArg, "%s", bad)
+	} else if len(parts) != c.size {
 		c.failLocal(codePartCount, ErrPartCount, "%d parts for %d ranks", len(parts), c.size)
 	} else {
 		out[c.rank] = append([]byte{}, parts[c.rank]...)
