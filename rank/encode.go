@@ -142,3 +142,65 @@ func elemSize[T any](call string) (int, error) {
 	}
 	return size, nil
 }
+
+// encodeView is Encode for bytes that are only read: for numbers on a
+// little-endian host it is v's own memory, without a copy.
+func encodeView[T any](v []T) []byte {
+	if k, size, err := layout[T](); err == nil && (k == kindBulk && littleEndian || k == kindBool) {
+		if len(v) == 0 {
+			return []byte{}
+		}
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*size)
+	}
+	return Encode(v)
+}
+
+// decodeOwned is Decode for bytes nobody else holds: for numbers on a
+// little-endian host, when b is aligned for T, the result is b's own
+// memory, without a copy.
+func decodeOwned[T any](b []byte) ([]T, error) {
+	k, size, err := layout[T]()
+	if err == nil && k == kindBulk && littleEndian && len(b)%size == 0 && len(b) > 0 &&
+		uintptr(unsafe.Pointer(unsafe.SliceData(b)))%uintptr(reflect.TypeFor[T]().Align()) == 0 {
+		return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/size), nil
+	}
+	return Decode[T](b)
+}
+
+// decodeAll decodes blocks into one slice, in order (one copy for numbers).
+func decodeAll[T any](blocks [][]byte) ([]T, error) {
+	k, size, err := layout[T]()
+	if err != nil {
+		return nil, fmt.Errorf("rank: Decode: %w", err)
+	}
+	if k != kindBulk || !littleEndian {
+		var out []T
+		for _, b := range blocks {
+			v, err := Decode[T](b)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v...)
+		}
+		if out == nil {
+			out = []T{}
+		}
+		return out, nil
+	}
+	total := 0
+	for _, b := range blocks {
+		if len(b)%size != 0 {
+			return nil, fmt.Errorf("rank: Decode: %d bytes is not a whole number of %d-byte %v", len(b), size, reflect.TypeFor[T]())
+		}
+		total += len(b)
+	}
+	out := make([]T, total/size)
+	if total > 0 {
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(out))), total)
+		off := 0
+		for _, b := range blocks {
+			off += copy(dst[off:], b)
+		}
+	}
+	return out, nil
+}

@@ -17,14 +17,14 @@ func BcastSlice[T any](c Communicator, root int, v []T) ([]T, error) {
 	}
 	var b []byte
 	if c.Rank() == root {
-		b = Encode(v)
+		b = encodeView(v)
 	}
 	return run(c, rooted("BcastSlice", root), func(t collective.Transport) ([]T, error) {
 		got, err := collective.BcastAs(t, collective.KindBcastSlice, root, b)
 		if err != nil {
 			return nil, err
 		}
-		return Decode[T](got)
+		return decodeOwned[T](got)
 	})
 }
 
@@ -42,7 +42,7 @@ func ScatterSlice[T any](c Communicator, root int, v []T) ([]T, error) {
 		if n := c.Size(); len(v)%n != 0 {
 			bad = fmt.Sprintf("length %d not divisible by %d ranks", len(v), n)
 		} else {
-			b, nb := Encode(v), len(v)/n*size
+			b, nb := encodeView(v), len(v)/n*size
 			for r := range n {
 				parts = append(parts, b[r*nb:(r+1)*nb:(r+1)*nb])
 			}
@@ -53,24 +53,8 @@ func ScatterSlice[T any](c Communicator, root int, v []T) ([]T, error) {
 		if err != nil {
 			return nil, err
 		}
-		return Decode[T](got)
+		return decodeOwned[T](got)
 	})
-}
-
-// concat decodes blocks and joins them in order.
-func concat[T any](blocks [][]byte) ([]T, error) {
-	var out []T
-	for _, b := range blocks {
-		v, err := Decode[T](b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v...)
-	}
-	if out == nil {
-		out = []T{}
-	}
-	return out, nil
 }
 
 // GatherSlice collects every rank's v on root, concatenated in rank order;
@@ -80,11 +64,11 @@ func GatherSlice[T any](c Communicator, root int, v []T) ([]T, error) {
 		return nil, err
 	}
 	return run(c, rooted("GatherSlice", root), func(t collective.Transport) ([]T, error) {
-		blocks, err := collective.GatherAs(t, collective.KindGatherSlice, root, Encode(v))
+		blocks, err := collective.GatherAs(t, collective.KindGatherSlice, root, encodeView(v))
 		if blocks == nil || err != nil {
 			return nil, err
 		}
-		return concat[T](blocks)
+		return decodeAll[T](blocks)
 	})
 }
 
@@ -94,11 +78,11 @@ func AllgatherSlice[T any](c Communicator, v []T) ([]T, error) {
 		return nil, err
 	}
 	return run(c, named("AllgatherSlice"), func(t collective.Transport) ([]T, error) {
-		blocks, err := collective.AllgatherAs(t, collective.KindAllgatherSlice, Encode(v))
+		blocks, err := collective.AllgatherAs(t, collective.KindAllgatherSlice, encodeView(v))
 		if err != nil {
 			return nil, err
 		}
-		return concat[T](blocks)
+		return decodeAll[T](blocks)
 	})
 }
 
@@ -118,7 +102,7 @@ func AlltoallSlice[T any](c Communicator, v []T) ([]T, error) {
 	if len(v)%n != 0 {
 		bad = fmt.Sprintf("length %d not divisible by %d ranks", len(v), n)
 	} else {
-		b, nb := Encode(v), len(v)/n*size
+		b, nb := encodeView(v), len(v)/n*size
 		for r := range n {
 			parts = append(parts, b[r*nb:(r+1)*nb:(r+1)*nb])
 		}
@@ -128,6 +112,6 @@ func AlltoallSlice[T any](c Communicator, v []T) ([]T, error) {
 		if err != nil {
 			return nil, err
 		}
-		return concat[T](blocks)
+		return decodeAll[T](blocks)
 	})
 }
