@@ -64,30 +64,51 @@ func begin(t Transport, k Kind) (*call, error) {
 }
 
 // ringFirst reports whether a call of kind k sends to rank+1 before it
-// receives anything, so that it needs no hello.
+// receives anything, so that it needs no hello to rank+1.
 func ringFirst(k Kind) bool {
 	return k == KindBarrier || k == KindFinalize || k == KindAlltoall || k == KindReduceScatter
 }
 
+// neighbour returns rank-1 (d 0) or rank+1 (d 1), mod size.
+func (c *call) neighbour(d int) int { return (c.rank + 2*d - 1 + c.size) % c.size }
+
+// helloTo reports whether a call of this kind sends a hello to neighbour
+// d: to rank+1 unless the call's first message goes there anyway, to
+// rank-1 when that is another rank.
+func (c *call) helloTo(d int) bool {
+	if d == 1 {
+		return !ringFirst(c.h.kind)
+	}
+	return c.size > 2
+}
+
 // hello makes sure two ranks that make different calls cannot both wait
 // for each other (rank 0 in Reduce waiting for rank 1, rank 1 in Bcast
-// waiting for rank 0): at the start of every call each rank sends rank+1 a
-// header-only hello naming its call, unless the call's first message goes
-// to rank+1 anyway. A rank waiting for rank-1 so receives a message of
-// rank-1's call and sees any mismatch. The hello of a call is received
-// when the call first receives from rank-1, or else at the start of the
-// next call (when it was sent long ago), so it costs no waiting.
+// waiting for rank 0): at the start of every call each rank sends its two
+// neighbours, rank-1 and rank+1, a header-only hello naming its call
+// (unless the call's first message goes there anyway). A rank waiting for
+// a neighbour so receives a message of the neighbour's call and sees any
+// mismatch. The hello of a call is received when the call first receives
+// from that neighbour, or else at the start of the next call (when it was
+// sent long ago), so it costs no waiting. (Waits around a cycle of three
+// or more ranks that are not neighbours can still block, as in MPI.)
 func (c *call) hello(s *sequenced) {
-	prev := (c.rank - 1 + c.size) % c.size
-	if !ringFirst(c.h.kind) {
-		c.sendHeader((c.rank+1)%c.size, stepHello)
+	for d := range 2 {
+		if c.helloTo(d) {
+			c.sendHeader(c.neighbour(d), stepHello)
+		}
 	}
-	if s.hello != 0 {
-		c.takeHello(s, prev, s.hello)
-	}
-	s.hello = 0
-	if !ringFirst(c.h.kind) {
-		s.hello = c.h.seq
+	for d := range 2 {
+		if s.hello[d] != 0 {
+			c.takeHello(s, c.neighbour(d), s.hello[d])
+		}
+		s.hello[d] = 0
+		// Neighbour d (0: rank-1, which sends to its rank+1; 1: rank+1,
+		// which sends to its rank-1) sends a hello in a call of this kind
+		// if its direction towards this rank calls for one.
+		if c.helloTo(1 - d) {
+			s.hello[d] = c.h.seq
+		}
 	}
 }
 
@@ -304,10 +325,14 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 		c.takeNotice(from, msg)
 		return nil, false
 	}
-	if h.step == stepHello && h.kind == c.h.kind && h.seq == c.h.seq && from == (c.rank-1+c.size)%c.size {
-		if s, ok := c.t.(*sequenced); ok && s.hello == c.h.seq {
-			s.hello = 0
-			return c.recv(from, step)
+	if h.step == stepHello && h.kind == c.h.kind && h.seq == c.h.seq {
+		if s, ok := c.t.(*sequenced); ok {
+			for d := range 2 {
+				if from == c.neighbour(d) && s.hello[d] == c.h.seq {
+					s.hello[d] = 0
+					return c.recv(from, step)
+				}
+			}
 		}
 	}
 	if h.kind != c.h.kind || h.seq != c.h.seq {

@@ -43,7 +43,7 @@ func mismatchCalls(n int) []struct {
 // the next call (a Barrier here). Nothing hangs (run fails on a hang).
 func TestCallMismatch(t *testing.T) {
 	defer func(d time.Duration) { hangAfter = d }(hangAfter)
-	hangAfter = 5 * time.Second
+	hangAfter = 3 * time.Second
 	maxN := 9
 	if testing.Short() {
 		maxN = 5
