@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -34,6 +35,7 @@ type call struct {
 	// (a *MismatchError): it has told every rank, and sends and receives
 	// nothing more, so the algorithm runs to its end without blocking.
 	broken bool
+	seqd   *sequenced // the transport's state, if it is Sequenced
 
 	hdrOnly []byte // a header-sized scratch buffer
 }
@@ -51,7 +53,8 @@ func begin(t Transport, k Kind) (*call, error) {
 			return nil, err
 		}
 		c.h.seq = seq
-		if size > 1 {
+		c.seqd = s
+		if size > 1 && !k.rooted() {
 			c.hello(s)
 		}
 		if c.broken {
@@ -69,45 +72,74 @@ func ringFirst(k Kind) bool {
 	return k == KindBarrier || k == KindFinalize || k == KindAlltoall || k == KindReduceScatter
 }
 
-// neighbour returns rank-1 (d 0) or rank+1 (d 1), mod size.
-func (c *call) neighbour(d int) int { return (c.rank + 2*d - 1 + c.size) % c.size }
+// treeDown reports whether a non-root of kind k first waits for its parent
+// in the binomial tree.
+func treeDown(k Kind) bool {
+	return k == KindBcast || k == KindScatter || k == KindBcastSlice || k == KindScatterSlice
+}
 
-// helloTo reports whether a call of this kind sends a hello to neighbour
-// d: to rank+1 unless the call's first message goes there anyway, to
-// rank-1 when that is another rank.
-func (c *call) helloTo(d int) bool {
-	if d == 1 {
-		return !ringFirst(c.h.kind)
+// helloTargets lists the ranks rank q sends a hello to at the start of a
+// call of kind k (see hello): rank q+1 unless the call's first message goes
+// there anyway, rank q-1, and in Bcast and Scatter a non-root's parent when
+// that is not a neighbour.
+func helloTargets(k Kind, q, size, root int) []int {
+	var ts []int
+	add := func(r int) {
+		if r != q && !slices.Contains(ts, r) {
+			ts = append(ts, r)
+		}
 	}
-	return c.size > 2
+	if !ringFirst(k) {
+		add((q + 1) % size)
+	}
+	add((q - 1 + size) % size)
+	if treeDown(k) {
+		if vr := (q - root + size) % size; vr != 0 {
+			add((parent(vr) + root) % size)
+		}
+	}
+	return ts
 }
 
 // hello makes sure two ranks that make different calls cannot both wait
 // for each other (rank 0 in Reduce waiting for rank 1, rank 1 in Bcast
-// waiting for rank 0): at the start of every call each rank sends its two
-// neighbours, rank-1 and rank+1, a header-only hello naming its call
-// (unless the call's first message goes there anyway). A rank waiting for
-// a neighbour so receives a message of the neighbour's call and sees any
-// mismatch. The hello of a call is received when the call first receives
-// from that neighbour, or else at the start of the next call (when it was
-// sent long ago), so it costs no waiting. (Waits around a cycle of three
-// or more ranks that are not neighbours can still block, as in MPI.)
+// waiting for rank 0): at the start of every call each rank sends a few
+// ranks a header-only hello naming its call (see helloTargets: its
+// neighbours, and in Bcast and Scatter its parent). A rank waiting for one
+// of them so receives a message of that rank's call and sees any mismatch.
+// The hello of a call is received when the call first receives from its
+// sender, or else at the start of the next call (when it was sent long
+// ago), so it costs no waiting. (Waits around a longer cycle of ranks that
+// send each other no hello can still block, as in MPI.) Rooted calls say
+// hello once the root is known.
 func (c *call) hello(s *sequenced) {
-	for d := range 2 {
-		if c.helloTo(d) {
-			c.sendHeader(c.neighbour(d), stepHello)
+	root := int(c.h.root)
+	for _, r := range helloTargets(c.h.kind, c.rank, c.size, root) {
+		c.sendHeader(r, stepHello)
+	}
+	if len(s.hello) != c.size {
+		s.hello = make([]uint32, c.size)
+	}
+	for r, seq := range s.hello {
+		if seq != 0 {
+			c.takeHello(s, r, seq)
+			s.hello[r] = 0
 		}
 	}
-	for d := range 2 {
-		if s.hello[d] != 0 {
-			c.takeHello(s, c.neighbour(d), s.hello[d])
+	// Who says hello to this rank: candidates are the neighbours and, in
+	// Bcast and Scatter, the children in the tree.
+	cands := []int{(c.rank + 1) % c.size, (c.rank - 1 + c.size) % c.size}
+	if treeDown(c.h.kind) {
+		vr := (c.rank - root + c.size) % c.size
+		for m := span(vr, c.size) / 2; m > 0; m /= 2 {
+			if vr+m < c.size {
+				cands = append(cands, (vr+m+root)%c.size)
+			}
 		}
-		s.hello[d] = 0
-		// Neighbour d (0: rank-1, which sends to its rank+1; 1: rank+1,
-		// which sends to its rank-1) sends a hello in a call of this kind
-		// if its direction towards this rank calls for one.
-		if c.helloTo(1 - d) {
-			s.hello[d] = c.h.seq
+	}
+	for _, q := range cands {
+		if q != c.rank && s.hello[q] == 0 && slices.Contains(helloTargets(c.h.kind, q, c.size, root), c.rank) {
+			s.hello[q] = c.h.seq
 		}
 	}
 }
@@ -202,6 +234,12 @@ func (c *call) setRoot(root int) error {
 			Reason: fmt.Sprintf("root %d out of range for %d ranks", root, c.size), Err: ErrBadRoot}
 	}
 	c.h.root = uint32(root)
+	if c.seqd != nil && c.size > 1 {
+		c.hello(c.seqd)
+		if c.broken {
+			return c.err
+		}
+	}
 	return nil
 }
 
@@ -326,13 +364,9 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 		return nil, false
 	}
 	if h.step == stepHello && h.kind == c.h.kind && h.seq == c.h.seq {
-		if s, ok := c.t.(*sequenced); ok {
-			for d := range 2 {
-				if from == c.neighbour(d) && s.hello[d] == c.h.seq {
-					s.hello[d] = 0
-					return c.recv(from, step)
-				}
-			}
+		if s, ok := c.t.(*sequenced); ok && len(s.hello) == c.size && s.hello[from] == c.h.seq {
+			s.hello[from] = 0
+			return c.recv(from, step)
 		}
 	}
 	if h.kind != c.h.kind || h.seq != c.h.seq {

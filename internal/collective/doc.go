@@ -66,9 +66,10 @@
 //     needed nothing from the odd one learns it in its next call. On a
 //     Sequenced transport the error then sticks: every later call returns
 //     it at once (the message streams cannot be realigned). To keep two
-//     ranks in different calls from waiting for each other, every call
-//     starts with a header-only hello to rank-1 and rank+1 (unless its first
-//     message goes there anyway), received lazily.
+//     ranks in different calls from waiting for each other, every call on
+//     a Sequenced transport starts with a header-only hello to rank-1 and
+//     rank+1 (and, in Bcast and Scatter, to the tree parent), received
+//     lazily; a wait around a longer cycle can still block, as in MPI.
 //   - Bcast and Scatter failures reach the ranks below the failing one;
 //     Gather failures reach root.
 //   - A lost peer fails the ranks that depend on it with [ErrTransport], as

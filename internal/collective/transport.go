@@ -54,9 +54,9 @@ type sequenced struct {
 	// kinds[s%len] is the kind of call s, for naming this rank's side of
 	// a mismatch found later (a message of an earlier call arrives).
 	kinds [64]Kind
-	// hello[d] is the call whose hello (see call.hello) from rank-1 (d 0)
-	// or rank+1 (d 1) this rank has not received yet; 0 if none.
-	hello [2]uint32
+	// hello[r] is the call whose hello (see call.hello) from rank r this
+	// rank has not received yet; 0 if none.
+	hello []uint32
 }
 
 func (s *sequenced) NextSeq() uint32 {
