@@ -41,6 +41,10 @@ type engine struct {
 	resumeWant atomic.Bool
 	toResume   []*link
 
+	rings     []*link       // the links over shared memory, polled every round
+	nSock     int           // links over a socket only
+	rounds    uint          // rounds with rings
+	quick     bool          // the driver's spinning round: with rings only, epoll is skipped in most
 	poller    *poller       // nil in a world without peers
 	spin      time.Duration // the longest spin (DSMEXEC_SPIN)
 	spinCur   time.Duration // the current window (adaptive)
@@ -232,7 +236,10 @@ func (e *engine) drive(w *waiter) {
 		if ok {
 			return
 		}
-		if e.progress(false, time.Time{}) {
+		e.quick = true
+		did := e.progress(false, time.Time{})
+		e.quick = false
+		if did {
 			if spinning {
 				if involuntarySwitches() != preempts {
 					e.spinMiss() // the CPU was contended: spinning took it from someone
@@ -334,7 +341,28 @@ func (e *engine) progress(park bool, deadline time.Time) bool {
 	if e.resumeWant.Load() {
 		did = e.resume()
 	}
+	prepared := false
+	if len(e.rings) > 0 {
+		if e.pollRings() {
+			did = true
+		}
+		if park && !did {
+			prepared = true
+			if e.prepareRings() {
+				did = true
+			}
+		}
+		// With rings only, the sockets carry doorbells (not needed while
+		// not parked) and EOF: look at them every 32nd round.
+		e.rounds++
+		if e.quick && e.nSock == 0 && e.rounds%32 != 0 {
+			return did
+		}
+	}
 	evs, err := e.poller.wait(park && !did, deadline)
+	if prepared {
+		e.cancelRings()
+	}
 	if err != nil {
 		return did
 	}
@@ -360,6 +388,11 @@ func (e *engine) progress(park bool, deadline time.Time) bool {
 			did = true
 		}
 		if ev.Events&^outEvent != 0 {
+			if l.rr != nil {
+				if err := l.pumpDoorbells(); err != nil {
+					l.lost(err)
+				}
+			}
 			l.pump()
 			did = true
 		}
@@ -736,6 +769,11 @@ func (e *engine) start(links []*link, spin time.Duration, limit int64) error {
 			continue
 		}
 		e.links[l.peer] = l
+		if l.rr != nil {
+			e.rings = append(e.rings, l)
+		} else {
+			e.nSock++
+		}
 		e.interestLocked(l)
 		if l.rend > 0 {
 			e.toResume = append(e.toResume, l)
@@ -765,6 +803,9 @@ func (e *engine) shutdown(timeout time.Duration) {
 			e.mu.Unlock()
 			if !down {
 				l.sendBye()
+			}
+			if l.rr != nil {
+				l.flushDoorbell()
 			}
 			unix.Shutdown(l.fd, unix.SHUT_WR)
 		}
@@ -824,6 +865,9 @@ func (e *engine) shutdown(timeout time.Duration) {
 		for _, l := range e.links {
 			if l != nil {
 				unix.Close(l.fd)
+				if l.seg != nil {
+					l.seg.Close()
+				}
 			}
 		}
 		e.poller.close()

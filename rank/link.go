@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
+	"github.com/dsmexec/dsmexec/internal/shm"
 	"github.com/dsmexec/dsmexec/internal/wire"
 	"golang.org/x/sys/unix"
 )
@@ -46,6 +48,24 @@ type link struct {
 	writable bool    // under e.mu: EPOLLOUT seen
 	wantOut  bool    // under e.mu
 	writer   *waiter // the sender waiting for EPOLLOUT
+
+	// Shared-memory ring (ring.go); nil: the stream is the socket. With a
+	// ring the socket carries only doorbells and says when the peer is
+	// gone (EOF).
+	seg      *shm.Segment
+	rr       *shm.Reader
+	rw       *shm.Writer
+	chunk    int         // the most one TryWrite publishes
+	wiov     [4][]byte   // under wmu
+	tbuf     [1024]byte  // doorbell bytes read from the socket (driver)
+	tn       int         //
+	tcpEOF   bool        // driver: the socket said EOF
+	ringWant atomic.Bool // a sender waits for room in the ring
+	sleeping bool        // driver: PrepareSleep done for this park
+	waiting  bool        // driver: PrepareWait done for this park
+	dmu      sync.Mutex  // doorbell writes on the socket
+	pend     [wire.HeaderSize]byte
+	npend    int
 }
 
 const (
@@ -95,7 +115,7 @@ func (e *engine) interestLocked(l *link) {
 	if !l.stalled && l.down == nil {
 		ev = inEvents
 	}
-	if l.wantOut && l.down == nil {
+	if l.wantOut && l.down == nil && l.rw == nil { // (a ring's room is polled)
 		ev |= outEvent
 	}
 	in, err := e.poller.set(l.fd, int32(l.peer), ev, l.inSet)
@@ -107,6 +127,9 @@ func (e *engine) interestLocked(l *link) {
 // rd reads from the stream without blocking: n > 0, or 0 with err
 // (errAgain: nothing there now; io.EOF: the peer closed).
 func (l *link) rd(p []byte) (int, error) {
+	if l.rr != nil {
+		return l.rdRing(p)
+	}
 	for {
 		n, err := unix.Read(l.fd, p)
 		switch {
@@ -132,6 +155,10 @@ func (l *link) pump() {
 	}
 	if err := l.pumpErr(); err != nil {
 		l.lost(err)
+		return
+	}
+	if l.rr != nil && l.rr.WriterNeedsDoorbell() {
+		l.doorbell() // the peer's sender waits for the room just made
 	}
 }
 
@@ -395,6 +422,9 @@ func (l *link) sendBye() error {
 // waits for it as any waiter does: driving progress if nobody else does,
 // so two ranks sending to each other never deadlock.
 func (l *link) writeAll(iov [][]byte) error {
+	if l.rw != nil {
+		return l.writeRing(iov)
+	}
 	for len(iov) > 0 {
 		var n int
 		var err error

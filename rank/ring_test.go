@@ -1,0 +1,163 @@
+package rank
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/dsmexec/dsmexec/internal/shm"
+	"golang.org/x/sys/unix"
+)
+
+// localRing, when > 0, makes localWorlds connect every pair by a
+// shared-memory segment with rings of that size (the socketpair then
+// carries doorbells and EOF, as the TCP connection does between processes).
+var localRing int
+
+// ringPair makes a segment and opens it as the peer would: side A, side B.
+func ringPair(t testing.TB, size int) (*shm.Segment, *shm.Segment) {
+	t.Helper()
+	a, name, err := shm.Create(size)
+	if err != nil {
+		t.Skipf("no shared memory here: %v", err)
+	}
+	b, err := shm.Open(name)
+	if err != nil {
+		a.Unlink()
+		t.Fatal(err)
+	}
+	a.Unlink()
+	return a, b
+}
+
+// TestRingLocal runs the in-process engine tests with every pair on
+// rings of 64 KiB (many wraps, a full ring often): sends larger than the
+// ring both ways at once, stalls, many goroutines.
+func TestRingLocal(t *testing.T) {
+	defer func() { localRing = 0 }()
+	localRing = 64 << 10
+	for name, f := range map[string]func(*testing.T){
+		"PingPong": TestLocalPingPong, "AllToAllSizes": TestLocalAllToAllSizes, "Tags": TestTags,
+		"LargeMessages": TestLargeMessages, "Truncate": TestTruncate, "Probe": TestProbeProcNullSendrecv,
+		"Requests": TestRequests, "Stress": TestStress, "Comms": TestComms, "SendFirst": TestSendFirst,
+		"StalledPeerLost": TestStalledPeerLost, "Handoff": TestHandoff, "DrainLinear": TestDrainLinear,
+	} {
+		t.Run(name, f)
+	}
+}
+
+func TestRingSizeFor(t *testing.T) {
+	for _, c := range []struct{ n, want int }{{2, 512 << 10}, {8, 512 << 10}, {12, 256 << 10}, {16, 256 << 10}, {24, 64 << 10}, {64, 64 << 10}} {
+		if got := ringSizeFor(c.n); got != c.want {
+			t.Errorf("ringSizeFor(%d) = %d, want %d", c.n, got, c.want)
+		}
+		if c.n <= 32 && c.n*(c.n-1)*ringSizeFor(c.n) > ringBudget {
+			t.Errorf("%d ranks: %d bytes of rings", c.n, c.n*(c.n-1)*ringSizeFor(c.n))
+		}
+	}
+}
+
+func TestReadRingEnv(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	if re, err := readRingEnv(env()); err != nil || re.off != "" {
+		t.Fatalf("default: %+v %v", re, err)
+	}
+	if re, err := readRingEnv(env("DSMEXEC_TRANSPORT", "tcp")); err != nil || re.off == "" {
+		t.Fatalf("tcp: %+v %v", re, err)
+	}
+	if _, err := readRingEnv(env("DSMEXEC_TRANSPORT", "carrier-pigeon")); err == nil || !strings.Contains(err.Error(), "DSMEXEC_TRANSPORT") {
+		t.Fatalf("bad transport: %v", err)
+	}
+	if re, err := readRingEnv(env("DSMEXEC_TEST_TCP_PAIRS", "2-0,1-3")); err != nil || !re.tcpPairs[[2]int{0, 2}] || !re.tcpPairs[[2]int{1, 3}] {
+		t.Fatalf("pairs: %+v %v", re, err)
+	}
+}
+
+// TestCorruptRing: a peer that scribbles an index of the ring (here: the
+// head of the ring rank 1 reads, far past the ring) makes rank 1's
+// receive fail with a PeerError naming rank 0; no crash, no read outside
+// the ring.
+func TestCorruptRing(t *testing.T) {
+	for _, what := range []string{"head", "length"} {
+		t.Run(what, func(t *testing.T) {
+			a, name, err := shm.Create(64 << 10)
+			if err != nil {
+				t.Skipf("no shared memory here: %v", err)
+			}
+			// A second mapping of the file: the hostile peer's hands.
+			f, err := os.OpenFile(filepath.Join("/dev/shm", name), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := unix.Mmap(int(f.Fd()), 0, 4096+2*(64<<10), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Munmap(raw)
+			b, err := shm.Open(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Unlink()
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := []*World{newWorld(0, 2, "localhost", "test"), newWorld(1, 2, "localhost", "test")}
+			for _, w := range ws {
+				w.errorsReturn = true
+			}
+			l0, _ := newLinkFd(ws[0].e, 1, fds[0], nil)
+			l1, _ := newLinkFd(ws[1].e, 0, fds[1], nil)
+			l0.attachRing(a)
+			l1.attachRing(b)
+			ws[0].e.start([]*link{nil, l0}, 0, 1<<30)
+			ws[1].e.start([]*link{l1, nil}, 0, 1<<30)
+			defer func() {
+				for _, w := range ws {
+					w.e.shutdown(time.Second)
+				}
+			}()
+			if err := ws[0].Send(1, 1, []byte("fine")); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := ws[1].Recv(0, 1); err != nil || string(got) != "fine" {
+				t.Fatalf("before: %q %v", got, err)
+			}
+			head := (*uint64)(unsafe.Pointer(&raw[512])) // ring 0 (A→B) control block: head
+			switch what {
+			case "head":
+				*head += 1 << 40 // more readable bytes than the ring holds
+			case "length":
+				// A frame header claiming 2 GiB, published as if sent.
+				pos := *head
+				data := raw[4096:]
+				hdr := []byte{1, 1, 1, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff}
+				for i, c := range hdr {
+					data[(pos+uint64(i))%(64<<10)] = c
+				}
+				*head = pos + uint64(len(hdr))
+			}
+			_, err = ws[1].Recv(0, 2)
+			var pe *PeerError
+			if !errors.As(err, &pe) || pe.Rank != 0 {
+				t.Fatalf("Recv from a corrupt ring: %v, want a PeerError for rank 0", err)
+			}
+			t.Logf("%s: %v", what, err)
+		})
+	}
+}
