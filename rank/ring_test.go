@@ -2,6 +2,7 @@ package rank
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +160,55 @@ func TestCorruptRing(t *testing.T) {
 			}
 			t.Logf("%s: %v", what, err)
 		})
+	}
+}
+
+// BenchmarkPingPong: 8 B round trips between two in-process worlds, over
+// socketpairs and over rings (one process: a lower bound of the engine's
+// own cost per message, not the cross-process figure).
+var benchRings = []int{0, 64 << 10, 512 << 10}
+
+func BenchmarkPingPong(b *testing.B) {
+	for _, ring := range benchRings {
+		for _, size := range []int{8, 1 << 20} {
+			name := "socket"
+			if ring > 0 {
+				name = fmt.Sprintf("ring%dK", ring>>10)
+			}
+			b.Run(fmt.Sprintf("%s/%d", name, size), func(b *testing.B) {
+				localRing = ring
+				defer func() { localRing = 0 }()
+				ws := localWorlds(b, 2, 50*time.Microsecond, 1<<30)
+				msg := make([]byte, size)
+				buf := make([]byte, size)
+				done := make(chan error, 1)
+				go func() {
+					for i := 0; i < b.N; i++ {
+						if _, _, err := ws[1].RecvInto(0, 1, buf); err != nil {
+							done <- err
+							return
+						}
+						if err := ws[1].Send(0, 1, msg); err != nil {
+							done <- err
+							return
+						}
+					}
+					done <- nil
+				}()
+				b.SetBytes(int64(2 * size))
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := ws[0].Send(1, 1, msg); err != nil {
+						b.Fatal(err)
+					}
+					if _, _, err := ws[0].RecvInto(1, 1, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
 	}
 }
