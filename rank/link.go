@@ -163,6 +163,10 @@ func (l *link) pump() {
 }
 
 func (l *link) pumpErr() error {
+	// After a short read the stream has nothing more now: do not ask
+	// again (a system call that says EAGAIN). Epoll is level-triggered and
+	// rings are polled every round, so what comes later is seen.
+	short := false
 	for {
 		if l.stalled {
 			return nil
@@ -190,6 +194,9 @@ func (l *link) pumpErr() error {
 			}
 			if l.fragLeft >= directMin && l.got < len(l.dst) {
 				n := min(l.fragLeft, len(l.dst)-l.got)
+				if short {
+					return nil
+				}
 				k, err := l.rd(l.dst[l.got : l.got+n])
 				if err == errAgain {
 					return nil
@@ -197,6 +204,7 @@ func (l *link) pumpErr() error {
 				if err != nil {
 					return err
 				}
+				short = k < n
 				l.got += k
 				l.fragLeft -= k
 				continue
@@ -218,10 +226,14 @@ func (l *link) pumpErr() error {
 			l.rend -= l.rpos
 			l.rpos = 0
 		}
+		if short {
+			return nil
+		}
 		k, err := l.rd(l.rbuf[l.rend:])
 		if err == errAgain {
 			return nil
 		}
+		short = k < len(l.rbuf)-l.rend
 		if err != nil {
 			if err == io.EOF {
 				if l.bye && !l.inMsg && !l.inBody && l.rpos == l.rend {

@@ -320,6 +320,7 @@ func (l *link) pumpDoorbells() error {
 			return nil
 		}
 		l.tn += n
+		short := n < len(l.tbuf)-(l.tn-n)
 		k := 0
 		for ; l.tn-k >= wire.HeaderSize; k += wire.HeaderSize {
 			var h wire.Header
@@ -329,6 +330,9 @@ func (l *link) pumpDoorbells() error {
 			}
 		}
 		l.tn = copy(l.tbuf[:], l.tbuf[k:l.tn])
+		if short {
+			return nil // nothing more now (epoll is level-triggered)
+		}
 	}
 	return nil
 }
