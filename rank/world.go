@@ -423,9 +423,12 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 			l.attachRing(segs[c.Rank])
 		}
 		if err != nil {
-			for _, c := range conns {
+			for i, c := range conns {
 				if c != nil {
 					c.TCP.Close()
+				}
+				if segs[i] != nil {
+					segs[i].Close()
 				}
 			}
 			<-memErr
