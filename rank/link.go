@@ -13,12 +13,12 @@ import (
 )
 
 // link is the connection to one peer: a byte stream of wire frames read by
-// the driver (pump) and written by senders under wmu. Today the stream is
-// a TCP socket's fd, taken out of the Go runtime so that only the engine's
-// epoll set watches it. The seam for a shared-memory ring: rd and wr are
-// the only calls on the stream, and fd is only used for the epoll set (a
-// ring would be polled every round instead and rung through the TCP fd
-// when the driver parks).
+// the driver (pump) and written by senders under wmu. The stream is a TCP
+// socket's fd, taken out of the Go runtime so that only the engine's epoll
+// set watches it, or, between ranks on one host, a pair of shared-memory
+// rings (ring.go) polled every round, the socket then carrying only
+// doorbells and the peer's EOF. rd and writeAll are the only calls on the
+// stream.
 type link struct {
 	e    *engine
 	peer int
