@@ -220,15 +220,15 @@ func (e *engine) block(w *waiter) {
 // e.spin. A window in which the thread was preempted (the CPU is
 // contended: spinning takes it from someone, maybe the peer) counts as a
 // miss, and one that also ended in parking stops spinning. On a loaded
-// machine spinning so dies out.
+// machine spinning so dies out. Preemption is seen without a system call:
+// a round that found nothing but took longer than preemptGap means the
+// thread was off the CPU meanwhile (an empty round takes a few µs at most).
 func (e *engine) drive(w *waiter) {
 	spin := e.nextSpin()
-	spinEnd := time.Now().Add(spin)
+	last := time.Now()
+	spinEnd := last.Add(spin)
 	spinning := spin > 0
-	var preempts int64
-	if spinning {
-		preempts = involuntarySwitches()
-	}
+	preempted := false
 	for {
 		e.mu.Lock()
 		ok := w.ready() || w.expired() || e.closeWait != nil || e.closed != nil
@@ -241,7 +241,7 @@ func (e *engine) drive(w *waiter) {
 		e.quick = false
 		if did {
 			if spinning {
-				if involuntarySwitches() != preempts {
+				if preempted {
 					e.spinMiss() // the CPU was contended: spinning took it from someone
 				} else {
 					e.spinHit()
@@ -249,14 +249,21 @@ func (e *engine) drive(w *waiter) {
 				spinning = false
 			}
 			spin = e.spinCur
-			spinEnd = time.Now().Add(spin)
+			last = time.Now()
+			spinEnd = last.Add(spin)
+			preempted = false
 			continue
 		}
-		if spin > 0 && time.Now().Before(spinEnd) {
+		now := time.Now()
+		if now.Sub(last) > preemptGap {
+			preempted = true
+		}
+		last = now
+		if spin > 0 && now.Before(spinEnd) {
 			continue
 		}
 		if spinning {
-			if involuntarySwitches() != preempts {
+			if preempted {
 				e.spinCur = 0
 			} else {
 				e.spinMiss()
@@ -275,18 +282,16 @@ func (e *engine) drive(w *waiter) {
 			return
 		}
 		spin = e.spinCur
-		spinEnd = time.Now().Add(spin)
+		last = time.Now()
+		spinEnd = last.Add(spin)
+		preempted = false
 	}
 }
 
-// involuntarySwitches is the number of times this thread was preempted.
-func involuntarySwitches() int64 {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
-		return 0
-	}
-	return ru.Nivcsw
-}
+// preemptGap is the longest an empty round of the driver takes while its
+// thread keeps the CPU (a few µs with epoll_wait); a longer one means the
+// thread was descheduled.
+const preemptGap = 50 * time.Microsecond
 
 // The adaptive spin window (the driver only; the role passes under e.mu).
 func (e *engine) nextSpin() time.Duration {
