@@ -2,9 +2,11 @@ package rank
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -59,6 +61,36 @@ func init() {
 				return fmt.Errorf("the %d bytes from rank %d differ", len(b), from)
 			}
 		}
+		return nil
+	}
+	// killfull: rank 0's Send of 64 MiB blocks on a full ring (or socket):
+	// rank 1 stops reading (its unexpected-memory bound stalls the link)
+	// and is SIGKILLed; rank 0's Send must fail naming rank 1.
+	programs["killfull"] = func(w *World) error {
+		if w.Rank() == 1 {
+			if _, err := w.Recv(0, 1); err != nil {
+				return err
+			}
+			for {
+				w.Iprobe(0, 99) // progress until the big message stalled the link
+				w.e.mu.Lock()
+				stalled := len(w.e.stalled) > 0
+				w.e.mu.Unlock()
+				if stalled {
+					syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				}
+			}
+		}
+		if err := w.Send(1, 1, nil); err != nil {
+			return err
+		}
+		err := w.Send(1, 2, make([]byte, 64<<20))
+		var pe *PeerError
+		if !errors.As(err, &pe) || pe.Rank != 1 {
+			return fmt.Errorf("Send to a killed rank on a full link returned %v, want a PeerError for rank 1", err)
+		}
+		fmt.Println("send failed:", err)
+		os.Exit(0)
 		return nil
 	}
 	// anymix: rank 0 receives with AnySource from peers of which some are
@@ -121,4 +153,16 @@ func TestBigBothWays(t *testing.T) {
 
 func TestAnySourceMixed(t *testing.T) {
 	runJob(t, "anymix", 4, "DSMEXEC_TEST_TCP_PAIRS=0-1,0-3")
+}
+
+// TestKilledWhileSendBlocked: a Send blocked on a full ring (or socket)
+// fails with a PeerError when the receiver dies.
+func TestKilledWhileSendBlocked(t *testing.T) {
+	for _, tr := range transports {
+		outs, errs := startJob(t, "killfull", 2, "DSMEXEC_UNEXPECTED_LIMIT=64KiB", transportEnv(tr))
+		if errs[0] != nil || !strings.Contains(outs[0], "send failed: rank: lost rank 1") {
+			t.Fatalf("%s: rank 0: %v\n%s", tr, errs[0], outs[0])
+		}
+		t.Logf("%s: rank 0: %s", tr, strings.TrimSpace(outs[0]))
+	}
 }
