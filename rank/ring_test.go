@@ -46,6 +46,7 @@ func TestRingLocal(t *testing.T) {
 		"LargeMessages": TestLargeMessages, "Truncate": TestTruncate, "Probe": TestProbeProcNullSendrecv,
 		"Requests": TestRequests, "Stress": TestStress, "Comms": TestComms, "SendFirst": TestSendFirst,
 		"StalledPeerLost": TestStalledPeerLost, "Handoff": TestHandoff, "DrainLinear": TestDrainLinear,
+		"UnexpectedLimit": TestUnexpectedLimit, "RecvIntoAllocs": TestRecvIntoAllocs,
 	} {
 		t.Run(name, f)
 	}
