@@ -203,7 +203,6 @@ func setupRings(ctx context.Context, me int, host string, addrs []string, conns 
 			s, name, err := shm.Create(size)
 			if err != nil {
 				o.Why = err.Error()
-				verbosef("rank %d: rank %d stays on TCP: %v", me, j, err)
 			} else {
 				segs[j], o.Name = s, name
 			}
@@ -228,9 +227,9 @@ func setupRings(ctx context.Context, me int, host string, addrs []string, conns 
 		case json.Unmarshal(body, &o) != nil:
 			why = "bad offer"
 		case o.Name == "":
-			why = "rank " + fmt.Sprint(j) + ": " + o.Why
+			why = fmt.Sprintf("rank %d: %s", j, o.Why)
 		case off != "":
-			why = "rank " + fmt.Sprint(me) + ": " + off
+			why = fmt.Sprintf("rank %d: %s", me, off)
 		case o.BootID != boot || o.Host != host:
 			why = fmt.Sprintf("another machine (host %q boot %s, here %q boot %s)", o.Host, o.BootID, host, boot)
 		default:
@@ -258,10 +257,12 @@ func setupRings(ctx context.Context, me int, host string, addrs []string, conns 
 		if err != nil {
 			return segs, err
 		}
+		if len(body) > 0 {
+			verbosef("rank %d: rank %d stays on TCP: %s", me, j, body)
+		}
 		if s := segs[j]; s != nil {
 			s.Unlink()
 			if len(body) > 0 {
-				verbosef("rank %d: rank %d stays on TCP: %s", me, j, body)
 				s.Close()
 				segs[j] = nil
 			}

@@ -1,8 +1,10 @@
 package rank
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/shm"
 	"golang.org/x/sys/unix"
 )
@@ -253,4 +256,105 @@ func FuzzRingLink(f *testing.F) {
 			t.Fatalf("%d bytes taken for unexpected messages", e.unexpBytes)
 		}
 	})
+}
+
+// TestSetupRings runs the ring setup between two ranks over a real TCP
+// connection: the same host gets a segment on both sides; another host
+// name (as a machine file with one name for two machines would give when
+// their boot_ids differ too) or DSMEXEC_TRANSPORT=tcp on either side stays
+// on TCP, and both sides agree; bytes sent after the setup stay for the
+// link.
+func TestSetupRings(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		host0, host1 string
+		env0, env1   ringEnv
+		ring         bool
+	}{
+		{"same", "h", "h", ringEnv{}, ringEnv{}, true},
+		{"other host", "h", "g", ringEnv{}, ringEnv{}, false},
+		{"tcp lower", "h", "h", ringEnv{off: "DSMEXEC_TRANSPORT=tcp"}, ringEnv{}, false},
+		{"tcp higher", "h", "h", ringEnv{}, ringEnv{off: "DSMEXEC_TRANSPORT=tcp"}, false},
+		{"pair", "h", "h", ringEnv{tcpPairs: map[[2]int]bool{{0, 1}: true}}, ringEnv{}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			dialed := make(chan net.Conn, 1)
+			go func() {
+				d, _ := net.Dial("tcp", ln.Addr().String())
+				dialed <- d
+			}()
+			a, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := <-dialed
+			if b == nil {
+				t.Fatal("dial failed")
+			}
+			defer a.Close()
+			defer b.Close()
+			addrs := []string{"127.0.0.1:1", "127.0.0.1:2"}
+			conns := [][]*mesh.Conn{
+				{nil, {Rank: 1, TCP: a.(*net.TCPConn)}},
+				{{Rank: 0, TCP: b.(*net.TCPConn)}, nil},
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			segs := make([][]*shm.Segment, 2)
+			errs := make([]error, 2)
+			done := make(chan int, 2)
+			go func() {
+				segs[0], errs[0] = setupRings(ctx, 0, c.host0, addrs, conns[0], c.env0)
+				a.Write([]byte("after")) // the start of the link's stream
+				done <- 0
+			}()
+			go func() {
+				segs[1], errs[1] = setupRings(ctx, 1, c.host1, addrs, conns[1], c.env1)
+				done <- 1
+			}()
+			<-done
+			<-done
+			for r := 0; r < 2; r++ {
+				if errs[r] != nil {
+					t.Fatalf("rank %d: %v", r, errs[r])
+				}
+				if got := segs[r][1-r] != nil; got != c.ring {
+					t.Fatalf("rank %d: ring %v, want %v", r, got, c.ring)
+				}
+				if s := segs[r][1-r]; s != nil {
+					defer s.Close()
+				}
+			}
+			if c.ring {
+				segs[0][1].Writer().TryWrite([]byte("ring"))
+				var buf [8]byte
+				if n, _ := segs[1][0].Reader().TryRead(buf[:]); string(buf[:n]) != "ring" {
+					t.Fatalf("through the ring: %q", buf[:n])
+				}
+			}
+			rest := append([]byte(nil), conns[1][0].Buffered...)
+			b.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for len(rest) < 5 {
+				var buf [16]byte
+				n, err := b.Read(buf[:])
+				if err != nil {
+					t.Fatalf("after the setup: %q, %v", rest, err)
+				}
+				rest = append(rest, buf[:n]...)
+			}
+			if string(rest) != "after" {
+				t.Fatalf("after the setup the link got %q", rest)
+			}
+			if c.ring {
+				if _, err := os.Stat(filepath.Join("/dev/shm", segs[0][1].Name())); !os.IsNotExist(err) {
+					t.Fatalf("the segment's name is still in /dev/shm: %v", err)
+				}
+			}
+		})
+	}
 }
