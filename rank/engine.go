@@ -41,6 +41,10 @@ type engine struct {
 	resumeWant atomic.Bool
 	toResume   []*link
 
+	rings     []*link       // the links over shared memory, polled every round
+	nSock     int           // links over a socket only
+	rounds    uint          // rounds with rings
+	quick     bool          // the driver's spinning round: with rings only, epoll is skipped in most
 	poller    *poller       // nil in a world without peers
 	spin      time.Duration // the longest spin (DSMEXEC_SPIN)
 	spinCur   time.Duration // the current window (adaptive)
@@ -216,15 +220,15 @@ func (e *engine) block(w *waiter) {
 // e.spin. A window in which the thread was preempted (the CPU is
 // contended: spinning takes it from someone, maybe the peer) counts as a
 // miss, and one that also ended in parking stops spinning. On a loaded
-// machine spinning so dies out.
+// machine spinning so dies out. Preemption is seen without a system call:
+// a round that found nothing but took longer than preemptGap means the
+// thread was off the CPU meanwhile (an empty round takes a few µs at most).
 func (e *engine) drive(w *waiter) {
 	spin := e.nextSpin()
-	spinEnd := time.Now().Add(spin)
+	last := time.Now()
+	spinEnd := last.Add(spin)
 	spinning := spin > 0
-	var preempts int64
-	if spinning {
-		preempts = involuntarySwitches()
-	}
+	preempted := false
 	for {
 		e.mu.Lock()
 		ok := w.ready() || w.expired() || e.closeWait != nil || e.closed != nil
@@ -232,9 +236,12 @@ func (e *engine) drive(w *waiter) {
 		if ok {
 			return
 		}
-		if e.progress(false, time.Time{}) {
+		e.quick = true
+		did := e.progress(false, time.Time{})
+		e.quick = false
+		if did {
 			if spinning {
-				if involuntarySwitches() != preempts {
+				if preempted {
 					e.spinMiss() // the CPU was contended: spinning took it from someone
 				} else {
 					e.spinHit()
@@ -242,14 +249,21 @@ func (e *engine) drive(w *waiter) {
 				spinning = false
 			}
 			spin = e.spinCur
-			spinEnd = time.Now().Add(spin)
+			last = time.Now()
+			spinEnd = last.Add(spin)
+			preempted = false
 			continue
 		}
-		if spin > 0 && time.Now().Before(spinEnd) {
+		now := time.Now()
+		if now.Sub(last) > preemptGap {
+			preempted = true
+		}
+		last = now
+		if spin > 0 && now.Before(spinEnd) {
 			continue
 		}
 		if spinning {
-			if involuntarySwitches() != preempts {
+			if preempted {
 				e.spinCur = 0
 			} else {
 				e.spinMiss()
@@ -268,18 +282,16 @@ func (e *engine) drive(w *waiter) {
 			return
 		}
 		spin = e.spinCur
-		spinEnd = time.Now().Add(spin)
+		last = time.Now()
+		spinEnd = last.Add(spin)
+		preempted = false
 	}
 }
 
-// involuntarySwitches is the number of times this thread was preempted.
-func involuntarySwitches() int64 {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
-		return 0
-	}
-	return ru.Nivcsw
-}
+// preemptGap is the longest an empty round of the driver takes while its
+// thread keeps the CPU (a few µs with epoll_wait); a longer one means the
+// thread was descheduled.
+const preemptGap = 50 * time.Microsecond
 
 // The adaptive spin window (the driver only; the role passes under e.mu).
 func (e *engine) nextSpin() time.Duration {
@@ -334,7 +346,28 @@ func (e *engine) progress(park bool, deadline time.Time) bool {
 	if e.resumeWant.Load() {
 		did = e.resume()
 	}
+	prepared := false
+	if len(e.rings) > 0 {
+		if e.pollRings() {
+			did = true
+		}
+		if park && !did {
+			prepared = true
+			if e.prepareRings() {
+				did = true
+			}
+		}
+		// With rings only, the sockets carry doorbells (not needed while
+		// not parked) and EOF: look at them every 32nd round.
+		e.rounds++
+		if e.quick && e.nSock == 0 && e.rounds%32 != 0 {
+			return did
+		}
+	}
 	evs, err := e.poller.wait(park && !did, deadline)
+	if prepared {
+		e.cancelRings()
+	}
 	if err != nil {
 		return did
 	}
@@ -360,6 +393,11 @@ func (e *engine) progress(park bool, deadline time.Time) bool {
 			did = true
 		}
 		if ev.Events&^outEvent != 0 {
+			if l.rr != nil {
+				if err := l.pumpDoorbells(); err != nil {
+					l.lost(err)
+				}
+			}
 			l.pump()
 			did = true
 		}
@@ -736,6 +774,11 @@ func (e *engine) start(links []*link, spin time.Duration, limit int64) error {
 			continue
 		}
 		e.links[l.peer] = l
+		if l.rr != nil {
+			e.rings = append(e.rings, l)
+		} else {
+			e.nSock++
+		}
 		e.interestLocked(l)
 		if l.rend > 0 {
 			e.toResume = append(e.toResume, l)
@@ -765,6 +808,9 @@ func (e *engine) shutdown(timeout time.Duration) {
 			e.mu.Unlock()
 			if !down {
 				l.sendBye()
+			}
+			if l.rr != nil {
+				l.flushDoorbell()
 			}
 			unix.Shutdown(l.fd, unix.SHUT_WR)
 		}
@@ -824,6 +870,9 @@ func (e *engine) shutdown(timeout time.Duration) {
 		for _, l := range e.links {
 			if l != nil {
 				unix.Close(l.fd)
+				if l.seg != nil {
+					l.seg.Close()
+				}
 			}
 		}
 		e.poller.close()

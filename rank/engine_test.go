@@ -39,6 +39,11 @@ func localWorlds(t testing.TB, n int, spin time.Duration, limit int64) []*World 
 			if links[j][i], err = newLinkFd(ws[j].e, i, fds[1], nil); err != nil {
 				t.Fatal(err)
 			}
+			if localRing > 0 {
+				a, b := ringPair(t, localRing)
+				links[i][j].attachRing(a)
+				links[j][i].attachRing(b)
+			}
 		}
 	}
 	for r, w := range ws {

@@ -5,18 +5,20 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
+	"github.com/dsmexec/dsmexec/internal/shm"
 	"github.com/dsmexec/dsmexec/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
 // link is the connection to one peer: a byte stream of wire frames read by
-// the driver (pump) and written by senders under wmu. Today the stream is
-// a TCP socket's fd, taken out of the Go runtime so that only the engine's
-// epoll set watches it. The seam for a shared-memory ring: rd and wr are
-// the only calls on the stream, and fd is only used for the epoll set (a
-// ring would be polled every round instead and rung through the TCP fd
-// when the driver parks).
+// the driver (pump) and written by senders under wmu. The stream is a TCP
+// socket's fd, taken out of the Go runtime so that only the engine's epoll
+// set watches it, or, between ranks on one host, a pair of shared-memory
+// rings (ring.go) polled every round, the socket then carrying only
+// doorbells and the peer's EOF. rd and writeAll are the only calls on the
+// stream.
 type link struct {
 	e    *engine
 	peer int
@@ -46,6 +48,24 @@ type link struct {
 	writable bool    // under e.mu: EPOLLOUT seen
 	wantOut  bool    // under e.mu
 	writer   *waiter // the sender waiting for EPOLLOUT
+
+	// Shared-memory ring (ring.go); nil: the stream is the socket. With a
+	// ring the socket carries only doorbells and says when the peer is
+	// gone (EOF).
+	seg      *shm.Segment
+	rr       *shm.Reader
+	rw       *shm.Writer
+	chunk    int         // the most one TryWrite publishes
+	wiov     [4][]byte   // under wmu
+	tbuf     [1024]byte  // doorbell bytes read from the socket (driver)
+	tn       int         //
+	tcpEOF   bool        // driver: the socket said EOF
+	ringWant atomic.Bool // a sender waits for room in the ring
+	sleeping bool        // driver: PrepareSleep done for this park
+	waiting  bool        // driver: PrepareWait done for this park
+	dmu      sync.Mutex  // doorbell writes on the socket
+	pend     [wire.HeaderSize]byte
+	npend    int
 }
 
 const (
@@ -95,7 +115,7 @@ func (e *engine) interestLocked(l *link) {
 	if !l.stalled && l.down == nil {
 		ev = inEvents
 	}
-	if l.wantOut && l.down == nil {
+	if l.wantOut && l.down == nil && l.rw == nil { // (a ring's room is polled)
 		ev |= outEvent
 	}
 	in, err := e.poller.set(l.fd, int32(l.peer), ev, l.inSet)
@@ -107,6 +127,9 @@ func (e *engine) interestLocked(l *link) {
 // rd reads from the stream without blocking: n > 0, or 0 with err
 // (errAgain: nothing there now; io.EOF: the peer closed).
 func (l *link) rd(p []byte) (int, error) {
+	if l.rr != nil {
+		return l.rdRing(p)
+	}
 	for {
 		n, err := unix.Read(l.fd, p)
 		switch {
@@ -132,10 +155,18 @@ func (l *link) pump() {
 	}
 	if err := l.pumpErr(); err != nil {
 		l.lost(err)
+		return
+	}
+	if l.rr != nil && l.rr.WriterNeedsDoorbell() {
+		l.doorbell() // the peer's sender waits for the room just made
 	}
 }
 
 func (l *link) pumpErr() error {
+	// After a short read the stream has nothing more now: do not ask
+	// again (a system call that says EAGAIN). Epoll is level-triggered and
+	// rings are polled every round, so what comes later is seen.
+	short := false
 	for {
 		if l.stalled {
 			return nil
@@ -163,6 +194,9 @@ func (l *link) pumpErr() error {
 			}
 			if l.fragLeft >= directMin && l.got < len(l.dst) {
 				n := min(l.fragLeft, len(l.dst)-l.got)
+				if short {
+					return nil
+				}
 				k, err := l.rd(l.dst[l.got : l.got+n])
 				if err == errAgain {
 					return nil
@@ -170,6 +204,7 @@ func (l *link) pumpErr() error {
 				if err != nil {
 					return err
 				}
+				short = k < n
 				l.got += k
 				l.fragLeft -= k
 				continue
@@ -191,10 +226,14 @@ func (l *link) pumpErr() error {
 			l.rend -= l.rpos
 			l.rpos = 0
 		}
+		if short {
+			return nil
+		}
 		k, err := l.rd(l.rbuf[l.rend:])
 		if err == errAgain {
 			return nil
 		}
+		short = k < len(l.rbuf)-l.rend
 		if err != nil {
 			if err == io.EOF {
 				if l.bye && !l.inMsg && !l.inBody && l.rpos == l.rend {
@@ -395,6 +434,9 @@ func (l *link) sendBye() error {
 // waits for it as any waiter does: driving progress if nobody else does,
 // so two ranks sending to each other never deadlock.
 func (l *link) writeAll(iov [][]byte) error {
+	if l.rw != nil {
+		return l.writeRing(iov)
+	}
 	for len(iov) > 0 {
 		var n int
 		var err error

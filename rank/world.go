@@ -380,6 +380,11 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		ln.Close()
 		return err
 	}
+	ringCfg, err := readRingEnv(os.Getenv)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if ranksOnHost(addrs, w.rank) > runtime.NumCPU() {
 		spin = 0 // spinning would take the CPU the sender needs
 	}
@@ -398,16 +403,32 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		<-memErr
 		return fmt.Errorf("rank %d: build the mesh: %w", w.rank, err)
 	}
+	segs, err := setupRings(ctx, w.rank, w.host, addrs, conns, ringCfg)
+	if err != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.TCP.Close()
+			}
+		}
+		<-memErr
+		return fmt.Errorf("rank %d: set up shared memory: %w", w.rank, err)
+	}
 	links := make([]*link, w.size)
 	for _, c := range conns {
 		if c == nil {
 			continue
 		}
 		l, err := newLink(w.e, c.Rank, c.TCP, c.Buffered)
+		if err == nil && segs[c.Rank] != nil {
+			l.attachRing(segs[c.Rank])
+		}
 		if err != nil {
-			for _, c := range conns {
+			for i, c := range conns {
 				if c != nil {
 					c.TCP.Close()
+				}
+				if segs[i] != nil {
+					segs[i].Close()
 				}
 			}
 			<-memErr

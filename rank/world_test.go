@@ -494,9 +494,11 @@ func TestJobs(t *testing.T) {
 	}{{"pingpong", 2}, {"tags", 3}, {"bigtags", 2},
 		{"calls", 1}, {"calls", 2}, {"calls", 3}, {"calls", 4}, {"calls", 7}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
 		{"collectives", 1}, {"collectives", 2}, {"collectives", 3}, {"collectives", 4}, {"collectives", 7}} {
-		t.Run(fmt.Sprintf("%s/%d", tc.program, tc.n), func(t *testing.T) {
-			runJob(t, tc.program, tc.n)
-		})
+		for _, tr := range transports {
+			t.Run(fmt.Sprintf("%s/%s/%d", tr, tc.program, tc.n), func(t *testing.T) {
+				runJob(t, tc.program, tc.n, transportEnv(tr))
+			})
+		}
 	}
 }
 
@@ -578,12 +580,14 @@ func TestLostPageOwner(t *testing.T) {
 }
 
 func TestKilledWhileSpinning(t *testing.T) {
-	for _, n := range []int{2, 3} {
-		outs, errs := startJob(t, "killed", n, "DSMEXEC_SPIN=10ms")
-		if errs[0] != nil || !strings.Contains(outs[0], "lost rank 1") {
-			t.Fatalf("rank 0: %v\n%s", errs[0], outs[0])
+	for _, tr := range transports {
+		for _, n := range []int{2, 3} {
+			outs, errs := startJob(t, "killed", n, "DSMEXEC_SPIN=10ms", transportEnv(tr))
+			if errs[0] != nil || !strings.Contains(outs[0], "lost rank 1") {
+				t.Fatalf("%s: rank 0: %v\n%s", tr, errs[0], outs[0])
+			}
+			t.Logf("%s, %d ranks: rank 0: %s", tr, n, strings.TrimSpace(outs[0]))
 		}
-		t.Logf("%d ranks: rank 0: %s", n, strings.TrimSpace(outs[0]))
 	}
 }
 
@@ -624,9 +628,11 @@ func TestAbortSingleton(t *testing.T) {
 }
 
 func TestLostPeer(t *testing.T) {
-	outs := runJob(t, "lostpeer", 2)
-	if !strings.Contains(outs[0], "lost rank 1") {
-		t.Fatalf("rank 0 said %q", outs[0])
+	for _, tr := range transports {
+		outs := runJob(t, "lostpeer", 2, transportEnv(tr))
+		if !strings.Contains(outs[0], "lost rank 1") {
+			t.Fatalf("%s: rank 0 said %q", tr, outs[0])
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/listen"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
@@ -137,49 +138,64 @@ func establish(ctx context.Context, cfgp *Config) ([]*peer, error) {
 	m := &Mesh{cfg: cfg, peers: make([]*peer, n), closing: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer cfg.Listener.Close()
 
 	var mu sync.Mutex
 	got := make(chan *peer, n)
 	errc := make(chan error, n)
 
-	// Accept from every lower rank. Strangers (garbage, wrong token,
-	// duplicates) are logged and dropped; they never stop the mesh.
+	// Accept from every lower rank on a hardened accept loop (package
+	// listen: it survives EMFILE, bounds and times out unauthenticated
+	// connections). Strangers (garbage, wrong token, duplicates) are
+	// logged and dropped; they never stop the mesh.
 	lower := cfg.Rank
-	go func() {
-		for {
-			c, err := cfg.Listener.Accept()
-			if err != nil {
-				if ctx.Err() == nil {
-					errc <- fmt.Errorf("mesh: accept on %s: %w", cfg.Listener.Addr(), err)
-				}
-				return
-			}
-			go func() {
-				tc := c.(*net.TCPConn)
-				r := bufio.NewReaderSize(tc, 64<<10)
-				from, err := auth.Accept(tc, r, cfg.Token, cfg.Rank, time.Now().Add(handshakeTimeout), func(from int) error {
-					mu.Lock()
-					defer mu.Unlock()
-					if from < 0 || from >= lower {
-						return fmt.Errorf("mesh: %s %d does not accept connections from %d", cfg.name(), cfg.Rank, from)
-					}
-					if m.peers[from] != nil {
-						return fmt.Errorf("mesh: %s %d is already connected", cfg.name(), from)
-					}
-					m.peers[from] = &peer{} // placeholder: refuse duplicates
-					return nil
-				})
-				if err != nil {
-					cfg.logf("%s %d: refused a connection from %s: %v", cfg.name(), cfg.Rank, c.RemoteAddr(), err)
-					tc.Close()
-					return
-				}
-				tc.SetNoDelay(true)
-				got <- &peer{rank: from, conn: tc, r: r}
-			}()
+	srv := listen.New(cfg.Listener, listen.Config{
+		Name:              fmt.Sprintf("mesh: %s %d", cfg.name(), cfg.Rank),
+		MaxPending:        2*n + 64,
+		MaxPendingPerHost: n + 16,
+		HandshakeTimeout:  handshakeTimeout,
+		Warnf:             cfg.Logf,
+	})
+	defer srv.Close() // the listener and every unauthenticated connection
+	go srv.Serve(func(c net.Conn, g *listen.Gate) {
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			c.Close()
+			return
 		}
-	}()
+		r := bufio.NewReaderSize(tc, 64<<10)
+		var placed = -1
+		from, err := auth.Accept(tc, r, cfg.Token, cfg.Rank, time.Now().Add(handshakeTimeout), func(from int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if from < 0 || from >= lower {
+				return fmt.Errorf("mesh: %s %d does not accept connections from %d", cfg.name(), cfg.Rank, from)
+			}
+			if m.peers[from] != nil {
+				return fmt.Errorf("mesh: %s %d is already connected", cfg.name(), from)
+			}
+			m.peers[from] = &peer{} // placeholder: refuse duplicates
+			placed = from
+			return nil
+		})
+		if err != nil {
+			g.Refuse("authentication failed", err)
+			tc.Close()
+			return
+		}
+		if !g.Authenticated() {
+			// Dropped meanwhile (handshake timeout, eviction, Close): let
+			// the rank connect again.
+			mu.Lock()
+			if placed >= 0 && m.peers[placed] != nil && m.peers[placed].conn == nil {
+				m.peers[placed] = nil
+			}
+			mu.Unlock()
+			tc.Close()
+			return
+		}
+		tc.SetNoDelay(true)
+		got <- &peer{rank: from, conn: tc, r: r}
+	})
 	// Dial every higher rank.
 	for j := cfg.Rank + 1; j < n; j++ {
 		go func(j int) {
