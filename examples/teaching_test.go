@@ -17,6 +17,7 @@ import (
 var teachingSizes = []int{1, 2, 3, 4, 7}
 
 var teachingExamples = []job{
+	{prog: "ring", want: "ring: token "},
 	{prog: "pi", want: "pi: integral within 1e-9 and montecarlo within"},
 	{prog: "oddeven", args: []string{"-n", "300"}, want: "sorted, a permutation of the input"},
 	{prog: "matmul-msg", args: []string{"-n", "48"}, want: "): correct"},
@@ -26,6 +27,8 @@ var teachingExamples = []job{
 	{prog: "nbring", want: "of Isend, Irecv and Waitall: correct"},
 	{prog: "probe", want: "received whole into a buffer of its probed size: correct"},
 	{prog: "grid", want: "every row and column sum correct"},
+	{prog: "scan", want: "in rank order by Scan and Exscan: correct"},
+	{prog: "minloc", want: "both locations equal a serial search, ties to the lowest rank: correct"},
 	{prog: "alloc", args: []string{"-n", "20000"}, want: "equals the serial result"},
 }
 
@@ -35,6 +38,7 @@ var perRank = map[string]string{
 	"deadlock": "no deadlock",
 	"nbring":   "got every rank's greeting",
 	"grid":     "grid: rank ",
+	"scan":     " items: positions ",
 }
 
 // sharedMemory are the examples of the table that use plain loads and

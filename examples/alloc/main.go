@@ -72,7 +72,7 @@ func main() {
 	base := uintptr(unsafe.Pointer(&m.Bytes()[0]))
 	offX := int(uintptr(unsafe.Pointer(&x[0])) - base)
 	offY := int(uintptr(unsafe.Pointer(&y[0])) - base)
-	w.Report("rows", fmt.Sprintf("%d-%d", lo, hi-1))
+	w.Report("block", fmt.Sprintf("%d-%d", lo, hi-1))
 	// Every rank got the same offsets: the largest equals the smallest.
 	most, err := rank.Allreduce(w, []int{offX, offY, -offX, -offY}, rank.Max)
 	if err != nil {

@@ -11,7 +11,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"log"
@@ -62,28 +61,21 @@ func step(dst, src []float64, n, from, to int) float64 {
 	return most
 }
 
-func encode(v []float64) []byte {
-	b := make([]byte, 8*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(x))
+// recvRow receives a row of len(row) cells from rank `from` into row.
+func recvRow(w rank.Communicator, from, tag int, row []float64) error {
+	b, err := w.Recv(from, tag)
+	if err != nil {
+		return err
 	}
-	return b
-}
-
-// decodeInto fills v from b, which must hold exactly len(v) float64s.
-func decodeInto(v []float64, b []byte) {
-	if len(b) != 8*len(v) {
-		log.Fatalf("heat: got %d bytes, want %d", len(b), 8*len(v))
+	got, err := rank.Decode[float64](b)
+	if err != nil {
+		return err
 	}
-	for i := range v {
-		v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+	if len(got) != len(row) {
+		return fmt.Errorf("heat: got a row of %d cells from rank %d, want %d", len(got), from, len(row))
 	}
-}
-
-// world is the part of rank.World that the halo exchange uses.
-type world interface {
-	Send(to, tag int, b []byte) error
-	Recv(from, tag int) ([]byte, error)
+	copy(row, got)
+	return nil
 }
 
 // exchange swaps edge rows with the neighbours. u holds this rank's rows
@@ -91,17 +83,17 @@ type world interface {
 // then receive, odd ranks receive then send: a pair of neighbours is always
 // one even and one odd rank, so this order cannot deadlock even where Send
 // waits for the matching Recv (as MPI's may for large messages).
-func exchange(w world, u []float64, n, k, r, size int) (msgs int, err error) {
+func exchange(w rank.Communicator, u []float64, n, k, r, size int) (msgs int, err error) {
 	up, down := r-1, r+1
 	send := func() error {
 		if up >= 0 {
-			if err := w.Send(up, tagUp, encode(u[1*n:2*n])); err != nil {
+			if err := w.Send(up, tagUp, rank.Encode(u[1*n:2*n])); err != nil {
 				return err
 			}
 			msgs++
 		}
 		if down < size {
-			if err := w.Send(down, tagDown, encode(u[k*n:(k+1)*n])); err != nil {
+			if err := w.Send(down, tagDown, rank.Encode(u[k*n:(k+1)*n])); err != nil {
 				return err
 			}
 			msgs++
@@ -110,18 +102,14 @@ func exchange(w world, u []float64, n, k, r, size int) (msgs int, err error) {
 	}
 	recv := func() error {
 		if up >= 0 {
-			b, err := w.Recv(up, tagDown)
-			if err != nil {
+			if err := recvRow(w, up, tagDown, u[0:n]); err != nil {
 				return err
 			}
-			decodeInto(u[0:n], b)
 		}
 		if down < size {
-			b, err := w.Recv(down, tagUp)
-			if err != nil {
+			if err := recvRow(w, down, tagUp, u[(k+1)*n:(k+2)*n]); err != nil {
 				return err
 			}
-			decodeInto(u[(k+1)*n:(k+2)*n], b)
 		}
 		return nil
 	}
@@ -191,17 +179,11 @@ func main() {
 	w.Report("halo msgs", msgs)
 	w.Report("time", elapsed)
 
-	plate, err := w.Gather(0, encode(u[cur][*n:(k+1)**n]))
+	got, err := rank.GatherSlice(w, 0, u[cur][*n:(k+1)**n]) // the whole plate, on rank 0
 	if err != nil {
 		log.Fatal(err)
 	}
 	if r == 0 {
-		var got []float64
-		for _, b := range plate {
-			v := make([]float64, len(b)/8)
-			decodeInto(v, b)
-			got = append(got, v...)
-		}
 		s := [2][]float64{make([]float64, *n**n), make([]float64, *n**n)}
 		initRows(s[0], *n, 0, *n)
 		initRows(s[1], *n, 0, *n)

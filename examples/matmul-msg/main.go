@@ -14,7 +14,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"log"
@@ -48,25 +47,6 @@ func multiply(c, a, b []float64, n, rows int) {
 	}
 }
 
-func encode(v []float64) []byte {
-	b := make([]byte, 8*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(x))
-	}
-	return b
-}
-
-func decode(b []byte) []float64 {
-	if len(b)%8 != 0 {
-		log.Fatalf("matmul-msg: message of %d bytes is not a whole number of float64s", len(b))
-	}
-	v := make([]float64, len(b)/8)
-	for i := range v {
-		v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
-	}
-	return v
-}
-
 func main() {
 	n := flag.Int("n", 128, "matrix dimension")
 	flag.Parse()
@@ -87,7 +67,7 @@ func main() {
 		fill(a, b, *n)
 		parts = make([][]byte, size)
 		for i := range size {
-			parts[i] = encode(a[rows(i)**n : rows(i+1)**n])
+			parts[i] = rank.Encode(a[rows(i)**n : rows(i+1)**n])
 		}
 	}
 	// in and out count the matrix bytes this rank gets from and hands over
@@ -95,38 +75,42 @@ func main() {
 	// forward blocks through intermediate ranks and add small headers).
 	var in, out int
 	start := time.Now()
+	// The blocks differ in size when n is not a multiple of the number of
+	// ranks, so the scatter is the byte one (like MPI_Scatterv), each
+	// block encoded; B is the same for everyone: BcastSlice.
 	mine, err := w.Scatter(0, parts)
 	if err != nil {
 		log.Fatal(err)
 	}
-	bb, err := w.Bcast(0, encode(b))
+	myA, err := rank.Decode[float64](mine)
+	if err != nil {
+		log.Fatal(err)
+	}
+	myB, err := rank.BcastSlice(w, 0, b)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if r == 0 {
 		for i := 1; i < size; i++ {
-			out += len(parts[i]) + len(bb)
+			out += len(parts[i]) + 8*len(myB)
 		}
 	} else {
-		in += len(mine) + len(bb)
+		in += len(mine) + 8*len(myB)
 	}
 	distributed := time.Now()
 
-	myA, myB := decode(mine), decode(bb)
 	myRows := rows(r+1) - rows(r)
 	c := make([]float64, myRows**n)
 	multiply(c, myA, myB, *n, myRows)
 	computed := time.Now()
 
-	blocks, err := w.Gather(0, encode(c))
+	cc, err := rank.GatherSlice(w, 0, c) // the blocks of C, in rank order, on rank 0
 	if err != nil {
 		log.Fatal(err)
 	}
 	end := time.Now()
 	if r == 0 {
-		for i := 1; i < size; i++ {
-			in += len(blocks[i])
-		}
+		in += 8 * (len(cc) - len(c))
 	} else {
 		out += len(c) * 8
 	}
@@ -145,10 +129,6 @@ func main() {
 		log.Fatal(err)
 	}
 	if r == 0 {
-		var cc []float64
-		for _, blk := range blocks {
-			cc = append(cc, decode(blk)...)
-		}
 		pc := make([]float64, nn)
 		multiply(pc, a, b, *n, *n)
 		var sum, want float64

@@ -4,13 +4,12 @@
 // parity) and keeps the lower or the upper half of the merged pair
 // ("merge-split"). After Size() phases the blocks are sorted across ranks.
 // Rank 0 gathers the input and the result and checks that the result is
-// sorted and a permutation of the input.
+// sorted and a permutation of the input. The pair exchange is one Sendrecv.
 //
 //	mpirun -np 4 ./bin/oddeven -n 1000
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"log"
@@ -20,25 +19,6 @@ import (
 
 	"github.com/dsmexec/dsmexec/rank"
 )
-
-func encode(keys []int64) []byte {
-	b := make([]byte, 0, 8*len(keys))
-	for _, k := range keys {
-		b = binary.LittleEndian.AppendUint64(b, uint64(k))
-	}
-	return b
-}
-
-func decode(b []byte) []int64 {
-	if len(b)%8 != 0 {
-		log.Fatalf("oddeven: message of %d bytes is not a whole number of keys", len(b))
-	}
-	keys := make([]int64, len(b)/8)
-	for i := range keys {
-		keys[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
-	}
-	return keys
-}
 
 // mergeSplit merges two sorted blocks and returns the len(mine) smallest
 // keys (keepLow) or the len(mine) largest.
@@ -87,7 +67,7 @@ func main() {
 	for i := range keys {
 		keys[i] = rng.Int64N(1_000_000)
 	}
-	input, err := w.Gather(0, encode(keys))
+	input, err := rank.GatherSlice(w, 0, keys) // every rank's keys, in rank order, on rank 0
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -104,30 +84,20 @@ func main() {
 		if partner < 0 || partner >= size {
 			continue // an end rank sits this phase out
 		}
-		// The lower rank sends first and the upper one receives first,
-		// the order that cannot deadlock even if Send waited for the
-		// matching Recv (in dsmexec it does not; in MPI it may). The
-		// phase number is the tag, so phases never mix.
-		var theirs []int64
-		if r < partner {
-			if err := w.Send(partner, phase, encode(keys)); err != nil {
-				log.Fatal(err)
-			}
-			b, err := w.Recv(partner, phase)
-			if err != nil {
-				log.Fatal(err)
-			}
-			theirs = decode(b)
-		} else {
-			b, err := w.Recv(partner, phase)
-			if err != nil {
-				log.Fatal(err)
-			}
-			theirs = decode(b)
-			if err := w.Send(partner, phase, encode(keys)); err != nil {
-				log.Fatal(err)
-			}
+		// tutorial:begin oddeven
+		// Both ranks of a pair call Sendrecv: it sends my block and
+		// receives the partner's at once, so the pair cannot deadlock
+		// whoever comes first. The phase number is the tag, so phases
+		// never mix. Encode and Decode turn []int64 into bytes and back.
+		b, _, err := w.Sendrecv(partner, phase, rank.Encode(keys), partner, phase)
+		if err != nil {
+			log.Fatal(err)
 		}
+		theirs, err := rank.Decode[int64](b)
+		if err != nil {
+			log.Fatal(err)
+		}
+		// tutorial:end
 		next := mergeSplit(keys, theirs, r < partner)
 		if !slices.Equal(next, keys) {
 			changed++
@@ -140,16 +110,12 @@ func main() {
 	w.Report("changed", changed)
 	w.Report("time", elapsed)
 
-	result, err := w.Gather(0, encode(keys))
+	out, err := rank.GatherSlice(w, 0, keys)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if r == 0 {
-		var in, out []int64
-		for i := range size {
-			in = append(in, decode(input[i])...)
-			out = append(out, decode(result[i])...)
-		}
+		in := input
 		if !slices.IsSorted(out) {
 			i := 0
 			for out[i] <= out[i+1] {

@@ -14,7 +14,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"log"
@@ -30,14 +29,15 @@ const (
 	tagRight = 2
 )
 
+// A walker travels in messages as it is: rank.Encode and rank.Decode take
+// any struct of fixed-size numbers (its fields exported, as
+// encoding/binary needs), 32 bytes each.
 type walker struct {
-	id   int64
-	pos  int64  // cell, 0..cells-1
-	left int64  // steps still to take
-	rng  uint64 // splitmix64 state: the walker's own random generator
+	ID   int64
+	Pos  int64  // cell, 0..cells-1
+	Left int64  // steps still to take
+	RNG  uint64 // splitmix64 state: the walker's own random generator
 }
-
-const walkerBytes = 32
 
 // next advances a splitmix64 generator.
 func next(s *uint64) uint64 {
@@ -50,47 +50,28 @@ func next(s *uint64) uint64 {
 
 // newWalker places walker id at its starting cell.
 func newWalker(id int64, seed uint64, cells, steps int64) walker {
-	w := walker{id: id, left: steps, rng: seed*0x2545f4914f6cdd1d + uint64(id)}
-	w.pos = int64(next(&w.rng) % uint64(cells))
+	w := walker{ID: id, Left: steps, RNG: seed*0x2545f4914f6cdd1d + uint64(id)}
+	w.Pos = int64(next(&w.RNG) % uint64(cells))
 	return w
 }
 
 // move takes one step; the ring wraps around.
 func (w *walker) move(cells int64) {
-	if next(&w.rng)>>63 == 0 {
-		w.pos = (w.pos + cells - 1) % cells
+	if next(&w.RNG)>>63 == 0 {
+		w.Pos = (w.Pos + cells - 1) % cells
 	} else {
-		w.pos = (w.pos + 1) % cells
+		w.Pos = (w.Pos + 1) % cells
 	}
-	w.left--
+	w.Left--
 }
 
-func encode(ws []walker) []byte {
-	b := make([]byte, 0, walkerBytes*len(ws))
-	for _, w := range ws {
-		b = binary.LittleEndian.AppendUint64(b, uint64(w.id))
-		b = binary.LittleEndian.AppendUint64(b, uint64(w.pos))
-		b = binary.LittleEndian.AppendUint64(b, uint64(w.left))
-		b = binary.LittleEndian.AppendUint64(b, w.rng)
+// recvWalkers receives a list of walkers.
+func recvWalkers(w *rank.World, from, tag int) ([]walker, error) {
+	b, err := w.Recv(from, tag)
+	if err != nil {
+		return nil, err
 	}
-	return b
-}
-
-func decode(b []byte) []walker {
-	if len(b)%walkerBytes != 0 {
-		log.Fatalf("randomwalk: message of %d bytes is not a whole number of walkers", len(b))
-	}
-	ws := make([]walker, len(b)/walkerBytes)
-	for i := range ws {
-		p := b[walkerBytes*i:]
-		ws[i] = walker{
-			id:   int64(binary.LittleEndian.Uint64(p)),
-			pos:  int64(binary.LittleEndian.Uint64(p[8:])),
-			left: int64(binary.LittleEndian.Uint64(p[16:])),
-			rng:  binary.LittleEndian.Uint64(p[24:]),
-		}
-	}
-	return ws
+	return rank.Decode[walker](b)
 }
 
 func main() {
@@ -118,7 +99,7 @@ func main() {
 	var active, done []walker
 	for id := range *total {
 		wk := newWalker(id, *seed, *cells, *steps)
-		if mine(wk.pos) {
+		if mine(wk.Pos) {
 			active = append(active, wk)
 		}
 	}
@@ -130,15 +111,15 @@ func main() {
 		handled += len(active)
 		var toLeft, toRight []walker
 		for _, wk := range active {
-			for wk.left > 0 && mine(wk.pos) {
+			for wk.Left > 0 && mine(wk.Pos) {
 				wk.move(*cells)
 			}
 			// A step is ±1, so a walker that left is on the cell just
 			// before lo or the cell at hi.
 			switch {
-			case mine(wk.pos):
+			case mine(wk.Pos):
 				done = append(done, wk) // no steps left
-			case wk.pos == (lo+*cells-1)%*cells:
+			case wk.Pos == (lo+*cells-1)%*cells:
 				toLeft = append(toLeft, wk)
 			default:
 				toRight = append(toRight, wk)
@@ -149,30 +130,32 @@ func main() {
 		// the bytes are handed to the connection, it does not wait for the
 		// matching Recv, so this cannot deadlock in dsmexec. (In MPI a
 		// large Send may wait; there you would use MPI_Sendrecv.)
-		if err := w.Send(leftRank, tagLeft, encode(toLeft)); err != nil {
+		// tutorial:begin walkers
+		if err := w.Send(leftRank, tagLeft, rank.Encode(toLeft)); err != nil {
 			log.Fatal(err)
 		}
-		if err := w.Send(rightRank, tagRight, encode(toRight)); err != nil {
+		if err := w.Send(rightRank, tagRight, rank.Encode(toRight)); err != nil {
 			log.Fatal(err)
 		}
-		fromRight, err := w.Recv(rightRank, tagLeft)
+		fromRight, err := recvWalkers(w, rightRank, tagLeft)
 		if err != nil {
 			log.Fatal(err)
 		}
-		fromLeft, err := w.Recv(leftRank, tagRight)
+		fromLeft, err := recvWalkers(w, leftRank, tagRight)
 		if err != nil {
 			log.Fatal(err)
 		}
-		active = append(decode(fromRight), decode(fromLeft)...)
+		active = append(fromRight, fromLeft...)
+		// tutorial:end
 		for _, wk := range active {
-			if !mine(wk.pos) {
-				log.Fatalf("randomwalk: rank %d (cells %d-%d) got walker %d at cell %d", r, lo, hi-1, wk.id, wk.pos)
+			if !mine(wk.Pos) {
+				log.Fatalf("randomwalk: rank %d (cells %d-%d) got walker %d at cell %d", r, lo, hi-1, wk.ID, wk.Pos)
 			}
 		}
 		// Walkers that arrived with no steps left are done here.
 		moving := active[:0]
 		for _, wk := range active {
-			if wk.left > 0 {
+			if wk.Left > 0 {
 				moving = append(moving, wk)
 			} else {
 				done = append(done, wk)
@@ -195,8 +178,8 @@ func main() {
 	// Conservation: as many walkers at the end as at the start, each once.
 	var ids, pos int64
 	for _, wk := range done {
-		ids += wk.id
-		pos += wk.pos
+		ids += wk.ID
+		pos += wk.Pos
 	}
 	sums, err := rank.Allreduce(w, []int64{int64(len(done)), ids, pos}, rank.Sum)
 	if err != nil {
@@ -210,10 +193,10 @@ func main() {
 		var want int64
 		for id := range *total {
 			wk := newWalker(id, *seed, *cells, *steps)
-			for wk.left > 0 {
+			for wk.Left > 0 {
 				wk.move(*cells)
 			}
-			want += wk.pos
+			want += wk.Pos
 		}
 		if sums[2] != want {
 			log.Fatalf("randomwalk: final cells add up to %d, the serial walk's to %d", sums[2], want)

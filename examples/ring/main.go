@@ -1,11 +1,12 @@
-// ring passes a token around the ranks K times with Send and Recv; every
-// rank adds its rank number, and rank 0 checks the total at the end.
+// ring passes a token around the ranks K times with Send and Recv (the
+// token is an int64, turned into bytes and back by rank.Encode and
+// rank.Decode); every rank adds its rank number, and rank 0 checks the
+// total at the end.
 //
 //	mpirun -np 4 ./bin/ring -laps 100
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"log"
@@ -26,30 +27,33 @@ func main() {
 	next, prev := (r+1)%n, (r+n-1)%n
 	const tag = 7
 	start := time.Now()
-	buf := make([]byte, 8)
-	var token uint64
+	// tutorial:begin ring
+	var token int64
 	for lap := 0; lap < *laps; lap++ {
-		if r == 0 {
-			binary.LittleEndian.PutUint64(buf, token)
-			if err := w.Send(next, tag, buf); err != nil {
+		if r == 0 { // rank 0 starts every lap
+			if err := w.Send(next, tag, rank.Encode([]int64{token})); err != nil {
 				log.Fatal(err)
 			}
 		}
-		b, err := w.Recv(prev, tag)
+		b, err := w.Recv(prev, tag) // wait for the token
 		if err != nil {
 			log.Fatal(err)
 		}
-		token = binary.LittleEndian.Uint64(b)
-		if r != 0 {
-			token += uint64(r)
-			binary.LittleEndian.PutUint64(buf, token)
-			if err := w.Send(next, tag, buf); err != nil {
+		got, err := rank.Decode[int64](b) // the bytes back into []int64
+		if err != nil {
+			log.Fatal(err)
+		}
+		token = got[0]
+		if r != 0 { // add my rank and pass it on
+			token += int64(r)
+			if err := w.Send(next, tag, rank.Encode([]int64{token})); err != nil {
 				log.Fatal(err)
 			}
 		}
 	}
+	// tutorial:end
 	if r == 0 {
-		want := uint64(*laps) * uint64(n*(n-1)/2)
+		want := int64(*laps) * int64(n*(n-1)/2)
 		if token != want {
 			log.Fatalf("ring: token is %d after %d laps, want %d", token, *laps, want)
 		}
