@@ -94,7 +94,7 @@ func run[R any](c Communicator, call func() string, f func(t collective.Transpor
 	r, err := f(t)
 	if err != nil {
 		var zero R
-		return zero, wrap(err)
+		return zero, c.check(call, wrap(err))
 	}
 	return r, nil
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/dsmexec/dsmexec/barrier"
 	"github.com/dsmexec/dsmexec/internal/collective"
 )
 
@@ -25,16 +24,12 @@ type group struct {
 	p2p, collCtx uint32
 	freed        atomic.Bool
 
-	bar   barrier.Barrier
 	collT collective.Transport
 }
 
-// Tags on a communicator's collective context.
-const (
-	tagColl     = 0 // internal/collective's messages
-	tagBarrier  = 1 // the barrier's
-	tagAlltoall = 2 // Comm.Alltoall's
-)
+// tagColl is the tag of every message on a communicator's collective
+// context: internal/collective numbers and names the calls itself.
+const tagColl = 0
 
 func newGroup(w *World, rank, size int, ranks []int, p2p uint32) *group {
 	g := &group{w: w, e: w.e, rank: rank, size: size, ranks: ranks, p2p: p2p, collCtx: p2p + 1}
@@ -56,7 +51,6 @@ func newGroup(w *World, rank, size int, ranks []int, p2p uint32) *group {
 	}
 	g.e.register(g.p2p, members)
 	g.e.register(g.collCtx, members)
-	g.bar = barrier.NewDissemination(&collTransport{g: g, tag: tagBarrier})
 	g.collT = collective.Sequenced(&collTransport{g: g, tag: tagColl})
 	return g
 }
@@ -373,94 +367,26 @@ func (c *Comm) coll(call func() string) (collective.Transport, func(), error) {
 }
 
 // Barrier blocks until every rank of the communicator has called Barrier.
-func (c *Comm) Barrier() error {
-	call := func() string { return "Comm.Barrier" }
-	if err := c.live(call); err != nil {
-		return err
-	}
-	if c.size == 1 {
-		return nil
-	}
-	defer c.w.enter(call)()
-	return c.w.check(call, c.bar.Wait())
-}
+func (c *Comm) Barrier() error { return collBarrier(c, 0) }
 
 // Bcast sends root's b to every rank of the communicator.
-func (c *Comm) Bcast(root int, b []byte) ([]byte, error) {
-	call := func() string { return fmt.Sprintf("Comm.Bcast(root %d)", root) }
-	t, done, err := c.coll(call)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	r, err := collective.Bcast(t, root, b)
-	return r, c.w.check(call, err)
-}
+func (c *Comm) Bcast(root int, b []byte) ([]byte, error) { return bcast(c, root, b) }
 
 // Gather collects every rank's b at root, indexed by communicator rank.
-func (c *Comm) Gather(root int, b []byte) ([][]byte, error) {
-	call := func() string { return fmt.Sprintf("Comm.Gather(root %d)", root) }
-	t, done, err := c.coll(call)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	r, err := collective.Gather(t, root, b)
-	return r, c.w.check(call, err)
-}
+func (c *Comm) Gather(root int, b []byte) ([][]byte, error) { return gather(c, root, b) }
 
 // Allgather gives every rank every rank's b.
-func (c *Comm) Allgather(b []byte) ([][]byte, error) {
-	call := func() string { return "Comm.Allgather" }
-	t, done, err := c.coll(call)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	r, err := collective.Allgather(t, b)
-	return r, c.w.check(call, err)
-}
+func (c *Comm) Allgather(b []byte) ([][]byte, error) { return allgather(c, b) }
 
 // Scatter sends parts[r] from root to rank r of the communicator.
-func (c *Comm) Scatter(root int, parts [][]byte) ([]byte, error) {
-	call := func() string { return fmt.Sprintf("Comm.Scatter(root %d)", root) }
-	t, done, err := c.coll(call)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	r, err := collective.Scatter(t, root, parts)
-	return r, c.w.check(call, err)
-}
+func (c *Comm) Scatter(root int, parts [][]byte) ([]byte, error) { return scatter(c, root, parts) }
 
 // Alltoall sends parts[i] to rank i and returns what every rank sent this
 // one, indexed by rank (parts may differ in length, like Alltoallv).
-func (c *Comm) Alltoall(parts [][]byte) ([][]byte, error) {
-	call := func() string { return "Comm.Alltoall" }
-	if err := c.live(call); err != nil {
-		return nil, err
-	}
-	if len(parts) != c.size {
-		return nil, &callError{call: call(), err: collective.ErrPartCount, detail: fmt.Sprintf("%d parts for %d ranks", len(parts), c.size)}
-	}
-	defer c.w.enter(call)()
-	out := make([][]byte, c.size)
-	for i := 0; i < c.size; i++ {
-		to := (c.rank + i) % c.size
-		if err := c.e.send(c.collCtx, c.worldRank(to), tagAlltoall, parts[to]); err != nil {
-			return nil, c.w.check(call, err)
-		}
-	}
-	for i := 0; i < c.size; i++ {
-		from := (c.rank - i + c.size) % c.size
-		_, b, _, err := c.e.recv(nil, c.collCtx, c.worldRank(from), tagAlltoall, nil, false)
-		if err != nil {
-			return nil, c.w.check(call, err)
-		}
-		out[from] = b
-	}
-	return out, nil
-}
+func (c *Comm) Alltoall(parts [][]byte) ([][]byte, error) { return alltoall(c, parts) }
+
+// check passes a failed call's error through the world's error mode.
+func (g *group) check(call func() string, err error) error { return g.w.check(call, err) }
 
 // Split partitions the communicator: ranks with the same color form a new
 // communicator, ordered by key, then by their rank here. Color Undefined
@@ -509,7 +435,11 @@ func (g *group) split(name string, color, key int) (*Comm, error) {
 	binary.LittleEndian.PutUint64(mine[0:], uint64(int64(color)))
 	binary.LittleEndian.PutUint64(mine[8:], uint64(int64(key)))
 	binary.LittleEndian.PutUint32(mine[16:], g.w.nextCtx)
-	all, err := collective.Allgather(g.collT, mine[:])
+	kind := collective.KindSplit
+	if name == "Dup" {
+		kind = collective.KindDup
+	}
+	all, err := collective.AllgatherAs(g.collT, kind, mine[:])
 	if err != nil {
 		return nil, g.w.check(call, err)
 	}

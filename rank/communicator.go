@@ -45,6 +45,9 @@ type Communicator interface {
 	// coll starts a collective call: the transport to run it on (one per
 	// communicator, its own matching context) and a func ending the call.
 	coll(call func() string) (collective.Transport, func(), error)
+	// check passes a failed call's error through the error mode: returned
+	// (ErrorsReturn, or the caller's own mistake) or fatal.
+	check(call func() string, err error) error
 }
 
 var _ Communicator = (*World)(nil)

@@ -31,7 +31,7 @@ func isMistake(err error) bool {
 		return true
 	}
 	for _, s := range []error{ErrFinalized, ErrBadRank, ErrBadTag, ErrBadColor, ErrFreed, ErrTruncate,
-		ErrTooLarge, ErrConcurrentSplit, collective.ErrBadRoot, collective.ErrPartCount, collective.ErrBadOp} {
+		ErrTooLarge, ErrConcurrentSplit, collective.ErrBadRoot, collective.ErrPartCount, collective.ErrBadOp, collective.ErrBadArg} {
 		if errors.Is(err, s) {
 			return true
 		}

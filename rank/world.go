@@ -131,17 +131,21 @@ func (w *World) finalized() bool {
 
 // Barrier blocks until every rank has called Barrier. It is also the
 // consistency point of the shared memory in the examples.
+//
+// It also checks that every rank allocated the same way from the shared
+// region (dsm.Alloc in the same order with the same sizes): otherwise it
+// fails on every rank, naming two ranks and their allocation digests.
 func (w *World) Barrier() error {
-	call := func() string { return "Barrier" }
-	if w.finalized() {
-		return &callError{call: call(), err: ErrFinalized}
+	var digest uint64
+	if w.mem != nil {
+		digest = w.mem.AllocDigest()
 	}
-	if w.size == 1 {
-		return nil
-	}
-	defer w.enter(call)()
-	return w.check(call, w.bar.Wait())
+	return collBarrier(w, digest)
 }
+
+// Alltoall sends parts[i] to rank i and returns what every rank sent this
+// one, indexed by rank (parts may differ in length, like Alltoallv).
+func (w *World) Alltoall(parts [][]byte) ([][]byte, error) { return alltoall(w, parts) }
 
 // coll starts a collective call described by call: it returns the
 // transport to run it on and a func that ends the call.
@@ -189,7 +193,7 @@ func (w *World) Finalize() error {
 	w.finOnce.Do(func() {
 		var errs []error
 		if w.size > 1 {
-			if err := w.bar.Wait(); err != nil {
+			if err := finalizeBarrier(w); err != nil {
 				errs = append(errs, fmt.Errorf("rank %d: finalize barrier: %w", w.rank, err))
 			}
 		}
