@@ -193,3 +193,22 @@ func ExampleInitWith() {
 	fmt.Println(errors.Is(err, rank.ErrBadRank))
 	// Output: true
 }
+
+// SendSlice and RecvSlice send a []T of numbers (or structs of them)
+// without encoding by hand; Status.Count is still in bytes.
+func ExampleSendSlice() {
+	w, err := rank.Init()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Finalize()
+	if err := rank.SendSlice(w, 0, 2, []float64{0.5, 1.5, 2.5}); err != nil {
+		log.Fatal(err)
+	}
+	v, st, err := rank.RecvSlice[float64](w, 0, 2)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(v, st.Count)
+	// Output: [0.5 1.5 2.5] 24
+}

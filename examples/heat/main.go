@@ -63,11 +63,7 @@ func step(dst, src []float64, n, from, to int) float64 {
 
 // recvRow receives a row of len(row) cells from rank `from` into row.
 func recvRow(w rank.Communicator, from, tag int, row []float64) error {
-	b, err := w.Recv(from, tag)
-	if err != nil {
-		return err
-	}
-	got, err := rank.Decode[float64](b)
+	got, _, err := rank.RecvSlice[float64](w, from, tag)
 	if err != nil {
 		return err
 	}
@@ -87,13 +83,13 @@ func exchange(w rank.Communicator, u []float64, n, k, r, size int) (msgs int, er
 	up, down := r-1, r+1
 	send := func() error {
 		if up >= 0 {
-			if err := w.Send(up, tagUp, rank.Encode(u[1*n:2*n])); err != nil {
+			if err := rank.SendSlice(w, up, tagUp, u[1*n:2*n]); err != nil {
 				return err
 			}
 			msgs++
 		}
 		if down < size {
-			if err := w.Send(down, tagDown, rank.Encode(u[k*n:(k+1)*n])); err != nil {
+			if err := rank.SendSlice(w, down, tagDown, u[k*n:(k+1)*n]); err != nil {
 				return err
 			}
 			msgs++

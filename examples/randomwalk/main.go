@@ -29,7 +29,7 @@ const (
 	tagRight = 2
 )
 
-// A walker travels in messages as it is: rank.Encode and rank.Decode take
+// A walker travels in messages as it is: SendSlice and RecvSlice take
 // any struct of fixed-size numbers (its fields exported, as
 // encoding/binary needs), 32 bytes each.
 type walker struct {
@@ -63,15 +63,6 @@ func (w *walker) move(cells int64) {
 		w.Pos = (w.Pos + 1) % cells
 	}
 	w.Left--
-}
-
-// recvWalkers receives a list of walkers.
-func recvWalkers(w *rank.World, from, tag int) ([]walker, error) {
-	b, err := w.Recv(from, tag)
-	if err != nil {
-		return nil, err
-	}
-	return rank.Decode[walker](b)
 }
 
 func main() {
@@ -131,17 +122,17 @@ func main() {
 		// matching Recv, so this cannot deadlock in dsmexec. (In MPI a
 		// large Send may wait; there you would use MPI_Sendrecv.)
 		// tutorial:begin walkers
-		if err := w.Send(leftRank, tagLeft, rank.Encode(toLeft)); err != nil {
+		if err := rank.SendSlice(w, leftRank, tagLeft, toLeft); err != nil {
 			log.Fatal(err)
 		}
-		if err := w.Send(rightRank, tagRight, rank.Encode(toRight)); err != nil {
+		if err := rank.SendSlice(w, rightRank, tagRight, toRight); err != nil {
 			log.Fatal(err)
 		}
-		fromRight, err := recvWalkers(w, rightRank, tagLeft)
+		fromRight, _, err := rank.RecvSlice[walker](w, rightRank, tagLeft)
 		if err != nil {
 			log.Fatal(err)
 		}
-		fromLeft, err := recvWalkers(w, leftRank, tagRight)
+		fromLeft, _, err := rank.RecvSlice[walker](w, leftRank, tagRight)
 		if err != nil {
 			log.Fatal(err)
 		}

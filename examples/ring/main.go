@@ -1,7 +1,6 @@
-// ring passes a token around the ranks K times with Send and Recv (the
-// token is an int64, turned into bytes and back by rank.Encode and
-// rank.Decode); every rank adds its rank number, and rank 0 checks the
-// total at the end.
+// ring passes a token around the ranks K times with SendSlice and
+// RecvSlice (typed Send and Recv); every rank adds its rank number, and
+// rank 0 checks the total at the end.
 //
 //	mpirun -np 4 ./bin/ring -laps 100
 package main
@@ -31,22 +30,18 @@ func main() {
 	var token int64
 	for lap := 0; lap < *laps; lap++ {
 		if r == 0 { // rank 0 starts every lap
-			if err := w.Send(next, tag, rank.Encode([]int64{token})); err != nil {
+			if err := rank.SendSlice(w, next, tag, []int64{token}); err != nil {
 				log.Fatal(err)
 			}
 		}
-		b, err := w.Recv(prev, tag) // wait for the token
-		if err != nil {
-			log.Fatal(err)
-		}
-		got, err := rank.Decode[int64](b) // the bytes back into []int64
+		got, _, err := rank.RecvSlice[int64](w, prev, tag) // wait for the token
 		if err != nil {
 			log.Fatal(err)
 		}
 		token = got[0]
 		if r != 0 { // add my rank and pass it on
 			token += int64(r)
-			if err := w.Send(next, tag, rank.Encode([]int64{token})); err != nil {
+			if err := rank.SendSlice(w, next, tag, []int64{token}); err != nil {
 				log.Fatal(err)
 			}
 		}
