@@ -29,6 +29,7 @@ var teachingExamples = []job{
 	{prog: "grid", want: "every row and column sum correct"},
 	{prog: "scan", want: "in rank order by Scan and Exscan: correct"},
 	{prog: "minloc", want: "both locations equal a serial search, ties to the lowest rank: correct"},
+	{prog: "failure", args: []string{"-lose", "-return"}, want: "results, sum"},
 	{prog: "alloc", args: []string{"-n", "20000"}, want: "equals the serial result"},
 }
 

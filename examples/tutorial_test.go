@@ -24,7 +24,8 @@ import (
 //   - A ```sh block's `bin/...` and `head ...` lines are run by
 //     TestTutorialCommands, in order, in a folder whose bin/ is this
 //     test's build, and must succeed (a command whose output block says
-//     "timed out" must exit 124, like mpirun -timeout). In the plain block
+//     "timed out" must exit 124, like mpirun -timeout; one whose output
+//     block says a rank "exited with status" must fail). In the plain block
 //     of output that follows, every line that starts with "[rank ",
 //     "mpirun: " or "rank," (a CSV header) must be printed by the
 //     commands, with numbers (times, pids, counts) left out of the
@@ -218,13 +219,14 @@ func TestTutorialCommands(t *testing.T) {
 			continue
 		}
 		var expect []string
-		timedOut := false
+		timedOut, fails := false, false
 		if i+1 < len(blocks) && blocks[i+1].lang == "" {
 			for _, l := range strings.Split(blocks[i+1].body, "\n") {
 				if strings.HasPrefix(l, "[rank ") || strings.HasPrefix(l, "mpirun: ") || strings.HasPrefix(l, "rank,") {
 					expect = append(expect, l)
 				}
 				timedOut = timedOut || strings.Contains(l, "timed out")
+				fails = fails || strings.Contains(l, "exited with status")
 			}
 		}
 		t.Run(fmt.Sprintf("line%d", b.line), func(t *testing.T) {
@@ -241,7 +243,9 @@ func TestTutorialCommands(t *testing.T) {
 				switch {
 				case timedOut && (!errors.As(err, &ee) || ee.ExitCode() != 124):
 					t.Fatalf("%q: want exit status 124 (timed out), got %v:\n%s", c, err, o)
-				case !timedOut && err != nil:
+				case fails && !errors.As(err, &ee):
+					t.Fatalf("%q: want a non-zero exit status (a rank failed), got %v:\n%s", c, err, o)
+				case !timedOut && !fails && err != nil:
 					t.Fatalf("%q: %v:\n%s", c, err, o)
 				}
 			}
