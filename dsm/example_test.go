@@ -5,16 +5,18 @@ import (
 	"log"
 
 	"github.com/dsmexec/dsmexec/dsm"
+	"github.com/dsmexec/dsmexec/rank"
 )
 
 // A one-rank region (what rank.Init makes without mpirun): the accessors
 // work the same on every backend.
 func ExampleMemory() {
-	m, err := dsm.New(dsm.Config{Rank: 0, Size: 1, Bytes: 1 << 20})
+	w, err := rank.Init() // a world of one rank: its region is plain memory
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer m.Close()
+	defer w.Finalize()
+	m := w.Memory()
 	m.StoreInt64(0, 40)
 	m.AddInt64(0, 2)
 	m.WriteAt([]byte("shared"), 4096)
@@ -27,11 +29,12 @@ func ExampleMemory() {
 // Alloc places arrays in the region without hand-computed offsets: every
 // rank that makes the same calls in the same order gets the same offsets.
 func ExampleAlloc() {
-	m, err := dsm.New(dsm.Config{Rank: 0, Size: 1, Bytes: 1 << 20})
+	w, err := rank.Init() // a world of one rank: its region is plain memory
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer m.Close()
+	defer w.Finalize()
+	m := w.Memory()
 	grid, err := dsm.Alloc[float64](m, 100*100)
 	if err != nil {
 		log.Fatal(err)
