@@ -45,9 +45,9 @@ func ExampleAlloc() {
 	}
 	grid[0], hist[15] = 1.5, 7
 	fmt.Println(len(grid), len(hist), m.Allocated())
-	_, err = dsm.Alloc[float64](m, 1<<20)
+	_, err = dsm.Alloc[float64](m, m.Len()) // 8 bytes each: too many
 	fmt.Println(err)
 	// Output:
 	// 10000 16 86016
-	// dsm: Alloc of 1048576 float64 (8388608 bytes) does not fit: 962560 of 1048576 bytes left
+	// dsm: Alloc of 67108864 float64 (536870912 bytes) does not fit: 67022848 of 67108864 bytes left
 }
