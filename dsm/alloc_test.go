@@ -9,7 +9,7 @@ import (
 
 func local(t *testing.T, bytes int64) *Memory {
 	t.Helper()
-	m, err := New(Config{Rank: 0, Size: 1, Bytes: bytes})
+	m, err := newMemory(config{Rank: 0, Size: 1, Bytes: bytes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // The accessors work on every fault backend; Bytes is the region itself,
 // for plain loads and stores (userfaultfd backend, or one rank).
 func ExampleMemory() {
-	w, err := rank.Init()
+	w, err := rank.Init() // a world of one rank: its region is plain memory
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func ExampleMutex() {
 // rank that makes the same calls in the same order gets the same offsets.
 // Each array starts on a page of its own.
 func ExampleAlloc() {
-	w, err := rank.Init()
+	w, err := rank.Init() // a world of one rank: its region is plain memory
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -96,9 +96,9 @@ func ExampleAlloc() {
 	}
 	grid[0], hist[15] = 1.5, 7
 	fmt.Println(len(grid), len(hist), m.Allocated())
-	_, err = dsm.Alloc[byte](m, m.Len())
-	fmt.Println(err != nil)
+	_, err = dsm.Alloc[float64](m, m.Len()) // 8 bytes each: too many
+	fmt.Println(err)
 	// Output:
 	// 10000 16 86016
-	// true
+	// dsm: Alloc of 67108864 float64 (536870912 bytes) does not fit: 67022848 of 67108864 bytes left
 }

@@ -10,10 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// New creates this rank's view of the region. With Size 1 it is plain local
-// memory; otherwise it prepares the fault backend and a listener for peers
-// (Endpoint), and Connect joins the other ranks.
-func New(cfg Config) (*Memory, error) {
+// newMemory creates this rank's view of the region. With Size 1 it is
+// plain local memory; otherwise it prepares the fault backend and a
+// listener for peers (endpoint), and connect joins the other ranks.
+func newMemory(cfg config) (*Memory, error) {
 	ps := os.Getpagesize()
 	if cfg.Bytes < 0 {
 		return nil, fmt.Errorf("dsm: region size %d: must not be negative", cfg.Bytes)
@@ -46,9 +46,9 @@ func New(cfg Config) (*Memory, error) {
 	return newShared(m, n)
 }
 
-// Connect joins the other ranks' memory services, given every rank's
-// Endpoint. It returns when this rank serves and can fault.
-func (m *Memory) Connect(ctx context.Context, addrs []string) error {
+// connect joins the other ranks' memory services, given every rank's
+// endpoint. It returns when this rank serves and can fault.
+func (m *Memory) connect(ctx context.Context, addrs []string) error {
 	d, ok := ctx.Deadline()
 	if !ok {
 		d = time.Now().Add(time.Minute)

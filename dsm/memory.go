@@ -1,28 +1,32 @@
 package dsm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 	"unsafe"
 
+	"github.com/dsmexec/dsmexec/internal/dsmhook"
 	"github.com/dsmexec/dsmexec/internal/units"
 )
 
-// Config describes the region a rank joins.
-type Config struct {
-	Rank, Size int
-	Bytes      int64  // region size; rounded up to whole pages
-	Token      []byte // job secret, for the memory's own connections
-	IP         string // address to listen on for peers
-	Backend    string // "uffd", "sigsegv" or "" (DSMEXEC_FAULT, then the best available)
-	Logf       func(format string, args ...any)
+// config describes the region a rank joins (rank fills it in, through
+// internal/dsmhook).
+type config = dsmhook.Config
+
+func init() {
+	dsmhook.New = func(cfg dsmhook.Config) (any, error) { return newMemory(cfg) }
+	dsmhook.Endpoint = func(m any) string { return m.(*Memory).endpoint() }
+	dsmhook.Connect = func(m any, ctx context.Context, addrs []string) error {
+		return m.(*Memory).connect(ctx, addrs)
+	}
 }
 
 // MaxRegion is the largest shared region, in bytes: 16 TiB. The coherence
 // protocol names a page with 32 bits on the wire, which is 2^32 pages of
-// 4 KiB; New refuses a larger region (mpirun refuses it before starting
+// 4 KiB; the region is refused when larger (mpirun refuses it before starting
 // anything), rather than letting pages 2^32 and up alias lower ones.
 const MaxRegion = units.MaxRegion
 
@@ -37,7 +41,7 @@ var (
 
 // Memory is the job's shared region as this rank sees it.
 type Memory struct {
-	cfg      Config
+	cfg      config
 	pageSize int
 	data     []byte // the application's view
 	backend  string
@@ -87,8 +91,8 @@ func (m *Memory) Bytes() []byte { return m.data }
 // Backend names the fault backend: "uffd", "sigsegv" or "local".
 func (m *Memory) Backend() string { return m.backend }
 
-// Endpoint is the address this rank's memory service listens on.
-func (m *Memory) Endpoint() string {
+// endpoint is the address this rank's memory service listens on.
+func (m *Memory) endpoint() string {
 	if m.impl == nil {
 		return ""
 	}

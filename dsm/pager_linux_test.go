@@ -44,15 +44,15 @@ var testToken = []byte("0123456789abcdef0123456789abcdef")
 // helperConnectForever is rank 1 of 2 whose rank 0 never comes: its page
 // server waits in the memory-mesh connect until the deadline (a minute).
 func helperConnectForever() int {
-	m, err := New(Config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
+	m, err := newMemory(config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		return 1
 	}
-	fmt.Println("ENDPOINT", m.Endpoint())
+	fmt.Println("ENDPOINT", m.endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err = m.Connect(ctx, []string{"127.0.0.1:9", m.Endpoint()})
+	err = m.connect(ctx, []string{"127.0.0.1:9", m.endpoint()})
 	fmt.Println("CONNECT", err)
 	return 0
 }
@@ -62,19 +62,19 @@ func helperConnectForever() int {
 func helperPairIdle() int {
 	var ms [2]*Memory
 	for r := range ms {
-		m, err := New(Config{Rank: r, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
+		m, err := newMemory(config{Rank: r, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
 		if err != nil {
 			fmt.Println("ERROR", err)
 			return 1
 		}
 		ms[r] = m
 	}
-	addrs := []string{ms[0].Endpoint(), ms[1].Endpoint()}
+	addrs := []string{ms[0].endpoint(), ms[1].endpoint()}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	errs := make(chan error, 2)
 	for _, m := range ms {
-		go func() { errs <- m.Connect(ctx, addrs) }()
+		go func() { errs <- m.connect(ctx, addrs) }()
 	}
 	for range ms {
 		if err := <-errs; err != nil {
@@ -217,7 +217,7 @@ func pairWith(t *testing.T, bytes int64, backend string, before func([2]*Memory)
 	t.Helper()
 	var ms [2]*Memory
 	for r := range ms {
-		m, err := New(Config{Rank: r, Size: 2, Bytes: bytes, Token: testToken, IP: "127.0.0.1", Backend: backend})
+		m, err := newMemory(config{Rank: r, Size: 2, Bytes: bytes, Token: testToken, IP: "127.0.0.1", Backend: backend})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,14 +226,14 @@ func pairWith(t *testing.T, bytes int64, backend string, before func([2]*Memory)
 	if before != nil {
 		before(ms)
 	}
-	addrs := []string{ms[0].Endpoint(), ms[1].Endpoint()}
+	addrs := []string{ms[0].endpoint(), ms[1].endpoint()}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for r := range ms {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[r] = ms[r].Connect(ctx, addrs) }()
+		go func() { defer wg.Done(); errs[r] = ms[r].connect(ctx, addrs) }()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -295,7 +295,7 @@ func TestRegionCap(t *testing.T) {
 		t.Fatalf("MaxRegion %d names more than %d pages of %d bytes", MaxRegion, int64(maxPages), os.Getpagesize())
 	}
 	for _, size := range []int{1, 2} {
-		_, err := New(Config{Rank: 0, Size: size, Bytes: MaxRegion + 1, Token: testToken, IP: "127.0.0.1"})
+		_, err := newMemory(config{Rank: 0, Size: size, Bytes: MaxRegion + 1, Token: testToken, IP: "127.0.0.1"})
 		if err == nil || !strings.Contains(err.Error(), "maximum") {
 			t.Errorf("New(size %d, MaxRegion+1 bytes) = %v, want an error naming the maximum", size, err)
 		}
@@ -460,7 +460,7 @@ func TestStrangersAtThePageServer(t *testing.T) {
 		}
 	}()
 	ms := pairWith(t, 1<<20, "uffd", func(ms [2]*Memory) {
-		ep := ms[1].Endpoint() // rank 1 accepts rank 0 only
+		ep := ms[1].endpoint() // rank 1 accepts rank 0 only
 		dial := func() net.Conn {
 			c, err := net.Dial("tcp", ep)
 			if err != nil {

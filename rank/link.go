@@ -72,8 +72,8 @@ const (
 	inEvents  = unix.EPOLLIN | unix.EPOLLRDHUP
 	outEvent  = unix.EPOLLOUT
 	rbufSize  = 64 << 10
-	directMin = 4 << 10 // a fragment rest this big is read straight into its destination
-	typeBye   = 30      // wire.ChanControl BYE (as internal/mesh)
+	directMin = 4 << 10          // a fragment rest this big is read straight into its destination
+	typeBye   = wire.TypeMeshBye // wire.ChanControl BYE (as internal/mesh)
 )
 
 // newLink takes the connection's socket out of the Go runtime: a duplicate

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dsmexec/dsmexec/dsm"
+	"github.com/dsmexec/dsmexec/internal/dsmhook"
 	"github.com/dsmexec/dsmexec/internal/pmi"
 )
 
@@ -73,13 +73,13 @@ func initPMI(cfg pmi.Config) (*World, error) {
 		ln.Close()
 		return fail(err)
 	}
-	mem, err := dsm.New(dsm.Config{Rank: w.rank, Size: w.size, Bytes: size, Token: token, IP: ip})
+	mem, err := newMemory(dsmhook.Config{Rank: w.rank, Size: w.size, Bytes: size, Token: token, IP: ip})
 	if err != nil {
 		ln.Close()
 		return fail(err)
 	}
 	w.mem = mem
-	if err := c.Put(fmt.Sprintf("dsmexec-%d", w.rank), ln.Addr().String()+","+mem.Endpoint()); err != nil {
+	if err := c.Put(fmt.Sprintf("dsmexec-%d", w.rank), ln.Addr().String()+","+memEndpoint(mem)); err != nil {
 		ln.Close()
 		mem.Close()
 		return fail(err)

@@ -19,9 +19,9 @@ import (
 // Control frames of the application mesh for the shared-memory transport
 // (internal/wire/spec.md).
 const (
-	typeDoorbell  = 31 // empty: look at the ring (data, or room to write)
-	typeRingOffer = 32 // lower → higher rank: JSON ringOffer
-	typeRingReply = 33 // higher → lower: empty = the ring is in use; else why not (text)
+	typeDoorbell  = wire.TypeDoorbell  // empty: look at the ring (data, or room to write)
+	typeRingOffer = wire.TypeRingOffer // lower → higher rank: JSON ringOffer
+	typeRingReply = wire.TypeRingReply // higher → lower: empty = the ring is in use; else why not (text)
 )
 
 // ringOffer is the body of a RING OFFER frame.

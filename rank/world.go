@@ -16,6 +16,7 @@ import (
 
 	"github.com/dsmexec/dsmexec/dsm"
 	"github.com/dsmexec/dsmexec/internal/collective"
+	"github.com/dsmexec/dsmexec/internal/dsmhook"
 	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pmi"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
@@ -301,7 +302,7 @@ func initSingleton() (*World, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.mem, err = dsm.New(dsm.Config{Rank: 0, Size: 1, Bytes: size})
+	w.mem, err = newMemory(dsmhook.Config{Rank: 0, Size: 1, Bytes: size})
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +329,7 @@ func initMpirun(env *launchEnv) (*World, error) {
 		master.Close()
 		return nil, fmt.Errorf("rank %d: listen on %s: %w", env.rank, ip, err)
 	}
-	mem, err := dsm.New(dsm.Config{Rank: env.rank, Size: env.size, Bytes: env.dsmSize, Token: token, IP: ip.String()})
+	mem, err := newMemory(dsmhook.Config{Rank: env.rank, Size: env.size, Bytes: env.dsmSize, Token: token, IP: ip.String()})
 	if err != nil {
 		ln.Close()
 		master.Close()
@@ -336,9 +337,9 @@ func initMpirun(env *launchEnv) (*World, error) {
 	}
 	w.mem = mem
 	verbosef("rank %d: pid %d on %s; mesh on %s; shared memory %d bytes, %s backend, served at %s",
-		w.rank, os.Getpid(), w.host, ln.Addr(), mem.Len(), mem.Backend(), mem.Endpoint())
+		w.rank, os.Getpid(), w.host, ln.Addr(), mem.Len(), mem.Backend(), memEndpoint(mem))
 	table, err := master.Join(ctx, rendezvous.JoinInfo{
-		Endpoints: []string{ln.Addr().String(), mem.Endpoint()},
+		Endpoints: []string{ln.Addr().String(), memEndpoint(mem)},
 		Host:      env.host,
 		Pid:       os.Getpid(),
 	})
@@ -393,7 +394,7 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		spin = 0 // spinning would take the CPU the sender needs
 	}
 	memErr := make(chan error, 1)
-	go func() { memErr <- w.mem.Connect(ctx, memAddrs) }()
+	go func() { memErr <- memConnect(w.mem, ctx, memAddrs) }()
 	conns, err := mesh.Establish(ctx, mesh.Config{
 		Rank:     w.rank,
 		Addrs:    addrs,

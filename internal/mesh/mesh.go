@@ -16,7 +16,7 @@ import (
 )
 
 // typeBye on wire.ChanControl: the sender is closing normally.
-const typeBye uint8 = 30
+const typeBye = wire.TypeMeshBye
 
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("mesh: closed")

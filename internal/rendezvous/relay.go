@@ -18,10 +18,10 @@ import (
 const (
 	// TypeJoins: relay -> master: the joins of some of a host's ranks in
 	// one batch, JSON []JoinInfo.
-	TypeJoins uint8 = 19
+	TypeJoins = wire.TypeJoins
 	// TypeWarn: relay -> master: a warning (text), such as a refused
 	// stranger, for mpirun to print as its own.
-	TypeWarn uint8 = 20
+	TypeWarn = wire.TypeWarn
 )
 
 // RelayFrame is one rendezvous frame between the master and a relay,

@@ -20,16 +20,16 @@ import (
 
 // Frame types on wire.ChanControl after the handshake.
 const (
-	TypeJoin  uint8 = 10 // rank -> master: JoinInfo (JSON)
-	TypeTable uint8 = 11 // master -> rank: Table (JSON)
-	TypeCell  uint8 = 12 // rank -> master: Cell (JSON)
-	TypeStats uint8 = 13 // rank -> master: Stats (JSON)
-	TypeBye   uint8 = 15 // rank -> master: finalized normally
-	TypeWhere uint8 = 16 // master -> rank: where are you blocked? rank -> master: the answer (text)
+	TypeJoin  = wire.TypeJoin  // rank -> master: JoinInfo (JSON)
+	TypeTable = wire.TypeTable // master -> rank: Table (JSON)
+	TypeCell  = wire.TypeCell  // rank -> master: Cell (JSON)
+	TypeStats = wire.TypeStats // rank -> master: Stats (JSON)
+	TypeBye   = wire.TypeBye   // rank -> master: finalized normally
+	TypeWhere = wire.TypeWhere // master -> rank: where are you blocked? rank -> master: the answer (text)
 	// TypeAbort: rank -> master: Abort (JSON); master -> rank: empty, once
 	// mpirun has it. TypeFailed likewise with FailedInfo.
-	TypeAbort  uint8 = 17
-	TypeFailed uint8 = 18
+	TypeAbort  = wire.TypeAbort
+	TypeFailed = wire.TypeFailed
 )
 
 // AbortInfo is what a rank that calls Abort sends.
