@@ -775,3 +775,53 @@ func knownDefect(t *testing.T, output string, victim int) {
 			victim, blamed, victim, output)
 	}
 }
+
+// TestChaosChecks: the chaos test's own checks can fail — the /proc scan
+// finds a marked process (and no longer once it is gone), and wrongBlame
+// recognises the blame of a survivor as seen in real runs.
+func TestChaosChecks(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep(1)")
+	}
+	marker := fmt.Sprintf("%d-selftest.", os.Getpid())
+	cmd := exec.Command(sleep, "60")
+	cmd.Env = append(os.Environ(), chaosMarker+"="+marker, "DSMEXEC_RANK=7")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ps := scanProcs(marker)
+	if len(ps) != 1 || ps[0].pid != cmd.Process.Pid || ps[0].rank != "7" || ps[0].ppid != os.Getpid() || ps[0].comm != "sleep" {
+		t.Errorf("scan for the marked sleep (pid %d): %s", cmd.Process.Pid, describeProcs(ps))
+	}
+	if other := scanProcs(marker[:len(marker)-1] + "x"); len(other) != 0 {
+		t.Errorf("a scan for another marker found %s", describeProcs(other))
+	}
+	killProcs(ps)
+	cmd.Wait()
+	if left := scanProcs(marker); len(left) != 0 {
+		t.Errorf("killed and reaped, still found: %s", describeProcs(left))
+	}
+
+	for _, c := range []struct {
+		output         string
+		victim, blamed int
+		wrong          bool
+	}{
+		{"[rank 2] barrier: epoch 63, rank 2: receive dissemination round 0 from rank 1: rank: lost rank 1: connection closed by rank 1\n" +
+			"mpirun: rank 2 (pid 14725) exited with status 1\n", 1, 2, true},
+		{"[rank 1] barrier: epoch 136, rank 1: rank 2 failed (seen by rank 3): barrier: peer failed\n" +
+			"mpirun: rank 1 (pid 28394) exited with status 1\n", 2, 1, true},
+		{"[rank 1] dsm: rank 1: fault on page 51 (offset 0x33000) cannot be served: coherence: page 51: rank 2 (a copy holder) was lost\n" +
+			"[rank 2] dsm: rank 2: the page server exited unexpectedly (EOF)\n" +
+			"[rank 0] barrier: epoch 226, rank 0: receive dissemination round 1 from rank 1: rank: lost rank 1: connection closed by rank 1\n" +
+			"mpirun: rank 0 (pid 23903) exited with status 1\n", 2, 0, true},
+		{"[rank 0] rank: lost rank 1\nmpirun: rank 1 (pid 5) killed by signal SIGKILL\n", 1, 1, false},
+		{"[rank 0] out of memory\nmpirun: rank 0 (pid 5) exited with status 1\n", 1, 0, false},
+		{"[rank 0] rank: lost rank 12\nmpirun: rank 0 (pid 5) exited with status 1\n", 1, 0, false},
+	} {
+		if blamed, wrong := wrongBlame(c.output, c.victim); blamed != c.blamed || wrong != c.wrong {
+			t.Errorf("wrongBlame(victim %d) = %d, %v; want %d, %v:\n%s", c.victim, blamed, wrong, c.blamed, c.wrong, c.output)
+		}
+	}
+}
