@@ -33,6 +33,9 @@ import (
 //	                     RUNS/3 (at least 2) kills of mpirun during setup
 //	DSMEXEC_CHAOS_SEED   replay the random choices of an earlier run
 //	DSMEXEC_CHAOS_BOUND  the hang bound (default 2s)
+//	DSMEXEC_CHAOS_V      run every job with mpirun -v (each exit is shown)
+//	DSMEXEC_CHAOS_TARGET only this target in the random runs: rank, pager
+//	                     or mpirun (rank where the backend has no pager)
 //
 // Every process of a job carries DSMEXEC_CHAOS_JOB=<test>-<run> in its
 // environment (mpirun passes its environment to the ranks, a rank to its
@@ -212,6 +215,12 @@ func TestChaos(t *testing.T) {
 		if r.prog.backend == "uffd" {
 			targets = append(targets, targetPager, targetPager)
 		}
+		if only := os.Getenv("DSMEXEC_CHAOS_TARGET"); only != "" {
+			targets = slices.DeleteFunc(targets, func(tg string) bool { return tg != only })
+			if len(targets) == 0 {
+				targets = []string{targetRank} // no page server on sigsegv
+			}
+		}
 		r.target = targets[rng.Intn(len(targets))]
 		r.victim = rng.Intn(r.np)
 		r.delay = time.Duration(rng.Int63n(int64(600 * time.Millisecond)))
@@ -301,7 +310,7 @@ func chaosSummary(results []chaosResult) string {
 // chaosJob runs one job and kills its target.
 func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res *chaosResult) {
 	args := []string{"-np", strconv.Itoa(r.np), "-timeout", "60s"}
-	if r.target == targetMpirunSetup {
+	if r.target == targetMpirunSetup || os.Getenv("DSMEXEC_CHAOS_V") != "" {
 		args = append(args, "-v") // the setup progress is the trigger
 	}
 	args = append(args, filepath.Join(bin, r.prog.name))
@@ -364,6 +373,7 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 	// Find the target; kill it after the delay.
 	var killAt time.Time
 	landed := true
+	rankPid := 0 // of the victim
 	switch r.target {
 	case targetRank, targetPager:
 		p, ok := waitProc(exited, func(ps []procInfo) *procInfo { return findRank(ps, mpirun, r.victim) }, marker)
@@ -371,6 +381,7 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 			endedFirst(fmt.Sprintf("rank %d appeared", r.victim))
 			return
 		}
+		rankPid = p.pid
 		if r.target == targetPager {
 			rank := p
 			if p, ok = waitProc(exited, func(ps []procInfo) *procInfo { return findPager(ps, rank.pid) }, marker); !ok {
@@ -454,6 +465,11 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 		}
 	}
 	res.exit = exitAt.Sub(killAt)
+	defer func() {
+		if res.exit > bound/4 {
+			t.Logf("slow exit (%v after the kill); mpirun's output:\n%s", res.exit, out.String())
+		}
+	}()
 	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	res.status = cmd.ProcessState.String()
 
@@ -483,13 +499,26 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 	// The outcome.
 	output := out.String()
 	success := ws.Exited() && ws.ExitStatus() == 0 && strings.Contains(output, r.prog.want)
+	// The cause mpirun gives is its last "mpirun: rank N (pid P) how" line
+	// (with -v, one per exit comes before it).
+	var cause struct {
+		rank, pid int
+		how       string
+	}
+	cause.rank = -1
+	if m := regexp.MustCompile(`(?m)^mpirun: rank (\d+) \(pid (\d+)\) (.*)$`).FindAllStringSubmatch(output, -1); len(m) > 0 {
+		last := m[len(m)-1]
+		cause.rank, _ = strconv.Atoi(last[1])
+		cause.pid, _ = strconv.Atoi(last[2])
+		cause.how = last[3]
+	}
+	blames := cause.rank == r.victim && cause.pid == rankPid
 	switch r.target {
 	case targetRank:
 		switch {
 		case !landed && success:
 			res.outcome = outcomeLate
-		case ws.Exited() && ws.ExitStatus() == 137 &&
-			regexp.MustCompile(fmt.Sprintf(`(?m)^mpirun: rank %d \(pid \d+\) killed by signal SIGKILL$`, r.victim)).MatchString(output):
+		case ws.Exited() && ws.ExitStatus() == 137 && blames && cause.how == "killed by signal SIGKILL":
 			res.outcome = outcomeKilled
 		case success:
 			// The kernel kept the exit status of a rank that was
@@ -497,20 +526,19 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 			res.outcome = outcomeLate
 		default:
 			knownDefect(t, output, r.victim)
-			fail("killed rank %d: want mpirun to exit 137 with \"mpirun: rank %d (pid P) killed by signal SIGKILL\"; it %v", r.victim, r.victim, cmd.ProcessState)
+			fail("killed rank %d (pid %d): want mpirun to exit 137 with \"mpirun: rank %d (pid %d) killed by signal SIGKILL\"; it %v", r.victim, rankPid, r.victim, rankPid, cmd.ProcessState)
 		}
 	case targetPager:
-		cause := regexp.MustCompile(`(?m)^mpirun: rank (\d+) \(pid \d+\) (.*)$`).FindAllStringSubmatch(output, -1)
 		switch {
 		case !landed && success:
 			res.outcome = outcomeLate
 		case success:
 			res.outcome = outcomeSurvived
-		case ws.Exited() && ws.ExitStatus() != 0 && len(cause) > 0 && cause[len(cause)-1][1] == strconv.Itoa(r.victim):
+		case ws.Exited() && ws.ExitStatus() != 0 && blames:
 			res.outcome = outcomeKilled
 		default:
 			knownDefect(t, output, r.victim)
-			fail("killed rank %d's page server: want the job to fail naming rank %d; mpirun %v", r.victim, r.victim, cmd.ProcessState)
+			fail("killed rank %d's page server: want the job to fail naming rank %d (pid %d); mpirun %v", r.victim, r.victim, rankPid, cmd.ProcessState)
 		}
 	case targetMpirun, targetMpirunSetup:
 		switch {
