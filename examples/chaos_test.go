@@ -168,6 +168,9 @@ func envInt(t *testing.T, name string, def int64) int64 {
 	return n
 }
 
+// setupLimit bounds the wait for a job's target to appear.
+const setupLimit = 30 * time.Second
+
 func chaosBound(t *testing.T) time.Duration {
 	s := os.Getenv("DSMEXEC_CHAOS_BOUND")
 	if s == "" {
@@ -358,6 +361,12 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 	// an idle machine): fine if it succeeded and left nothing.
 	endedFirst := func(what string) {
 		t.Helper()
+		select {
+		case <-exited:
+		default:
+			fail("hang: no %s within %v of the start (mpirun still runs; its processes: %s)", what, setupLimit, describeProcs(scanProcs(marker)))
+			return
+		}
 		res.status = cmd.ProcessState.String()
 		out.waitEOF(time.Now().Add(bound))
 		if !cmd.ProcessState.Success() || !strings.Contains(out.String(), r.prog.want) {
@@ -370,13 +379,23 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 		}
 	}
 
+	// The target appears, or the setup line comes, within setupLimit.
+	quit := make(chan struct{})
+	go func() {
+		select {
+		case <-exited:
+		case <-time.After(setupLimit):
+		}
+		close(quit)
+	}()
+
 	// Find the target; kill it after the delay.
 	var killAt time.Time
 	landed := true
 	rankPid := 0 // of the victim
 	switch r.target {
 	case targetRank, targetPager:
-		p, ok := waitProc(exited, func(ps []procInfo) *procInfo { return findRank(ps, mpirun, r.victim) }, marker)
+		p, ok := waitProc(func(ps []procInfo) *procInfo { return findRank(ps, mpirun, r.victim) }, marker, quit)
 		if !ok {
 			endedFirst(fmt.Sprintf("rank %d appeared", r.victim))
 			return
@@ -384,7 +403,7 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 		rankPid = p.pid
 		if r.target == targetPager {
 			rank := p
-			if p, ok = waitProc(exited, func(ps []procInfo) *procInfo { return findPager(ps, rank.pid) }, marker); !ok {
+			if p, ok = waitProc(func(ps []procInfo) *procInfo { return findPager(ps, rank.pid) }, marker, quit); !ok {
 				endedFirst(fmt.Sprintf("rank %d (pid %d) started its page server", r.victim, rank.pid))
 				return
 			}
@@ -412,7 +431,7 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 		}
 	case targetMpirun:
 		// Mid-run: once every rank runs.
-		_, ok := waitProc(exited, func(ps []procInfo) *procInfo {
+		_, ok := waitProc(func(ps []procInfo) *procInfo {
 			n := 0
 			for i := 0; i < r.np; i++ {
 				if findRank(ps, mpirun, i) != nil {
@@ -423,7 +442,7 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 				return &procInfo{}
 			}
 			return nil
-		}, marker)
+		}, marker, quit)
 		if !ok {
 			endedFirst(fmt.Sprintf("all %d ranks appeared", r.np))
 			return
@@ -437,13 +456,13 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 	case targetMpirunSetup:
 		trig := regexp.MustCompile(`^mpirun: (master listening on|started rank \d+ |master: rank \d+ joined from )`)
 		seen := 0
-		if !out.waitLine(exited, func(l string) bool {
+		if !out.waitLine(quit, func(l string) bool {
 			if trig.MatchString(l) {
 				seen++
 			}
 			return seen > r.trigger
 		}) {
-			fail("mpirun exited (%v) before its %d'th setup line", cmd.ProcessState, r.trigger+1)
+			endedFirst(fmt.Sprintf("setup line %d", r.trigger+1))
 			return
 		}
 		time.Sleep(r.delay) // a few ms: not synchronisation, a random moment
@@ -724,8 +743,8 @@ func findPager(ps []procInfo, rank int) *procInfo {
 }
 
 // waitProc polls /proc every few milliseconds until find finds a process
-// of the job, or mpirun exits.
-func waitProc(exited <-chan struct{}, find func([]procInfo) *procInfo, marker string) (procInfo, bool) {
+// of the job, or exited is closed.
+func waitProc(find func([]procInfo) *procInfo, marker string, exited <-chan struct{}) (procInfo, bool) {
 	tick := time.NewTicker(3 * time.Millisecond)
 	defer tick.Stop()
 	for {
