@@ -1,24 +1,30 @@
 package barrier
 
 import (
-	"fmt"
 	"sync"
+
+	"github.com/dsmexec/dsmexec/internal/collective"
 )
 
-// Transport carries the messages of one algorithm family on a channel of its own.
-// Messages between one ordered pair of ranks arrive in the order sent (FIFO per pair, like TCP);
-// Recv(from) returns the next message from that rank, blocking; it fails (error naming the rank) if the peer is lost or the world closed.
+// Transport carries this package's messages on a channel of their own:
 //
-// Send must not wait for the peer to call Recv (the receiving side buffers,
-// as a reader goroutine per connection does), and the slice returned by Recv
-// belongs to the caller. Calls for one barrier are made from one goroutine
-// at a time.
-type Transport interface {
-	Rank() int
-	Size() int
-	Send(to int, msg []byte) error // must not retain msg after return
-	Recv(from int) ([]byte, error)
-}
+//	Rank() int
+//	Size() int
+//	Send(to int, msg []byte) error // must not retain msg after return
+//	Recv(from int) ([]byte, error)
+//
+// Messages between one ordered pair of ranks arrive in the order sent
+// (FIFO per pair, like TCP); Recv(from) returns the next message from that
+// rank, blocking; it fails (error naming the rank) if the peer is lost or
+// the world closed. Send must not wait for the peer to call Recv (the
+// receiving side buffers, as a reader goroutine per connection does), and
+// the slice returned by Recv belongs to the caller. Calls for one barrier
+// are made from one goroutine at a time.
+//
+// It is the one transport interface of the project: the collectives (and
+// the rank package's Barrier, which runs with them so that a barrier
+// message never passes for a Bcast's) use the same.
+type Transport = collective.Transport
 
 // Barrier blocks each rank in Wait until every rank of the world has called
 // Wait the same number of times.
@@ -63,14 +69,4 @@ func (o *object) Wait() error {
 	o.epoch++
 	o.err = err
 	return err
-}
-
-// world checks what the transport says about itself; nonsense there is a
-// programming error in the caller's adapter, not a runtime condition.
-func world(t Transport) (rank, size int) {
-	rank, size = t.Rank(), t.Size()
-	if size < 1 || rank < 0 || rank >= size {
-		panic(fmt.Sprintf("barrier: transport reports rank %d of size %d", rank, size))
-	}
-	return rank, size
 }

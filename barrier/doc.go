@@ -11,6 +11,12 @@
 //     have arrived. Two message latencies, but the root handles 2(N-1)
 //     messages per barrier.
 //
+// This package is the standalone form of the algorithms, with its own
+// epoch-numbered messages. The rank package's Barrier does not use it: it
+// runs the dissemination barrier of internal/collective on the collectives'
+// transport, with their header (call name and number), so that a barrier
+// message can never pass for a Bcast's, nor Finalize's for a Barrier's.
+//
 // The package knows nothing about sockets: the caller supplies a [Transport]
 // that carries this package's messages on a channel of their own, FIFO per
 // ordered pair of ranks (the rank package adapts its TCP mesh to it).

@@ -3,6 +3,8 @@ package barrier
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/dsmexec/dsmexec/internal/collective"
 )
 
 // A message is msgLen bytes:
@@ -92,7 +94,7 @@ type run struct {
 }
 
 func newRun(t Transport, epoch uint64) *run {
-	rank, size := world(t)
+	rank, size := collective.CheckWorld(t)
 	return &run{t: t, rank: rank, size: size, epoch: epoch}
 }
 

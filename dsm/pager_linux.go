@@ -37,16 +37,16 @@ import (
 //	pager -> app  REPLY    id u32, status u8 (0 ok, 1 error), payload
 //	pager -> app  FATAL    text: the application must exit with it
 const (
-	ctlConfig  uint8 = 40
-	ctlConnect uint8 = 41
-	ctlLock    uint8 = 42
-	ctlUnlock  uint8 = 43
-	ctlStats   uint8 = 44
-	ctlClose   uint8 = 45
-	ctlReset   uint8 = 46
-	ctlListen  uint8 = 50
-	ctlReply   uint8 = 51
-	ctlFatal   uint8 = 52
+	ctlConfig  = wire.TypePagerConfig
+	ctlConnect = wire.TypePagerConnect
+	ctlLock    = wire.TypePagerLock
+	ctlUnlock  = wire.TypePagerUnlock
+	ctlStats   = wire.TypePagerStats
+	ctlClose   = wire.TypePagerClose
+	ctlReset   = wire.TypePagerReset
+	ctlListen  = wire.TypePagerListen
+	ctlReply   = wire.TypePagerReply
+	ctlFatal   = wire.TypePagerFatal
 )
 
 // pagerEnv marks the re-executed pager process.

@@ -35,7 +35,7 @@ const (
 
 // typeBye on wire.ChanControl of the memory mesh: the sender is closing
 // normally (the same frame internal/mesh sends).
-const typeBye uint8 = 30
+const typeBye = wire.TypeMeshBye
 
 // Defaults of the page server's spinning (see pager.loop).
 const (

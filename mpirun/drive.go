@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/launch"
+	"github.com/dsmexec/dsmexec/internal/limits"
 	"github.com/dsmexec/dsmexec/internal/proc"
 	"github.com/dsmexec/dsmexec/internal/remote"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
@@ -124,7 +125,11 @@ func (d *driver) do(a launch.Action) (code int, exit bool) {
 func (d *driver) start(r int) {
 	pid, err := d.l.Start(d.spec(r))
 	if err != nil {
-		d.queue = append(d.queue, launch.StartFailed{Rank: r, Err: err.Error()})
+		msg := err.Error()
+		if why := limits.Explain(err); why != "" {
+			msg += " (" + why + ")"
+		}
+		d.queue = append(d.queue, launch.StartFailed{Rank: r, Err: msg})
 		return
 	}
 	d.started[r] = true

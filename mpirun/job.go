@@ -69,6 +69,10 @@ func startJob(cfg *config, stdin, stdout, stderr *os.File) int {
 	}
 	defer signal.Stop(d.sigc)
 	defer d.out.Close()
+	if cerr := d.checkLimits(); cerr != nil {
+		d.endOutput()
+		return report(stderr, cerr)
+	}
 	if status, ok := d.setUpHosts(); !ok {
 		d.endOutput()
 		return status
@@ -142,6 +146,12 @@ func (d *driver) setUpHosts() (status int, ok bool) {
 		if status, ok := d.connect(remotes); !ok {
 			return status, false
 		}
+		if cerr := d.checkHostLimits(remotes); cerr != nil {
+			d.ssh.Close()
+			d.out.Printf(proc.Stderr, "mpirun: error: %s", cerr.msg)
+			d.out.Printf(proc.Stderr, "mpirun: hint: %s", cerr.hint)
+			return cerr.status, false
+		}
 	}
 	d.l = &hostLaunchers{plan: p, local: newLocalLauncher(d.lines), ssh: d.ssh}
 	return 0, true
@@ -164,7 +174,7 @@ func (d *driver) listen() (string, error) {
 		}
 	}
 	m, err := rendezvous.Listen(addr, rendezvous.Config{Size: d.cfg.np, Token: tok, Timeout: d.cfg.rdvTimeout, Logf: d.vlogf,
-		Warnf:    func(format string, args ...any) { d.out.Printf(proc.Stderr, "mpirun: warning: "+format, args...) },
+		Warnf:    d.masterWarnf,
 		OnFailed: func(rank, peer int, msg string) { d.send(launch.Failure{Rank: rank, LostPeer: peer, Msg: msg}) },
 		OnAbort:  func(rank, code int) { d.send(launch.Aborted{Rank: rank, Code: code}) },
 	})
@@ -172,6 +182,9 @@ func (d *driver) listen() (string, error) {
 		return "", err
 	}
 	d.master, d.rdvErr = m, m.Err()
+	if d.ssh != nil {
+		d.ssh.relay(m, d.cfg.np, tok)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go m.Serve(ctx)

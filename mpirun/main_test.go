@@ -29,6 +29,7 @@ var (
 	mpirun   string
 	rankprog string
 	rdvprog  string
+	fdprog   string
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +42,7 @@ func TestMain(m *testing.M) {
 	mpirun = filepath.Join(dir, "mpirun")
 	rankprog = filepath.Join(dir, "rankprog")
 	rdvprog = filepath.Join(dir, "rdvprog")
+	fdprog = filepath.Join(dir, "fdprog")
 	build := func(out, pkg string, race bool) {
 		args := []string{"build", "-o", out}
 		if race {
@@ -61,6 +63,7 @@ func TestMain(m *testing.M) {
 	build(mpirun, ".", raceEnabled)
 	build(rankprog, "./testdata/rankprog", false)
 	build(rdvprog, "./testdata/rdvprog", false)
+	build(fdprog, "./testdata/fdprog", false)
 	code := m.Run()
 	sharedEnv.cleanup()
 	os.RemoveAll(dir)

@@ -16,6 +16,7 @@ import (
 	"github.com/dsmexec/dsmexec/internal/output"
 	"github.com/dsmexec/dsmexec/internal/proc"
 	"github.com/dsmexec/dsmexec/internal/remote"
+	"github.com/dsmexec/dsmexec/internal/rendezvous"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -197,6 +198,30 @@ func (l *sshLauncher) setup(ctx context.Context, rh *remoteHost, self string, li
 	hello := a.Hello()
 	l.vlogf("%s: agent running, pid %d on %s (%s)", rh.plan.name, hello.Pid, hello.Hostname, hello.GOARCH)
 	return nil
+}
+
+// relay makes each host's agent the rendezvous master of the host's ranks:
+// it accepts them as mpirun's master would (same token, same frames), sends
+// their joins up in one batch over the SSH channel, hands them the table
+// when it comes down once, and relays the rest both ways. mpirun then holds
+// one connection per host, not per rank, and the table crosses each
+// host's link once.
+func (l *sshLauncher) relay(m *rendezvous.Master, size int, token []byte) {
+	for _, rh := range l.order {
+		a := rh.agent
+		port := m.Relay(rh.plan.name, a.Rdv)
+		reach := ""
+		if rh.localIP != nil {
+			reach = rh.localIP.String()
+		}
+		if err := a.Relay(remote.RelaySpec{Size: size, Token: token, Ranks: rh.plan.ranks, Reach: reach}, port.Deliver); err != nil {
+			// The agent is gone: starting its ranks fails, or they are
+			// reported lost.
+			l.vlogf("%s: relay: %v", rh.plan.name, err)
+			continue
+		}
+		l.vlogf("%s: the agent relays the rendezvous of %d rank%s", rh.plan.name, len(rh.plan.ranks), plural(len(rh.plan.ranks)))
+	}
 }
 
 // install copies a file into the host's cache unless it is there already.

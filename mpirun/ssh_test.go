@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,9 +75,15 @@ func TestSSHLaunch(t *testing.T) {
 	if len(vals) != 4 {
 		t.Fatalf("%d ranks answered, want 4 (one per slot); stdout:\n%s", len(vals), r.stdout)
 	}
-	master := vals[0]["DSMEXEC_MASTER"]
-	if !regexp.MustCompile(`^127\.0\.0\.1:\d+$`).MatchString(master) {
-		t.Errorf("DSMEXEC_MASTER=%q, want the address the hosts reach mpirun by (127.0.0.1 here)", master)
+	// Each host's ranks rendezvous with their agent (the relay), which
+	// listens on the host's address on the way to mpirun (127.0.0.1 here).
+	for _, rk := range []int{0, 2} {
+		if m := vals[rk]["DSMEXEC_MASTER"]; !regexp.MustCompile(`^127\.0\.0\.1:\d+$`).MatchString(m) {
+			t.Errorf("rank %d: DSMEXEC_MASTER=%q, want its agent's relay on the address the hosts reach mpirun by (127.0.0.1 here)", rk, m)
+		}
+	}
+	if vals[0]["DSMEXEC_MASTER"] == vals[2]["DSMEXEC_MASTER"] {
+		t.Errorf("node1 and node2 ranks share DSMEXEC_MASTER %s, want each host's agent", vals[0]["DSMEXEC_MASTER"])
 	}
 	for rk := range 4 {
 		s := st.servers[rk/2]
@@ -84,7 +91,7 @@ func TestSSHLaunch(t *testing.T) {
 			"DSMEXEC_RANK":   strconv.Itoa(rk),
 			"DSMEXEC_SIZE":   "4",
 			"DSMEXEC_HOST":   s.name,
-			"DSMEXEC_MASTER": master,
+			"DSMEXEC_MASTER": vals[rk/2*2]["DSMEXEC_MASTER"],
 			"DSMEXEC_TOKEN":  vals[0]["DSMEXEC_TOKEN"],
 			"HOME":           s.home, // the agent's (login) environment
 			"SSH_TEST_HOST":  s.name,
@@ -373,7 +380,8 @@ func TestSSHInterrupt(t *testing.T) {
 }
 
 // TestSSHMixed: this machine's entry is forked, the other goes over SSH;
-// both kinds of ranks reach the master at the same address.
+// the forked rank reaches mpirun's master, the other its agent's relay, on
+// the same address.
 func TestSSHMixed(t *testing.T) {
 	st := sharedSSH(t)
 	m := st.machineFile(t, "localhost", "node1")
@@ -385,7 +393,9 @@ func TestSSHMixed(t *testing.T) {
 	if hostOf[0] != "localhost" || hostOf[1] != "node1" || vals[0]["SSH_TEST_HOST"] != "unset" || vals[1]["SSH_TEST_HOST"] != "node1" {
 		t.Errorf("rank 0 should be forked here, rank 1 run on node1: %v %v", hostOf, vals)
 	}
-	if vals[0]["DSMEXEC_MASTER"] != vals[1]["DSMEXEC_MASTER"] || vals[0]["DSMEXEC_HOST"] != "localhost" || vals[1]["DSMEXEC_HOST"] != "node1" {
+	h0, p0, _ := net.SplitHostPort(vals[0]["DSMEXEC_MASTER"])
+	h1, p1, _ := net.SplitHostPort(vals[1]["DSMEXEC_MASTER"])
+	if h0 == "" || h0 != h1 || p0 == p1 || vals[0]["DSMEXEC_HOST"] != "localhost" || vals[1]["DSMEXEC_HOST"] != "node1" {
 		t.Errorf("environment %v", vals)
 	}
 	if !strings.Contains(r.stderr, "(launcher local+ssh)") {
@@ -459,4 +469,33 @@ func TestSSHAbortAndBlame(t *testing.T) {
 	if r.status != 137 || !regexp.MustCompile(`(?m)^mpirun: rank 1 \(pid \d+ on node1\) killed by signal SIGKILL$`).MatchString(r.stderr) {
 		t.Errorf("blame: status %d, stderr:\n%s", r.status, r.stderr)
 	}
+}
+
+// TestSSHRelayFDs: with each host's agent relaying the rendezvous, mpirun
+// holds one socket per host (its SSH connection) and its master's
+// listener, however many ranks each host runs.
+func TestSSHRelayFDs(t *testing.T) {
+	st := sharedSSH(t)
+	const hosts, perHost = 2, 6
+	m := st.machineFile(t, fmt.Sprintf("node1 slots=%d", perHost), fmt.Sprintf("node2 slots=%d", perHost))
+	x, marker := newMarker()
+	s := st.start(t, append(append([]string{"-np", strconv.Itoa(hosts * perHost), "-machinefile", m}, x...), rdvprog, "hold", "-")...)
+	s.waitLines(t, `holding \d+$`, hosts*perHost)
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockets := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", s.cmd.Process.Pid, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			sockets++
+		}
+	}
+	t.Logf("mpirun holds %d sockets (%d descriptors) for %d hosts × %d ranks", sockets, len(ents), hosts, perHost)
+	if sockets > hosts+2 {
+		t.Errorf("mpirun holds %d sockets for %d hosts of %d ranks; want at most %d (one SSH connection per host, the master's listener, one spare)", sockets, hosts, perHost, hosts+2)
+	}
+	s.cmd.Process.Signal(syscall.SIGINT)
+	s.wait(t)
+	waitGone(t, marker)
 }

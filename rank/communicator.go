@@ -24,6 +24,18 @@ type Communicator interface {
 	Size() int
 	Send(to, tag int, b []byte) error
 	Recv(from, tag int) ([]byte, error)
+	RecvFrom(from, tag int) (int, []byte, error)
+	RecvStatus(from, tag int) ([]byte, Status, error)
+	RecvInto(from, tag int, buf []byte) (int, Status, error)
+	Probe(from, tag int) (Status, error)
+	Iprobe(from, tag int) (Status, bool, error)
+	Sendrecv(to, sendTag int, b []byte, from, recvTag int) ([]byte, Status, error)
+	Isend(to, tag int, b []byte) *Request
+	Irecv(from, tag int) *Request
+	Split(color, key int) (*Comm, error)
+	Dup() (*Comm, error)
+	WorldRank(r int) int
+	Abort(code int)
 	Barrier() error
 	Bcast(root int, b []byte) ([]byte, error)
 	Gather(root int, b []byte) ([][]byte, error)
@@ -33,6 +45,9 @@ type Communicator interface {
 	// coll starts a collective call: the transport to run it on (one per
 	// communicator, its own matching context) and a func ending the call.
 	coll(call func() string) (collective.Transport, func(), error)
+	// check passes a failed call's error through the error mode: returned
+	// (ErrorsReturn, or the caller's own mistake) or fatal.
+	check(call func() string, err error) error
 }
 
 var _ Communicator = (*World)(nil)

@@ -23,5 +23,15 @@
 // rendezvous with mpirun's master socket, then an all-to-all TCP mesh), or
 // through a PMI launcher's key-value space, or as a singleton. A rank that
 // loses a peer fails every pending and later call that needs it with a
-// *PeerError naming the rank; nothing waits forever.
+// *PeerError naming the rank; nothing waits forever. Errors are fatal by
+// default (the rank prints the call and the error and exits 1);
+// InitWith(ErrorsReturn) returns them. Mistakes at the call site (a bad
+// rank, tag or color, a call after Finalize or Free) are always returned.
+//
+// Point-to-point: Send, Recv, RecvFrom, RecvStatus, RecvInto (no
+// allocation), Probe, Iprobe, Sendrecv, Isend and Irecv with Wait, Test,
+// Waitall, Waitany; ProcNull as a partner is a no-op. Split and Dup make
+// communicators (*Comm) with the same calls, whose messages never match
+// another communicator's. ENGINE.md in this folder describes the matching
+// engine and how a waiting goroutine reads the connections itself.
 package rank

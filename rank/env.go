@@ -70,3 +70,35 @@ func dsmSizeFromEnv(getenv func(string) string) (int64, error) {
 	}
 	return n, nil
 }
+
+// Engine defaults: the spin before parking (DSMEXEC_SPIN) and the bound on
+// unexpected-message memory (DSMEXEC_UNEXPECTED_LIMIT).
+const (
+	defaultSpin            = 50 * time.Microsecond
+	defaultUnexpectedLimit = 1 << 30
+)
+
+// engineEnv reads DSMEXEC_SPIN ("0" disables spinning; a duration sets
+// it) and DSMEXEC_UNEXPECTED_LIMIT (a size such as 64MiB).
+func engineEnv(getenv func(string) string) (time.Duration, int64, error) {
+	spin, limit := defaultSpin, int64(defaultUnexpectedLimit)
+	if s := getenv("DSMEXEC_SPIN"); s != "" {
+		if s == "0" {
+			spin = 0
+		} else {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return 0, 0, fmt.Errorf("rank: DSMEXEC_SPIN=%q: want 0 or a duration such as 50us", s)
+			}
+			spin = d
+		}
+	}
+	if s := getenv("DSMEXEC_UNEXPECTED_LIMIT"); s != "" {
+		n, err := units.ParseSize(s)
+		if err != nil || n <= 0 {
+			return 0, 0, fmt.Errorf("rank: DSMEXEC_UNEXPECTED_LIMIT=%q: want a size such as 64MiB", s)
+		}
+		limit = n
+	}
+	return spin, limit, nil
+}

@@ -2,24 +2,23 @@ package rank
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/dsmexec/dsmexec/barrier"
 	"github.com/dsmexec/dsmexec/dsm"
 	"github.com/dsmexec/dsmexec/internal/collective"
 	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pmi"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
-	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
 // AnySource matches a message from any rank in Recv.
@@ -47,34 +46,29 @@ func (e *PeerError) Unwrap() error { return e.Err }
 // errPeerFinalized is the reason a peer that finalized normally sends no more.
 var errPeerFinalized = errors.New("it has finalized")
 
-// User message frame type (wire.ChanUser): body = tag (i32 big endian) + payload.
-const typeUser uint8 = 1
-
 // World is this process's view of the job.
 type World struct {
 	rank, size int
 	host       string
 	launch     string // how the world was formed: "mpirun", "singleton", "PMI-1 ..."
 
-	mesh   *mesh.Mesh
+	*group // the world's communicator: point-to-point calls, Split, Dup
+
+	e      *engine
 	master *rendezvous.Client
 	pmi    *pmi.Client
 	mem    *dsm.Memory
 
-	user       *mailbox
-	barrierBox *mailbox
-	collBox    *mailbox
-	barrier    barrier.Barrier
-	collT      collective.Transport
-
-	lostMu sync.Mutex
-	lost   map[int]error
+	errorsReturn bool       // InitWith(ErrorsReturn)
+	nextCtx      uint32     // the lowest context id this rank never used
+	splitMu      sync.Mutex // one Split or Dup at a time
 
 	finOnce sync.Once
 	finErr  error
 	done    chan struct{}
 
 	blocked atomic.Pointer[blockedIn] // the call a goroutine waits in, for mpirun -timeout
+	recvRec recvRecord                // the same, for point-to-point calls
 }
 
 // blockedIn is a blocking call in progress; call describes it, formatted
@@ -93,6 +87,9 @@ func (w *World) enter(call func() string) func() {
 
 // where says which call this rank waits in, for mpirun's -timeout report.
 func (w *World) where() string {
+	if s := w.whereRecv(); s != "" {
+		return s
+	}
 	b := w.blocked.Load()
 	if b == nil {
 		return ""
@@ -132,94 +129,29 @@ func (w *World) finalized() bool {
 	}
 }
 
-func (w *World) checkPeer(r int) error {
-	if w.finalized() {
-		return ErrFinalized
-	}
-	if r < 0 || r >= w.size {
-		return fmt.Errorf("%w %d (size %d)", ErrBadRank, r, w.size)
-	}
-	return nil
-}
-
-// Send sends b to rank `to` with a tag. It returns once b is handed to the
-// connection (b may be reused). Messages between two ranks with one tag
-// arrive in order.
-func (w *World) Send(to, tag int, b []byte) error {
-	if err := w.checkPeer(to); err != nil {
-		return err
-	}
-	if tag < 0 {
-		return fmt.Errorf("rank: tag %d: tags are >= 0", tag)
-	}
-	if to == w.rank {
-		w.user.put(w.rank, tag, append([]byte(nil), b...))
-		return nil
-	}
-	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(tag))
-	if err := w.mesh.SendMessage(to, wire.ChanUser, typeUser, hdr[:], b); err != nil {
-		return w.sendErr(to, err)
-	}
-	return nil
-}
-
-// Recv returns the next message from rank `from` (or AnySource) with the
-// tag (or AnyTag).
-func (w *World) Recv(from, tag int) ([]byte, error) {
-	_, b, err := w.RecvFrom(from, tag)
-	return b, err
-}
-
-// RecvFrom is Recv that also says which rank sent the message (useful with
-// AnySource).
-func (w *World) RecvFrom(from, tag int) (int, []byte, error) {
-	if from != AnySource {
-		if err := w.checkPeer(from); err != nil {
-			return 0, nil, err
-		}
-	} else if w.finalized() {
-		return 0, nil, ErrFinalized
-	}
-	defer w.enter(func() string { return fmt.Sprintf("Recv(from %s, tag %s)", anyName(from), anyName(tag)) })()
-	m, err := w.user.get(from, tag)
-	if err != nil {
-		return 0, nil, err
-	}
-	return m.from, m.body, nil
-}
-
-func (w *World) sendErr(to int, err error) error {
-	if errors.Is(err, mesh.ErrClosed) {
-		return ErrFinalized
-	}
-	w.lostMu.Lock()
-	lerr := w.lost[to]
-	w.lostMu.Unlock()
-	if lerr != nil {
-		return lerr
-	}
-	return &PeerError{Rank: to, Err: err}
-}
-
 // Barrier blocks until every rank has called Barrier. It is also the
 // consistency point of the shared memory in the examples.
+//
+// It also checks that every rank allocated the same way from the shared
+// region (dsm.Alloc in the same order with the same sizes): otherwise it
+// fails on every rank, naming two ranks and their allocation digests.
 func (w *World) Barrier() error {
-	if w.finalized() {
-		return ErrFinalized
+	var digest uint64
+	if w.mem != nil {
+		digest = w.mem.AllocDigest()
 	}
-	if w.size == 1 {
-		return nil
-	}
-	defer w.enter(func() string { return "Barrier" })()
-	return w.barrier.Wait()
+	return collBarrier(w, digest)
 }
+
+// Alltoall sends parts[i] to rank i and returns what every rank sent this
+// one, indexed by rank (parts may differ in length, like Alltoallv).
+func (w *World) Alltoall(parts [][]byte) ([][]byte, error) { return alltoall(w, parts) }
 
 // coll starts a collective call described by call: it returns the
 // transport to run it on and a func that ends the call.
 func (w *World) coll(call func() string) (collective.Transport, func(), error) {
 	if w.finalized() {
-		return nil, nil, ErrFinalized
+		return nil, nil, &callError{call: call(), err: ErrFinalized}
 	}
 	return w.collT, w.enter(call), nil
 }
@@ -246,53 +178,24 @@ func (w *World) Report(column string, value any) {
 	w.master.Cell(column, s)
 }
 
-// handle dispatches a message from a peer (on that peer's reader goroutine).
-func (w *World) handle(f wire.Frame) {
-	switch f.Channel {
-	case wire.ChanUser:
-		if len(f.Body) < 4 {
-			w.peerLost(f.Source, fmt.Errorf("short user message (%d bytes)", len(f.Body)))
-			return
-		}
-		tag := int(binary.BigEndian.Uint32(f.Body))
-		w.user.put(f.Source, tag, f.Body[4:])
-	case wire.ChanBarrier:
-		w.barrierBox.put(f.Source, 0, f.Body)
-	case wire.ChanCollective:
-		w.collBox.put(f.Source, 0, f.Body)
-	}
-}
-
-// peerGone records that no more messages will come from peer, without
-// treating it as a failure (it finalized).
-func (w *World) peerGone(peer int, why error) {
-	err := &PeerError{Rank: peer, Err: why}
-	w.user.fail(peer, err)
-	w.barrierBox.fail(peer, err)
-	w.collBox.fail(peer, err)
-}
-
-// peerLost fails everything that waits for peer.
-func (w *World) peerLost(peer int, why error) {
-	err := &PeerError{Rank: peer, Err: why}
-	w.lostMu.Lock()
-	if _, ok := w.lost[peer]; ok {
-		w.lostMu.Unlock()
-		return
-	}
-	w.lost[peer] = err
-	w.lostMu.Unlock()
-	w.peerGone(peer, why)
-}
-
 // Finalize ends this rank's part in the job: a barrier, then the shared
-// region stops being served and is unmapped, the connections are closed. It
-// returns the first error; calling it again returns the same.
+// region stops being served and is unmapped, the connections are closed
+// (after every peer's messages in flight are taken in). It returns the
+// first error; calling it again returns the same.
+//
+// Deferred (defer w.Finalize()) while the rank panics, it never stands in
+// for a barrier the rank did not reach: it prints the panic and its stack
+// as Go does, tells mpirun, and exits with status 2 at once.
 func (w *World) Finalize() error {
+	if v := recover(); v != nil {
+		w.panicked(v)
+	}
 	w.finOnce.Do(func() {
 		var errs []error
-		if err := w.Barrier(); err != nil {
-			errs = append(errs, fmt.Errorf("rank %d: finalize barrier: %w", w.rank, err))
+		if w.size > 1 {
+			if err := finalizeBarrier(w); err != nil {
+				errs = append(errs, fmt.Errorf("rank %d: finalize barrier: %w", w.rank, err))
+			}
 		}
 		if w.mem != nil {
 			if w.master != nil {
@@ -304,12 +207,7 @@ func (w *World) Finalize() error {
 			}
 		}
 		close(w.done)
-		if w.mesh != nil {
-			w.mesh.Close(5 * time.Second)
-		}
-		w.user.close(ErrFinalized)
-		w.barrierBox.close(ErrFinalized)
-		w.collBox.close(ErrFinalized)
+		w.e.shutdown(5 * time.Second)
 		if w.master != nil {
 			w.master.Bye()
 			w.master.Close()
@@ -321,14 +219,55 @@ func (w *World) Finalize() error {
 		}
 		w.finErr = errors.Join(errs...)
 	})
-	return w.finErr
+	if w.finErr != nil {
+		return w.check(func() string { return "Finalize" }, w.finErr)
+	}
+	return nil
+}
+
+// panicked ends a rank whose deferred Finalize found it panicking.
+func (w *World) panicked(v any) {
+	fmt.Fprintf(os.Stderr, "panic: %v\n\n%s", v, debug.Stack())
+	if w.master != nil {
+		w.master.Failed(-1, fmt.Sprintf("panic: %v", v))
+	}
+	if w.pmi != nil {
+		w.pmi.Abort(2, fmt.Sprintf("rank %d: panic: %v", w.rank, v))
+	}
+	os.Exit(2)
 }
 
 // Init joins the job this process was started in: with the DSMEXEC_*
 // environment set by mpirun, it reports to the master, learns everyone's
 // address, builds the mesh and the shared region. Without it, it is a
-// singleton world of size 1 (so `go run ./examples/hello` works).
+// singleton world of size 1 (so `go run ./examples/hello` works). Errors
+// of later calls are fatal (see InitWith).
 func Init() (*World, error) {
+	return InitWith()
+}
+
+// InitWith is Init with options. By default, as with MPI's
+// MPI_ERRORS_ARE_FATAL, a call that fails (a lost peer, a failed
+// collective) ends the rank: it prints "rank R: Call(args): error", tells
+// mpirun and exits with status 1. With ErrorsReturn the error is returned
+// instead. A caller's own mistakes (a bad rank, tag, root or color, a call
+// after Finalize or Free, a truncated RecvInto) are returned either way.
+func InitWith(opts ...Option) (*World, error) {
+	var o options
+	for _, opt := range opts {
+		if opt.apply != nil {
+			opt.apply(&o)
+		}
+	}
+	w, err := initWorld()
+	if err != nil {
+		return nil, err
+	}
+	w.errorsReturn = o.errorsReturn
+	return w, nil
+}
+
+func initWorld() (*World, error) {
 	env, err := readEnv(os.Getenv)
 	if err != nil {
 		return nil, err
@@ -346,25 +285,18 @@ func Init() (*World, error) {
 }
 
 func newWorld(rank, size int, host, launch string) *World {
-	return &World{
+	w := &World{
 		rank: rank, size: size, host: host, launch: launch,
-		user:       newMailbox(size),
-		barrierBox: newMailbox(size),
-		collBox:    newMailbox(size),
-		lost:       map[int]error{},
-		done:       make(chan struct{}),
+		e:       newEngine(rank, size),
+		done:    make(chan struct{}),
+		nextCtx: 2,
 	}
-}
-
-// initAlgorithms sets up the barrier and the collectives over the mesh.
-func (w *World) initAlgorithms() {
-	w.barrier = barrier.NewDissemination(&transport{w: w, ch: wire.ChanBarrier, box: w.barrierBox})
-	w.collT = collective.Sequenced(&transport{w: w, ch: wire.ChanCollective, box: w.collBox})
+	w.group = newGroup(w, rank, size, nil, 0)
+	return w
 }
 
 func initSingleton() (*World, error) {
 	w := newWorld(0, 1, "localhost", "singleton")
-	w.initAlgorithms()
 	size, err := dsmSizeFromEnv(os.Getenv)
 	if err != nil {
 		return nil, err
@@ -434,8 +366,9 @@ func initMpirun(env *launchEnv) (*World, error) {
 	return w, nil
 }
 
-// connect builds the mesh and starts the shared memory, given every rank's
-// endpoints (mesh address first, then the memory's).
+// connect builds the mesh, hands its connections to the engine and starts
+// the shared memory, given every rank's endpoints (mesh address first,
+// then the memory's).
 func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endpoints [][]string) error {
 	addrs := make([]string, w.size)
 	memAddrs := make([]string, w.size)
@@ -446,16 +379,26 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		}
 		addrs[i], memAddrs[i] = e[0], e[1]
 	}
+	spin, limit, err := engineEnv(os.Getenv)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ringCfg, err := readRingEnv(os.Getenv)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if ranksOnHost(addrs, w.rank) > runtime.NumCPU() {
+		spin = 0 // spinning would take the CPU the sender needs
+	}
 	memErr := make(chan error, 1)
 	go func() { memErr <- w.mem.Connect(ctx, memAddrs) }()
-	m, err := mesh.Connect(ctx, mesh.Config{
+	conns, err := mesh.Establish(ctx, mesh.Config{
 		Rank:     w.rank,
 		Addrs:    addrs,
 		Token:    token,
 		Listener: ln,
-		Handler:  w.handle,
-		OnLost:   w.peerLost,
-		OnBye:    func(p int) { w.peerGone(p, errPeerFinalized) },
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, format+"\n", args...)
 		},
@@ -464,38 +407,59 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		<-memErr
 		return fmt.Errorf("rank %d: build the mesh: %w", w.rank, err)
 	}
-	w.mesh = m
+	segs, err := setupRings(ctx, w.rank, w.host, addrs, conns, ringCfg)
+	if err != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.TCP.Close()
+			}
+		}
+		<-memErr
+		return fmt.Errorf("rank %d: set up shared memory: %w", w.rank, err)
+	}
+	links := make([]*link, w.size)
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		l, err := newLink(w.e, c.Rank, c.TCP, c.Buffered)
+		if err == nil && segs[c.Rank] != nil {
+			l.attachRing(segs[c.Rank])
+		}
+		if err != nil {
+			for i, c := range conns {
+				if c != nil {
+					c.TCP.Close()
+				}
+				if segs[i] != nil {
+					segs[i].Close()
+				}
+			}
+			<-memErr
+			return fmt.Errorf("rank %d: take the connection to rank %d: %w", w.rank, c.Rank, err)
+		}
+		links[c.Rank] = l
+	}
+	if err := w.e.start(links, spin, limit); err != nil {
+		<-memErr
+		return err
+	}
 	if err := <-memErr; err != nil {
-		m.Close(time.Second)
+		w.e.shutdown(time.Second)
 		return fmt.Errorf("rank %d: connect the shared memory: %w", w.rank, err)
 	}
-	w.initAlgorithms()
 	return nil
 }
 
-// transport adapts the mesh to the barrier and collective packages: one
-// channel, FIFO per peer.
-type transport struct {
-	w   *World
-	ch  wire.Channel
-	box *mailbox
-}
-
-func (t *transport) Rank() int { return t.w.rank }
-func (t *transport) Size() int { return t.w.size }
-
-func (t *transport) Send(to int, msg []byte) error {
-	if to == t.w.rank {
-		t.box.put(to, 0, append([]byte(nil), msg...))
-		return nil
+// ranksOnHost counts the ranks whose mesh address has the same host as
+// this rank's.
+func ranksOnHost(addrs []string, me int) int {
+	host, _, _ := net.SplitHostPort(addrs[me])
+	n := 0
+	for _, a := range addrs {
+		if h, _, _ := net.SplitHostPort(a); h == host {
+			n++
+		}
 	}
-	if err := t.w.mesh.SendMessage(to, t.ch, 0, nil, msg); err != nil {
-		return t.w.sendErr(to, err)
-	}
-	return nil
-}
-
-func (t *transport) Recv(from int) ([]byte, error) {
-	m, err := t.box.get(from, 0)
-	return m.body, err
+	return n
 }

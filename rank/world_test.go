@@ -207,6 +207,145 @@ var programs = map[string]func(w *World) error{
 		}
 		return nil
 	},
+	// killed: rank 1 is SIGKILLed while rank 0 spins in Recv; rank 0's
+	// Recv must fail naming rank 1.
+	"killed": func(w *World) error {
+		if w.Rank() == 1 {
+			if _, err := w.Recv(0, 1); err != nil { // rank 0 is in its Recv loop
+				return err
+			}
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		if w.Rank() == 0 {
+			w.Send(1, 1, nil)
+		}
+		if w.Rank() != 0 {
+			_, err := w.Recv(AnySource, 2) // the other ranks wait for rank 0
+			return err
+		}
+		start := time.Now()
+		_, err := w.Recv(1, 3)
+		var pe *PeerError
+		if !errors.As(err, &pe) || pe.Rank != 1 {
+			return fmt.Errorf("Recv from a killed rank returned %v, want a PeerError for rank 1", err)
+		}
+		fmt.Printf("lost after %v: %v\n", time.Since(start).Round(time.Millisecond), err)
+		os.Exit(0)
+		return nil
+	},
+	// fatal: errors are fatal by default: rank 0's Recv from a rank that
+	// exited ends rank 0 with a message naming the call.
+	"fatal": func(w *World) error {
+		if w.Rank() == 1 {
+			os.Exit(0)
+		}
+		w.Recv(1, 0)
+		return fmt.Errorf("Recv from a lost rank returned in fatal mode")
+	},
+	// panicky: rank 1 panics before a Barrier with Finalize deferred; the
+	// others' Barrier must fail, not pair with rank 1's Finalize.
+	"panicky": func(w *World) error {
+		if w.Rank() == 1 {
+			defer w.Finalize()
+			var m map[int]int
+			m[0] = 1
+		}
+		err := w.Barrier()
+		fmt.Printf("Barrier err=%v\n", err)
+		if err == nil {
+			return fmt.Errorf("Barrier returned nil although rank 1 panicked")
+		}
+		os.Exit(0)
+		return nil
+	},
+	// calls: the point-to-point calls, requests and communicators between
+	// real processes.
+	"calls": func(w *World) error {
+		r, n := w.Rank(), w.Size()
+		b, st, err := w.Sendrecv((r+1)%n, 1, []byte{byte(r)}, (r+n-1)%n, 1)
+		if err != nil || len(b) != 1 || int(b[0]) != (r+n-1)%n || st.Source != (r+n-1)%n {
+			return fmt.Errorf("Sendrecv: %v %v %v", b, st, err)
+		}
+		reqs := make([]*Request, n)
+		for from := range reqs {
+			reqs[from] = w.Irecv(from, 2)
+		}
+		for to := 0; to < n; to++ {
+			if _, err := w.Isend(to, 2, []byte{byte(r), byte(to)}).Wait(); err != nil {
+				return err
+			}
+		}
+		if err := Waitall(reqs...); err != nil {
+			return err
+		}
+		for from, q := range reqs {
+			if got := q.Bytes(); len(got) != 2 || int(got[0]) != from || int(got[1]) != r || q.Status().Source != from {
+				return fmt.Errorf("Irecv from %d: %v %v", from, got, q.Status())
+			}
+		}
+		big := make([]byte, 16<<20+3) // two fragments
+		for i := range big {
+			big[i] = byte(i % 251)
+		}
+		if r == 0 {
+			if err := w.Send(n-1, 3, big); err != nil {
+				return err
+			}
+		}
+		if r == n-1 {
+			st, err := w.Probe(AnySource, 3)
+			if err != nil || st.Count != len(big) || st.Source != 0 {
+				return fmt.Errorf("Probe of 16 MiB+3: %v %v", st, err)
+			}
+			buf := make([]byte, len(big))
+			k, _, err := w.RecvInto(st.Source, st.Tag, buf)
+			if err != nil || k != len(big) || !bytes.Equal(buf, big) {
+				return fmt.Errorf("RecvInto of 16 MiB+3: %d %v", k, err)
+			}
+		}
+		row, err := w.Split(r%2, r)
+		if err != nil {
+			return err
+		}
+		sum, err := Allreduce(row, []int64{int64(r)}, Sum)
+		if err != nil {
+			return err
+		}
+		want := int64(0)
+		for q := r % 2; q < n; q += 2 {
+			want += int64(q)
+		}
+		if sum[0] != want {
+			return fmt.Errorf("Allreduce on the row: %d, want %d", sum[0], want)
+		}
+		if err := row.Barrier(); err != nil {
+			return err
+		}
+		return row.Free()
+	},
+	// abort: Abort(3) ends the process with status 3 at once.
+	"abort": func(w *World) error {
+		w.Abort(3)
+		return fmt.Errorf("Abort returned")
+	},
+	// bigtags: a tag of 1<<32 is not tag 0 between processes.
+	"bigtags": func(w *World) error {
+		if w.Rank() == 0 {
+			if err := w.Send(1, 1<<32, []byte("big")); err != nil {
+				return err
+			}
+			return w.Send(1, 0, []byte("zero"))
+		}
+		b, err := w.Recv(0, 0)
+		if err != nil || string(b) != "zero" {
+			return fmt.Errorf("Recv(tag 0) got %q %v", b, err)
+		}
+		b, err = w.Recv(0, 1<<32)
+		if err != nil || string(b) != "big" {
+			return fmt.Errorf("Recv(tag 1<<32) got %q %v", b, err)
+		}
+		return nil
+	},
 	// lostpeer: rank 1 exits without finalizing; rank 0's Recv must fail naming it.
 	"lostpeer": func(w *World) error {
 		if w.Rank() == 1 {
@@ -250,7 +389,11 @@ func killChildren() {
 
 func TestMain(m *testing.M) {
 	if name := os.Getenv("RANK_TEST_PROGRAM"); name != "" {
-		w, err := Init()
+		var opts []Option
+		if os.Getenv("RANK_TEST_FATAL") == "" {
+			opts = append(opts, ErrorsReturn)
+		}
+		w, err := InitWith(opts...)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "init:", err)
 			os.Exit(2)
@@ -271,6 +414,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// hangAfter is how long a test job may run.
+var hangAfter = 60 * time.Second
 
 // runJob plays mpirun: a master, n processes of the test binary.
 func runJob(t *testing.T, program string, n int, env ...string) []string {
@@ -324,9 +470,14 @@ func startJob(t *testing.T, program string, n int, env ...string) ([]string, []e
 			go func() { done <- cmd.Wait() }()
 			select {
 			case errs[r] = <-done:
-			case <-time.After(60 * time.Second):
-				cmd.Process.Kill()
-				<-done
+			case <-time.After(hangAfter):
+				cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump in the output
+				select {
+				case <-done:
+				case <-time.After(2 * time.Second):
+					cmd.Process.Kill()
+					<-done
+				}
 				t.Errorf("rank %d hung\n%s", r, out.String())
 			}
 			outs[r] = out.String()
@@ -340,11 +491,14 @@ func TestJobs(t *testing.T) {
 	for _, tc := range []struct {
 		program string
 		n       int
-	}{{"pingpong", 2}, {"tags", 3}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
+	}{{"pingpong", 2}, {"tags", 3}, {"bigtags", 2},
+		{"calls", 1}, {"calls", 2}, {"calls", 3}, {"calls", 4}, {"calls", 7}, {"barriers", 1}, {"barriers", 2}, {"barriers", 5},
 		{"collectives", 1}, {"collectives", 2}, {"collectives", 3}, {"collectives", 4}, {"collectives", 7}} {
-		t.Run(fmt.Sprintf("%s/%d", tc.program, tc.n), func(t *testing.T) {
-			runJob(t, tc.program, tc.n)
-		})
+		for _, tr := range transports {
+			t.Run(fmt.Sprintf("%s/%s/%d", tr, tc.program, tc.n), func(t *testing.T) {
+				runJob(t, tc.program, tc.n, transportEnv(tr))
+			})
+		}
 	}
 }
 
@@ -425,10 +579,60 @@ func TestLostPageOwner(t *testing.T) {
 	}
 }
 
+func TestKilledWhileSpinning(t *testing.T) {
+	for _, tr := range transports {
+		for _, n := range []int{2, 3} {
+			outs, errs := startJob(t, "killed", n, "DSMEXEC_SPIN=10ms", transportEnv(tr))
+			if errs[0] != nil || !strings.Contains(outs[0], "lost rank 1") {
+				t.Fatalf("%s: rank 0: %v\n%s", tr, errs[0], outs[0])
+			}
+			t.Logf("%s, %d ranks: rank 0: %s", tr, n, strings.TrimSpace(outs[0]))
+		}
+	}
+}
+
+func TestFatalByDefault(t *testing.T) {
+	outs, errs := startJob(t, "fatal", 2, "RANK_TEST_FATAL=1")
+	if errs[0] == nil || !strings.Contains(outs[0], "rank 0: Recv(from 1, tag 0): rank: lost rank 1") {
+		t.Fatalf("rank 0: %v\n%s", errs[0], outs[0])
+	}
+}
+
+func TestPanicInFinalize(t *testing.T) {
+	outs, errs := startJob(t, "panicky", 3)
+	var ee *exec.ExitError
+	if !errors.As(errs[1], &ee) || ee.ExitCode() != 2 || !strings.Contains(outs[1], "panic: assignment to entry in nil map") ||
+		!strings.Contains(outs[1], "world_test.go") {
+		t.Fatalf("rank 1: %v\n%s", errs[1], outs[1])
+	}
+	for _, r := range []int{0, 2} {
+		if errs[r] != nil || !strings.Contains(outs[r], "Barrier err=") || strings.Contains(outs[r], "err=<nil>") {
+			t.Fatalf("rank %d: %v\n%s", r, errs[r], outs[r])
+		}
+	}
+}
+
+func TestAbortSingleton(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DSMEXEC_") && !strings.HasPrefix(kv, "PMI") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "RANK_TEST_PROGRAM=abort", "DSMEXEC_DSM_SIZE=0")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "Abort(3)") {
+		t.Fatalf("Abort(3) in a singleton: %v\n%s", err, out)
+	}
+}
+
 func TestLostPeer(t *testing.T) {
-	outs := runJob(t, "lostpeer", 2)
-	if !strings.Contains(outs[0], "lost rank 1") {
-		t.Fatalf("rank 0 said %q", outs[0])
+	for _, tr := range transports {
+		outs := runJob(t, "lostpeer", 2, transportEnv(tr))
+		if !strings.Contains(outs[0], "lost rank 1") {
+			t.Fatalf("%s: rank 0 said %q", tr, outs[0])
+		}
 	}
 }
 

@@ -17,10 +17,10 @@ import (
 
 // Frame types on wire.ChanControl used by the handshake.
 const (
-	TypeHello     uint8 = 1
-	TypeChallenge uint8 = 2
-	TypeProof     uint8 = 3
-	TypeReject    uint8 = 5
+	TypeHello     = wire.TypeHello
+	TypeChallenge = wire.TypeChallenge
+	TypeProof     = wire.TypeProof
+	TypeReject    = wire.TypeReject
 )
 
 // Master is the identity of the launcher's rendezvous socket.

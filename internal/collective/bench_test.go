@@ -37,3 +37,26 @@ func BenchmarkAllreduce(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBarrier times Barrier (with its hello to rank-1) over loopback
+// TCP; barrier.BenchmarkBarrier/tcp/dissemination is the same algorithm
+// without call names, numbers or hellos.
+func BenchmarkBarrier(b *testing.B) {
+	for _, n := range []int{2, 4, 8} {
+		b.Run(fmt.Sprintf("tcp/N=%d", n), func(b *testing.B) {
+			w, _ := tcpWorld(b, n)
+			for r := range w.ends {
+				w.ends[r] = Sequenced(w.ends[r])
+			}
+			b.ResetTimer()
+			w.mustRun(b, func(r int, tr Transport) error {
+				for range b.N {
+					if err := Barrier(tr); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+}

@@ -49,11 +49,14 @@ func collect(p []byte, size int) ([][]byte, error) {
 	return out, nil
 }
 
-// Bcast sends the root's b to every rank, along a binomial tree (⌈log2 N⌉
+// BcastAs sends the root's b to every rank, along a binomial tree (⌈log2 N⌉
 // rounds). b is only read on root. Every rank, root included, gets a copy;
 // the length comes from the root.
-func Bcast(t Transport, root int, b []byte) ([]byte, error) {
-	c := begin(t, kindBcast)
+func BcastAs(t Transport, k Kind, root int, b []byte) ([]byte, error) {
+	c, err := begin(t, k)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
@@ -77,13 +80,18 @@ func Bcast(t Transport, root int, b []byte) ([]byte, error) {
 	return msg[hdrLen:], nil
 }
 
-// Scatter sends parts[i] from root to rank i and returns this rank's part,
+// ScatterAs sends parts[i] from root to rank i and returns this rank's part,
 // along a binomial tree: each rank forwards its subtree's parts. parts is
 // only read on root and must hold one entry per rank (lengths may differ);
 // otherwise every rank returns an error wrapping ErrPartCount. The result is
-// a copy.
-func Scatter(t Transport, root int, parts [][]byte) ([]byte, error) {
-	c := begin(t, kindScatter)
+// a copy. A non-empty bad on root fails the call on every rank with
+// ErrBadArg and bad as the reason (the caller's own check of its
+// arguments, e.g. ScatterSlice's "length 10 not divisible by 3 ranks").
+func ScatterAs(t Transport, k Kind, root int, parts [][]byte, bad string) ([]byte, error) {
+	c, err := begin(t, k)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
@@ -94,7 +102,9 @@ func Scatter(t Transport, root int, parts [][]byte) ([]byte, error) {
 	var msg []byte
 	off := make([]int, sp+1)
 	if vr == 0 {
-		if len(parts) != c.size {
+		if bad != "" {
+			c.failLocal(codeBadArg, ErrBadArg, "%s", bad)
+		} else if len(parts) != c.size {
 			c.fail(codePartCount, ErrPartCount, "root has %d parts for %d ranks", len(parts), c.size)
 		} else {
 			total := hdrLen
@@ -143,12 +153,15 @@ func Scatter(t Transport, root int, parts [][]byte) ([]byte, error) {
 	return mine, nil
 }
 
-// Gather collects every rank's b on root: the result's entry i is rank i's
+// GatherAs collects every rank's b on root: the result's entry i is rank i's
 // bytes (lengths may differ), in fresh memory. Non-roots return nil. A
 // binomial tree: each rank sends its subtree's blocks to its parent.
 // Failures reach root; a non-root only learns of those below it.
-func Gather(t Transport, root int, b []byte) ([][]byte, error) {
-	c := begin(t, kindGather)
+func GatherAs(t Transport, k Kind, root int, b []byte) ([][]byte, error) {
+	c, err := begin(t, k)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
@@ -180,12 +193,15 @@ func Gather(t Transport, root int, b []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// Allgather collects every rank's b on every rank: entry i of the result
+// AllgatherAs collects every rank's b on every rank: entry i of the result
 // is rank i's bytes (lengths may differ), in fresh memory. Recursive
 // doubling over the largest power of two of ranks, the others first
 // handing their block to a partner and getting the whole result back.
-func Allgather(t Transport, b []byte) ([][]byte, error) {
-	c := begin(t, kindAllgather)
+func AllgatherAs(t Transport, k Kind, b []byte) ([][]byte, error) {
+	c, err := begin(t, k)
+	if err != nil {
+		return nil, err
+	}
 	held := appendBlock(make([]byte, hdrLen, hdrLen+blockHdr+len(b)), c.rank, b)
 	f := newFold(c.rank, c.size)
 	if f.extra {
@@ -255,4 +271,24 @@ func (f fold) peer(j int) int {
 		return 2*nr + 1
 	}
 	return nr + f.rem
+}
+
+// Bcast is BcastAs with KindBcast.
+func Bcast(t Transport, root int, b []byte) ([]byte, error) {
+	return BcastAs(t, KindBcast, root, b)
+}
+
+// Scatter is ScatterAs with KindScatter.
+func Scatter(t Transport, root int, parts [][]byte) ([]byte, error) {
+	return ScatterAs(t, KindScatter, root, parts, "")
+}
+
+// Gather is GatherAs with KindGather.
+func Gather(t Transport, root int, b []byte) ([][]byte, error) {
+	return GatherAs(t, KindGather, root, b)
+}
+
+// Allgather is AllgatherAs with KindAllgather.
+func Allgather(t Transport, b []byte) ([][]byte, error) {
+	return AllgatherAs(t, KindAllgather, b)
 }

@@ -183,10 +183,10 @@ func TestBadRoot(t *testing.T) {
 		for _, root := range []int{-1, n, 1 << 20} {
 			w := memWorld(t, n, false, true)
 			calls := map[string]func(tr Transport) error{
-				"bcast":   func(tr Transport) error { _, err := Bcast(tr, root, nil); return err },
-				"gather":  func(tr Transport) error { _, err := Gather(tr, root, nil); return err },
-				"scatter": func(tr Transport) error { _, err := Scatter(tr, root, nil); return err },
-				"reduce":  func(tr Transport) error { _, err := Reduce(tr, root, []int{1}, Sum); return err },
+				"Bcast":   func(tr Transport) error { _, err := Bcast(tr, root, nil); return err },
+				"Gather":  func(tr Transport) error { _, err := Gather(tr, root, nil); return err },
+				"Scatter": func(tr Transport) error { _, err := Scatter(tr, root, nil); return err },
+				"Reduce":  func(tr Transport) error { _, err := Reduce(tr, root, []int{1}, Sum); return err },
 			}
 			for name, f := range calls {
 				for r, err := range w.run(t, func(_ int, tr Transport) error { return f(tr) }) {
@@ -276,7 +276,7 @@ func TestSequenceMismatch(t *testing.T) {
 		for r, err := range errs {
 			if !errors.Is(err, ErrMismatch) {
 				t.Errorf("N=%d rank %d: got %v, want ErrMismatch", n, r, err)
-			} else if r == 0 && n == 2 && err.Error() != "collective: allgather on rank 0: rank 1 sent allgather call 2 round 0, rank 0 is in allgather call 1 round 0" {
+			} else if r == 0 && n == 2 && err.Error() != "collective: collective mismatch: rank 1 called Allgather (call #2) while rank 0 called Allgather (call #1)" {
 				t.Errorf("error text: %v", err)
 			}
 		}

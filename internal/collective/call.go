@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -30,28 +31,215 @@ type call struct {
 	// other failures, is known to every rank at the end of the first half of
 	// Allreduce; that half uses it to leave out the second half consistently.
 	skew bool
+	// broken is set once this rank knows the ranks' calls are out of step
+	// (a *MismatchError): it has told every rank, and sends and receives
+	// nothing more, so the algorithm runs to its end without blocking.
+	broken bool
+	seqd   *sequenced // the transport's state, if it is Sequenced
 
 	hdrOnly []byte // a header-sized scratch buffer
 }
 
-func begin(t Transport, k kind) *call {
-	rank, size := world(t)
+// begin starts a call of kind k. It fails at once, with the error that
+// broke it, on a transport whose calls went out of step before.
+func begin(t Transport, k Kind) (*call, error) {
+	rank, size := CheckWorld(t)
 	c := &call{t: t, rank: rank, size: size}
 	c.h.kind = k
-	if s, ok := t.(Sequencer); ok {
+	switch s := t.(type) {
+	case *sequenced:
+		seq, err := s.start(k)
+		if err != nil {
+			return nil, err
+		}
+		c.h.seq = seq
+		c.seqd = s
+		if size > 1 && !k.rooted() {
+			c.hello(s)
+		}
+		if c.broken {
+			return nil, c.err
+		}
+	case Sequencer:
 		c.h.seq = s.NextSeq()
 	}
-	return c
+	return c, nil
+}
+
+// ringFirst reports whether a call of kind k sends to rank+1 before it
+// receives anything, so that it needs no hello to rank+1.
+func ringFirst(k Kind) bool {
+	return k == KindBarrier || k == KindFinalize || k == KindAlltoall || k == KindReduceScatter
+}
+
+// treeDown reports whether a non-root of kind k first waits for its parent
+// in the binomial tree.
+func treeDown(k Kind) bool {
+	return k == KindBcast || k == KindScatter || k == KindBcastSlice || k == KindScatterSlice
+}
+
+// helloTargets lists the ranks rank q sends a hello to at the start of a
+// call of kind k (see hello): rank q+1 unless the call's first message goes
+// there anyway, rank q-1, and in Bcast and Scatter a non-root's parent when
+// that is not a neighbour.
+func helloTargets(k Kind, q, size, root int) []int {
+	var ts []int
+	add := func(r int) {
+		if r != q && !slices.Contains(ts, r) {
+			ts = append(ts, r)
+		}
+	}
+	if !ringFirst(k) {
+		add((q + 1) % size)
+	}
+	add((q - 1 + size) % size)
+	if treeDown(k) {
+		if vr := (q - root + size) % size; vr != 0 {
+			add((parent(vr) + root) % size)
+		}
+	}
+	return ts
+}
+
+// hello makes sure two ranks that make different calls cannot both wait
+// for each other (rank 0 in Reduce waiting for rank 1, rank 1 in Bcast
+// waiting for rank 0): at the start of every call each rank sends a few
+// ranks a header-only hello naming its call (see helloTargets: its
+// neighbours, and in Bcast and Scatter its parent). A rank waiting for one
+// of them so receives a message of that rank's call and sees any mismatch.
+// The hello of a call is received when the call first receives from its
+// sender, or else at the start of the next call (when it was sent long
+// ago), so it costs no waiting. (Waits around a longer cycle of ranks that
+// send each other no hello can still block, as in MPI.) Rooted calls say
+// hello once the root is known.
+func (c *call) hello(s *sequenced) {
+	root := int(c.h.root)
+	for _, r := range helloTargets(c.h.kind, c.rank, c.size, root) {
+		c.sendHeader(r, stepHello)
+	}
+	if len(s.hello) != c.size {
+		s.hello = make([]uint32, c.size)
+	}
+	for r, seq := range s.hello {
+		if seq != 0 {
+			c.takeHello(s, r, seq)
+			s.hello[r] = 0
+		}
+	}
+	// Who says hello to this rank: candidates are the neighbours and, in
+	// Bcast and Scatter, the children in the tree.
+	cands := []int{(c.rank + 1) % c.size, (c.rank - 1 + c.size) % c.size}
+	if treeDown(c.h.kind) {
+		vr := (c.rank - root + c.size) % c.size
+		for m := span(vr, c.size) / 2; m > 0; m /= 2 {
+			if vr+m < c.size {
+				cands = append(cands, (vr+m+root)%c.size)
+			}
+		}
+	}
+	for _, q := range cands {
+		if q != c.rank && s.hello[q] == 0 && slices.Contains(helloTargets(c.h.kind, q, c.size, root), c.rank) {
+			s.hello[q] = c.h.seq
+		}
+	}
+}
+
+// takeHello receives the hello of call seq from rank prev.
+func (c *call) takeHello(s *sequenced, prev int, seq uint32) {
+	msg, err := c.t.Recv(prev)
+	if err != nil {
+		c.failTransport("receive from", prev, stepHello, err)
+		return
+	}
+	h, err := parseHeader(msg)
+	switch {
+	case err != nil:
+		c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", prev, err)
+	case h.step == stepNotice:
+		c.takeNotice(prev, msg)
+	default:
+		k, _ := s.kindOf(seq)
+		if h.step != stepHello || h.seq != seq || h.kind != k {
+			c.breakCall(&MismatchError{Rank: prev, Call: h.kind, Seq: h.seq, Other: c.rank, OtherCall: k, OtherSeq: seq})
+		}
+	}
+}
+
+func (c *call) takeNotice(from int, msg []byte) {
+	m, err := parseNotice(msg[hdrLen:], c.size)
+	if err != nil {
+		c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
+		return
+	}
+	c.breakCall(m)
+}
+
+// breakCall records that the ranks' calls are out of step, tells every
+// other rank (so that none waits for a message of a call that is not being
+// made) and marks the transport broken.
+func (c *call) breakCall(m *MismatchError) {
+	if c.broken {
+		return
+	}
+	c.broken = true
+	c.err = &Error{Call: c.h.kind.String(), Rank: c.rank, Reason: m.Error(), Err: m}
+	c.code = codeCall
+	if s, ok := c.t.(*sequenced); ok {
+		s.breakWith(c.err)
+	}
+	h := c.h
+	h.step, h.code = stepNotice, codeCall
+	msg := make([]byte, hdrLen+noticeLen)
+	h.put(msg)
+	putNotice(msg[hdrLen:], m)
+	for p := range c.size {
+		if p != c.rank {
+			_ = c.t.Send(p, msg) // a lost peer needs no notice
+		}
+	}
+}
+
+// A notice's body is a *MismatchError: rank, seq, other rank, other seq
+// (uint32 each), then the two kinds (one byte each).
+const noticeLen = 18
+
+func putNotice(b []byte, m *MismatchError) {
+	binary.LittleEndian.PutUint32(b[0:], uint32(m.Rank))
+	binary.LittleEndian.PutUint32(b[4:], m.Seq)
+	binary.LittleEndian.PutUint32(b[8:], uint32(m.Other))
+	binary.LittleEndian.PutUint32(b[12:], m.OtherSeq)
+	b[16], b[17] = byte(m.Call), byte(m.OtherCall)
+}
+
+func parseNotice(b []byte, size int) (*MismatchError, error) {
+	if len(b) != noticeLen {
+		return nil, fmt.Errorf("mismatch notice of %d bytes, want %d", len(b), noticeLen)
+	}
+	m := &MismatchError{
+		Rank: int(binary.LittleEndian.Uint32(b[0:])), Seq: binary.LittleEndian.Uint32(b[4:]),
+		Other: int(binary.LittleEndian.Uint32(b[8:])), OtherSeq: binary.LittleEndian.Uint32(b[12:]),
+		Call: Kind(b[16]), OtherCall: Kind(b[17]),
+	}
+	if m.Rank >= size || m.Other >= size {
+		return nil, fmt.Errorf("mismatch notice names ranks %d and %d of %d", m.Rank, m.Other, size)
+	}
+	return m, nil
 }
 
 // setRoot checks root locally; every rank does, so a bad root fails
 // everywhere without communication.
 func (c *call) setRoot(root int) error {
 	if root < 0 || root >= c.size {
-		return &Error{Call: c.h.kind.String(), Rank: c.rank,
+		return &Error{Call: c.h.kind.String(), Rank: c.rank, local: true,
 			Reason: fmt.Sprintf("root %d out of range for %d ranks", root, c.size), Err: ErrBadRoot}
 	}
 	c.h.root = uint32(root)
+	if c.seqd != nil && c.size > 1 {
+		c.hello(c.seqd)
+		if c.broken {
+			return c.err
+		}
+	}
 	return nil
 }
 
@@ -65,6 +253,16 @@ func (c *call) fail(code uint8, err error, format string, args ...any) {
 	}
 	c.err = &Error{Call: c.h.kind.String(), Rank: c.rank, Reason: fmt.Sprintf(format, args...), Err: err}
 	c.code = code
+}
+
+// failLocal records a failure of this rank's own arguments, which every
+// rank checks for itself: its text does not say which rank saw it.
+func (c *call) failLocal(code uint8, err error, format string, args ...any) {
+	if c.err != nil {
+		return
+	}
+	c.fail(code, err, format, args...)
+	c.err.local = true
 }
 
 func (c *call) failTransport(verb string, peer int, step uint8, err error) {
@@ -101,6 +299,9 @@ func (c *call) send(to int, step uint8, buf []byte) {
 // goes out without a copy, which Send allows because it keeps nothing.
 // After a failure it sends the failure instead.
 func (c *call) sendAt(to int, step uint8, buf []byte, off, end int) {
+	if c.broken {
+		return
+	}
 	var msg []byte
 	var saved [hdrLen]byte
 	h := c.header(step)
@@ -145,6 +346,9 @@ func (c *call) failureMsg(h header) []byte {
 // header. It returns the whole message (header included) and true if it
 // carries data for this call; otherwise the failure has been recorded.
 func (c *call) recv(from int, step uint8) ([]byte, bool) {
+	if c.broken {
+		return nil, false
+	}
 	msg, err := c.t.Recv(from)
 	if err != nil {
 		c.failTransport("receive from", from, step, err)
@@ -153,6 +357,29 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 	h, err := parseHeader(msg)
 	if err != nil {
 		c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
+		return nil, false
+	}
+	if h.step == stepNotice {
+		c.takeNotice(from, msg)
+		return nil, false
+	}
+	if h.step == stepHello && h.kind == c.h.kind && h.seq == c.h.seq {
+		if s, ok := c.t.(*sequenced); ok && len(s.hello) == c.size && s.hello[from] == c.h.seq {
+			s.hello[from] = 0
+			return c.recv(from, step)
+		}
+	}
+	if h.kind != c.h.kind || h.seq != c.h.seq {
+		m := &MismatchError{Rank: from, Call: h.kind, Seq: h.seq,
+			Other: c.rank, OtherCall: c.h.kind, OtherSeq: c.h.seq}
+		// A message of an earlier call: this rank's part of that call
+		// needed nothing from the sender. Name what this rank called then.
+		if s, ok := c.t.(*sequenced); ok && h.seq < c.h.seq {
+			if k, ok := s.kindOf(h.seq); ok {
+				m.OtherCall, m.OtherSeq = k, h.seq
+			}
+		}
+		c.breakCall(m)
 		return nil, false
 	}
 	if h.flags&flagSkew != 0 {

@@ -1,6 +1,9 @@
-// Package collective implements MPI-style collective operations (Bcast,
-// Gather, Allgather, Scatter, Reduce, Allreduce) over a small message
-// transport. The rank package re-exports them under the same names.
+// Package collective implements MPI-style collective operations (Barrier,
+// Finalize's barrier, Bcast, Gather, Allgather, Scatter, Alltoall, Reduce,
+// Allreduce, Scan, Exscan, ReduceScatter, ReduceLoc, AllreduceLoc and the
+// ordered ReduceFunc/AllreduceFunc) over a small message transport. The
+// rank package exposes them under the same names (and the typed *Slice
+// calls through the *As variants, which name the call in every message).
 //
 // # Usage
 //
@@ -22,7 +25,14 @@
 //
 // # Algorithms
 //
-// All take ⌈log2 N⌉ rounds. Bcast, Scatter, Gather and Reduce use binomial
+// Barrier and Finalize are dissemination barriers (⌈log2 N⌉ rounds);
+// BarrierDigest also agrees on a 64-bit digest (min and max travel with the
+// rounds). Alltoall and ReduceScatter are pairwise exchanges (each rank
+// sends every other rank its block directly; Send never waits for the
+// peer's Recv, so the order cannot deadlock). Scan and Exscan are
+// recursive doubling over rank order. ReduceFunc and the Loc calls use
+// trees and recursive doubling that keep the rank order, so f need not be
+// commutative. The others take ⌈log2 N⌉ rounds. Bcast, Scatter, Gather and Reduce use binomial
 // trees rooted at root. Allgather and Allreduce use recursive doubling over
 // the largest power of two of ranks; the remaining ranks first fold their
 // data into a partner and get the result back at the end. An Allreduce of
@@ -48,10 +58,18 @@
 //     when the lengths put ranks on different sides of the Rabenseifner
 //     threshold. Reduce pays one header-only message per tree edge for
 //     this: root sends the outcome back down the tree.
-//   - Other mismatched calls (another collective, another call number) are
-//     reported by the ranks that receive a message of the wrong call; in
-//     Allgather and Allreduce that is every rank, as long as the calls
-//     exchange the same number of messages.
+//   - Another collective at the same point (a Bcast while the others are
+//     in Barrier, a Finalize), or a rank one call ahead, is a
+//     *MismatchError naming both ranks, both calls and the call number.
+//     The rank that receives the message of the other call tells every
+//     rank (a notice), so all return it; a rank whose part of the call
+//     needed nothing from the odd one learns it in its next call. On a
+//     Sequenced transport the error then sticks: every later call returns
+//     it at once (the message streams cannot be realigned). To keep two
+//     ranks in different calls from waiting for each other, every call on
+//     a Sequenced transport starts with a header-only hello to rank-1 and
+//     rank+1 (and, in Bcast and Scatter, to the tree parent), received
+//     lazily; a wait around a longer cycle can still block, as in MPI.
 //   - Bcast and Scatter failures reach the ranks below the failing one;
 //     Gather failures reach root.
 //   - A lost peer fails the ranks that depend on it with [ErrTransport], as

@@ -70,7 +70,7 @@ func (w testWorld) run(t testing.TB, body func(rank int, tr Transport) error) []
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(60 * time.Second):
+	case <-time.After(hangAfter):
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		w.abort()
@@ -121,3 +121,6 @@ func describe(b []byte) string {
 	}
 	return fmt.Sprintf("%d bytes %x...", len(b), b[:16])
 }
+
+// hangAfter is how long run waits before it calls the ranks hung.
+var hangAfter = 60 * time.Second

@@ -9,7 +9,7 @@ import (
 // Every message starts with a header of hdrLen bytes (all integers
 // little-endian):
 //
-//	0      kind   the collective: kindBcast ... kindAllreduce
+//	0      kind   the collective: KindBcast ... (see Kind)
 //	1      code   codeOK, or the error code of a failing sender
 //	2      op     the Op of Reduce/Allreduce, 0 otherwise
 //	3      elem   the element type of Reduce/Allreduce, 0 otherwise
@@ -40,36 +40,74 @@ const (
 
 const flagSkew = 1
 
-type kind uint8
+// Kind names a collective call. It travels in every message header, so
+// that a message of one call never passes for one of another: the names
+// are the calls of the rank package, and errors use them.
+type Kind uint8
 
+// The kinds. Typed variants (BcastSlice, ...) travel as their own kind.
 const (
-	kindBcast kind = iota + 1
-	kindGather
-	kindAllgather
-	kindScatter
-	kindReduce
-	kindAllreduce
+	KindBcast Kind = iota + 1
+	KindGather
+	KindAllgather
+	KindScatter
+	KindReduce
+	KindAllreduce
+	KindBarrier
+	KindFinalize
+	KindAlltoall
+	KindScan
+	KindExscan
+	KindReduceScatter
+	KindReduceLoc
+	KindAllreduceLoc
+	KindReduceFunc
+	KindAllreduceFunc
+	KindBcastSlice
+	KindScatterSlice
+	KindGatherSlice
+	KindAllgatherSlice
+	KindAlltoallSlice
+	KindSplit
+	KindDup
+	maxKind = KindDup
 )
 
-func (k kind) String() string {
-	switch k {
-	case kindBcast:
-		return "bcast"
-	case kindGather:
-		return "gather"
-	case kindAllgather:
-		return "allgather"
-	case kindScatter:
-		return "scatter"
-	case kindReduce:
-		return "reduce"
-	case kindAllreduce:
-		return "allreduce"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
+var kindNames = [...]string{
+	KindBcast: "Bcast", KindGather: "Gather", KindAllgather: "Allgather", KindScatter: "Scatter",
+	KindReduce: "Reduce", KindAllreduce: "Allreduce", KindBarrier: "Barrier", KindFinalize: "Finalize",
+	KindAlltoall: "Alltoall", KindScan: "Scan", KindExscan: "Exscan", KindReduceScatter: "ReduceScatter",
+	KindReduceLoc: "ReduceLoc", KindAllreduceLoc: "AllreduceLoc", KindReduceFunc: "ReduceFunc",
+	KindAllreduceFunc: "AllreduceFunc", KindBcastSlice: "BcastSlice", KindScatterSlice: "ScatterSlice",
+	KindGatherSlice: "GatherSlice", KindAllgatherSlice: "AllgatherSlice", KindAlltoallSlice: "AlltoallSlice",
+	KindSplit: "Split", KindDup: "Dup",
 }
 
-func (k kind) rooted() bool { return k != kindAllgather && k != kindAllreduce }
+func (k Kind) String() string {
+	if k >= 1 && k <= maxKind {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// rooted reports whether the kind's root field is meaningful.
+func (k Kind) rooted() bool {
+	switch k {
+	case KindBcast, KindGather, KindScatter, KindReduce, KindReduceLoc, KindReduceFunc,
+		KindBcastSlice, KindScatterSlice, KindGatherSlice:
+		return true
+	}
+	return false
+}
+
+// vector reports whether the op, elem and n fields are meaningful.
+func (k Kind) vector() bool {
+	switch k {
+	case KindReduce, KindAllreduce, KindScan, KindExscan, KindReduceScatter, KindReduceLoc, KindAllreduceLoc:
+		return true
+	}
+	return false
+}
 
 // Steps: rounds of the trees and of recursive doubling are numbered from 0;
 // these mark the other messages.
@@ -78,10 +116,12 @@ const (
 	stepFoldIn = 0xF0 // an extra rank folds into the power-of-two group
 	stepFold   = 0xF1 // the result goes back to the extra rank
 	stepStatus = 0xF2 // Reduce's root tells every rank how it went
+	stepNotice = 0xF3 // a rank that saw a call mismatch tells every rank
+	stepHello  = 0xF4 // a call has started (see call.hello)
 )
 
 type header struct {
-	kind  kind
+	kind  Kind
 	code  uint8
 	op    Op
 	elem  elemType
@@ -109,7 +149,7 @@ func parseHeader(b []byte) (header, error) {
 		return header{}, fmt.Errorf("bad magic %#04x", m)
 	}
 	h := header{
-		kind: kind(b[0]), code: b[1], op: Op(b[2]), elem: elemType(b[3]), step: b[4], flags: b[5],
+		kind: Kind(b[0]), code: b[1], op: Op(b[2]), elem: elemType(b[3]), step: b[4], flags: b[5],
 		seq:  binary.LittleEndian.Uint32(b[8:]),
 		root: binary.LittleEndian.Uint32(b[12:]),
 		n:    binary.LittleEndian.Uint64(b[16:]),
@@ -127,10 +167,10 @@ func (h header) call() string {
 	if h.kind.rooted() {
 		fmt.Fprintf(&b, " root %d", h.root)
 	}
-	if h.kind == kindReduce || h.kind == kindAllreduce {
+	if h.kind.vector() {
 		fmt.Fprintf(&b, " %v of %d %v", h.op, h.n, h.elem)
 	}
-	fmt.Fprintf(&b, " call %d %s", h.seq, stepName(h.step))
+	fmt.Fprintf(&b, " call #%d %s", h.seq, stepName(h.step))
 	return b.String()
 }
 
@@ -142,6 +182,10 @@ func stepName(s uint8) string {
 		return "fold-out"
 	case s == stepStatus:
 		return "status"
+	case s == stepNotice:
+		return "mismatch notice"
+	case s == stepHello:
+		return "hello"
 	case s&stepGather != 0:
 		return fmt.Sprintf("allgather round %d", s&^stepGather)
 	}

@@ -8,7 +8,7 @@ import (
 
 // The header's bytes are fixed: see header.go.
 func TestHeaderGolden(t *testing.T) {
-	h := header{kind: kindAllreduce, code: codeBadOp, op: Max, elem: elemFloat64, step: stepGather | 2,
+	h := header{kind: KindAllreduce, code: codeBadOp, op: Max, elem: elemFloat64, step: stepGather | 2,
 		flags: flagSkew, seq: 0x01020304, root: 5, n: 0x1122334455667788}
 	want := []byte{
 		6, 3, 4, 7, 0x82, 1, 0x11, 0xC0,
@@ -25,7 +25,7 @@ func TestHeaderGolden(t *testing.T) {
 	if err != nil || back != h {
 		t.Fatalf("parse: got %+v, %v; want %+v", back, err, h)
 	}
-	if want := "allreduce max of 1234605616436508552 float64 call 16909060 allgather round 2"; h.call() != want {
+	if want := "Allreduce Max of 1234605616436508552 float64 call #16909060 allgather round 2"; h.call() != want {
 		t.Errorf("call(): got %q, want %q", h.call(), want)
 	}
 }
@@ -80,31 +80,31 @@ func (s *script) Recv(from int) ([]byte, error) {
 // No message makes a collective panic; garbage is a mismatch.
 func FuzzReceive(f *testing.F) {
 	ok := make([]byte, hdrLen)
-	for _, k := range []kind{kindBcast, kindGather, kindAllgather, kindScatter, kindReduce, kindAllreduce} {
+	for _, k := range []Kind{KindBcast, KindGather, KindAllgather, KindScatter, KindReduce, KindAllreduce} {
 		h := header{kind: k}
 		h.put(ok)
 		f.Add(bytes.Clone(ok), uint8(k))
 		f.Add(appendBlock(bytes.Clone(ok), 1, []byte("abc")), uint8(k))
 	}
-	h := header{kind: kindAllreduce, op: Sum, elem: elemFloat64, n: 2}
+	h := header{kind: KindAllreduce, op: Sum, elem: elemFloat64, n: 2}
 	h.put(ok)
-	f.Add(append(bytes.Clone(ok), make([]byte, 16)...), uint8(kindAllreduce))
+	f.Add(append(bytes.Clone(ok), make([]byte, 16)...), uint8(KindAllreduce))
 	f.Fuzz(func(t *testing.T, msg []byte, which uint8) {
 		for rank := range 3 {
 			s := &script{rank: rank, size: 3, replies: [][]byte{msg, msg, msg, msg}}
 			var err error
-			switch kind(which%6 + 1) {
-			case kindBcast:
+			switch Kind(which%6 + 1) {
+			case KindBcast:
 				_, err = Bcast(s, 0, []byte("x"))
-			case kindGather:
+			case KindGather:
 				_, err = Gather(s, 0, []byte("x"))
-			case kindAllgather:
+			case KindAllgather:
 				_, err = Allgather(s, []byte("x"))
-			case kindScatter:
+			case KindScatter:
 				_, err = Scatter(s, 0, [][]byte{{1}, {2}, {3}})
-			case kindReduce:
+			case KindReduce:
 				_, err = Reduce(s, 0, []float64{1, 2}, Sum)
-			case kindAllreduce:
+			case KindAllreduce:
 				_, err = Allreduce(s, []float64{1, 2}, Sum)
 			}
 			var ce *Error

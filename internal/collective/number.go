@@ -8,19 +8,24 @@ import (
 	"unsafe"
 )
 
-// Number is an element type of Reduce and Allreduce.
+// Number is an element type of the reductions: every integer and
+// floating-point kind but uintptr. int and uint travel as 8 bytes.
 type Number interface {
-	~int | ~int32 | ~int64 | ~uint32 | ~uint64 | ~float32 | ~float64
+	~int | ~int8 | ~int16 | ~int32 | ~int64 |
+		~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 |
+		~float32 | ~float64
 }
 
 // Op is a reduction operation.
 //
 // Sum and Prod wrap around on integer overflow, like Go arithmetic. Min and
 // Max follow Go's built-in min and max: if any rank's element is a NaN the
-// result is NaN, and -0 is less than +0. Every rank of an Allreduce gets the
-// same bits, but a floating-point Sum or Prod may differ in the last bits
-// from a left-to-right serial loop, because the order of the additions
-// follows the algorithm.
+// result is NaN, and -0 is less than +0. Land and Lor treat non-zero as
+// true and give 1 or 0 (also with one rank). Band, Bor and Bxor are for
+// integer types only. Every rank of an Allreduce gets the same bits, but a
+// floating-point Sum or Prod may differ in the last bits from a
+// left-to-right serial loop, because the order of the additions follows
+// the algorithm.
 type Op uint8
 
 // The operations. The zero Op is invalid, so that a forgotten op is an error.
@@ -29,25 +34,31 @@ const (
 	Prod
 	Min
 	Max
+	Land
+	Lor
+	Band
+	Bor
+	Bxor
 )
 
+var opNames = [...]string{Sum: "Sum", Prod: "Prod", Min: "Min", Max: "Max",
+	Land: "Land", Lor: "Lor", Band: "Band", Bor: "Bor", Bxor: "Bxor"}
+
 func (o Op) String() string {
-	switch o {
-	case Sum:
-		return "sum"
-	case Prod:
-		return "prod"
-	case Min:
-		return "min"
-	case Max:
-		return "max"
+	if o.valid() {
+		return opNames[o]
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
 
-func (o Op) valid() bool { return o >= Sum && o <= Max }
+func (o Op) valid() bool { return o >= Sum && o <= Bxor }
 
-// elemType is the wire code of a Number type; int travels as 8 bytes.
+// Bitwise reports whether o is Band, Bor or Bxor (integers only).
+func (o Op) Bitwise() bool { return o >= Band && o <= Bxor }
+
+func (o Op) logical() bool { return o == Land || o == Lor }
+
+// elemType is the wire code of a Number type; int and uint travel as 8 bytes.
 type elemType uint8
 
 const (
@@ -58,45 +69,56 @@ const (
 	elemUint64
 	elemFloat32
 	elemFloat64
+	elemInt8
+	elemInt16
+	elemUint
+	elemUint8
+	elemUint16
 )
 
+var elemNames = [...]string{0: "none", elemInt: "int", elemInt32: "int32", elemInt64: "int64",
+	elemUint32: "uint32", elemUint64: "uint64", elemFloat32: "float32", elemFloat64: "float64",
+	elemInt8: "int8", elemInt16: "int16", elemUint: "uint", elemUint8: "uint8", elemUint16: "uint16"}
+
 func (e elemType) String() string {
-	switch e {
-	case elemInt:
-		return "int"
-	case elemInt32:
-		return "int32"
-	case elemInt64:
-		return "int64"
-	case elemUint32:
-		return "uint32"
-	case elemUint64:
-		return "uint64"
-	case elemFloat32:
-		return "float32"
-	case elemFloat64:
-		return "float64"
-	case 0:
-		return "none"
+	if int(e) < len(elemNames) {
+		return elemNames[e]
 	}
 	return fmt.Sprintf("elem(%d)", uint8(e))
 }
 
 func (e elemType) size() int {
-	if e == elemInt32 || e == elemUint32 || e == elemFloat32 {
+	switch e {
+	case elemInt8, elemUint8:
+		return 1
+	case elemInt16, elemUint16:
+		return 2
+	case elemInt32, elemUint32, elemFloat32:
 		return 4
 	}
 	return 8
 }
 
+func (e elemType) float() bool { return e == elemFloat32 || e == elemFloat64 }
+
 func elemOf[T Number]() elemType {
 	switch reflect.TypeFor[T]().Kind() {
 	case reflect.Int:
 		return elemInt
+	case reflect.Int8:
+		return elemInt8
+	case reflect.Int16:
+		return elemInt16
 	case reflect.Int32:
 		return elemInt32
 	case reflect.Int64:
 		return elemInt64
+	case reflect.Uint:
+		return elemUint
+	case reflect.Uint8:
+		return elemUint8
+	case reflect.Uint16:
+		return elemUint16
 	case reflect.Uint32:
 		return elemUint32
 	case reflect.Uint64:
@@ -108,6 +130,9 @@ func elemOf[T Number]() elemType {
 	}
 	panic(fmt.Sprintf("collective: %v is not a Number", reflect.TypeFor[T]()))
 }
+
+// ElemName names T as errors do ("float64").
+func ElemName[T Number]() string { return elemOf[T]().String() }
 
 // fastPath is set where the machine's layout of every Number is the wire
 // layout (little-endian), so that elements are used in place. Tests clear
@@ -155,8 +180,16 @@ func decode[T Number](b []byte, e elemType) []T {
 		switch e {
 		case elemInt, elemInt64:
 			v[i] = T(int64(le.Uint64(b[8*i:])))
-		case elemUint64:
+		case elemUint, elemUint64:
 			v[i] = T(le.Uint64(b[8*i:]))
+		case elemInt8:
+			v[i] = T(int8(b[i]))
+		case elemUint8:
+			v[i] = T(b[i])
+		case elemInt16:
+			v[i] = T(int16(le.Uint16(b[2*i:])))
+		case elemUint16:
+			v[i] = T(le.Uint16(b[2*i:]))
 		case elemInt32:
 			v[i] = T(int32(le.Uint32(b[4*i:])))
 		case elemUint32:
@@ -183,8 +216,16 @@ func encode[T Number](b []byte, v []T, e elemType) {
 		switch e {
 		case elemInt, elemInt64:
 			le.PutUint64(b[8*i:], uint64(int64(x)))
-		case elemUint64:
+		case elemUint, elemUint64:
 			le.PutUint64(b[8*i:], uint64(x))
+		case elemInt8:
+			b[i] = byte(int8(x))
+		case elemUint8:
+			b[i] = byte(x)
+		case elemInt16:
+			le.PutUint16(b[2*i:], uint16(int16(x)))
+		case elemUint16:
+			le.PutUint16(b[2*i:], uint16(x))
 		case elemInt32:
 			le.PutUint32(b[4*i:], uint32(int32(x)))
 		case elemUint32:
@@ -263,7 +304,47 @@ func combine[T Number](dst, src []T, op Op) {
 		for ; i < len(dst); i++ {
 			dst[i] = max(dst[i], src[i])
 		}
+	case Land:
+		for ; i < len(dst); i++ {
+			dst[i] = truth[T](dst[i] != 0 && src[i] != 0)
+		}
+	case Lor:
+		for ; i < len(dst); i++ {
+			dst[i] = truth[T](dst[i] != 0 || src[i] != 0)
+		}
+	// Bitwise ops on a type set with floats: through uint64, which keeps
+	// the low bits of every integer kind (floats are refused before).
+	case Band:
+		for ; i < len(dst); i++ {
+			dst[i] = T(uint64(dst[i]) & uint64(src[i]))
+		}
+	case Bor:
+		for ; i < len(dst); i++ {
+			dst[i] = T(uint64(dst[i]) | uint64(src[i]))
+		}
+	case Bxor:
+		for ; i < len(dst); i++ {
+			dst[i] = T(uint64(dst[i]) ^ uint64(src[i]))
+		}
 	default:
 		panic(fmt.Sprintf("collective: combine with %v", op))
+	}
+}
+
+func truth[T Number](b bool) T {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// normalize makes v's elements 1 or 0 for a logical op (so that one rank's
+// result, and the combining, see only truth values), in place.
+func normalize[T Number](v []T, op Op) {
+	if !op.logical() {
+		return
+	}
+	for i, x := range v {
+		v[i] = truth[T](x != 0)
 	}
 }

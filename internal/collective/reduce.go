@@ -8,17 +8,27 @@ import "math/bits"
 // and combines about twice the vector in all instead of log2 N times.
 const rabenseifnerMin = 64 << 10
 
-// vector returns header room followed by v encoded.
-func vector[T Number](v []T, e elemType) []byte {
+// vector returns header room followed by v encoded, as 1 or 0 for a
+// logical op.
+func vector[T Number](v []T, e elemType, op Op) []byte {
 	buf := make([]byte, hdrLen+len(v)*e.size())
+	if op.logical() {
+		v = append([]T(nil), v...)
+		normalize(v, op)
+	}
 	encode(buf[hdrLen:], v, e)
 	return buf
 }
 
+// setVector records the vector's description in the header and checks the
+// op locally (every rank does, so all fail alike).
 func (c *call) setVector(op Op, e elemType, n int) {
 	c.h.op, c.h.elem, c.h.n = op, e, uint64(n)
-	if !op.valid() {
-		c.fail(codeBadOp, ErrBadOp, "%v is not an op", op)
+	switch {
+	case !op.valid():
+		c.failLocal(codeBadOp, ErrBadOp, "%v is not an op", op)
+	case op.Bitwise() && e.float():
+		c.failLocal(codeBadOp, ErrBadOp, "%v on %v", op, e)
 	}
 }
 
@@ -31,13 +41,16 @@ func (c *call) setVector(op Op, e elemType, n int) {
 // root sends the outcome back down the tree as a header-only message, so
 // that a failure seen anywhere is returned on every rank.
 func Reduce[T Number](t Transport, root int, v []T, op Op) ([]T, error) {
-	c := begin(t, kindReduce)
+	c, err := begin(t, KindReduce)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.setRoot(root); err != nil {
 		return nil, err
 	}
 	e := elemOf[T]()
 	c.setVector(op, e, len(v))
-	acc := vector(v, e)
+	acc := vector(v, e, op)
 	vr := c.vrank()
 	for mask := 1; mask < c.size; mask <<= 1 {
 		step := uint8(bits.TrailingZeros(uint(mask)))
@@ -80,10 +93,13 @@ func Reduce[T Number](t Transport, root int, v []T, op Op) ([]T, error) {
 // two the extra ranks first fold their vector into a partner's and get the
 // result back at the end.
 func Allreduce[T Number](t Transport, v []T, op Op) ([]T, error) {
-	c := begin(t, kindAllreduce)
+	c, err := begin(t, KindAllreduce)
+	if err != nil {
+		return nil, err
+	}
 	e := elemOf[T]()
 	c.setVector(op, e, len(v))
-	acc := vector(v, e)
+	acc := vector(v, e, op)
 	body := len(acc) - hdrLen
 	f := newFold(c.rank, c.size)
 	switch {

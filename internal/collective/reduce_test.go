@@ -401,7 +401,7 @@ func TestMismatchText(t *testing.T) {
 		_, err := Allreduce(tr, make([]float64, 3+r), Sum)
 		return err
 	})
-	want := "collective: allreduce on rank 0: rank 1 sent allreduce sum of 4 float64 call 0 round 0, rank 0 is in allreduce sum of 3 float64 call 0 round 0"
+	want := "collective: Allreduce: rank 1 sent Allreduce Sum of 4 float64 call #0 round 0, rank 0 is in Allreduce Sum of 3 float64 call #0 round 0 (seen by rank 0)"
 	if errs[0] == nil || errs[0].Error() != want {
 		t.Errorf("got  %v\nwant %s", errs[0], want)
 	}
@@ -450,7 +450,7 @@ func TestDeadRank(t *testing.T) {
 }
 
 func TestOpString(t *testing.T) {
-	for op, want := range map[Op]string{Sum: "sum", Prod: "prod", Min: "min", Max: "max", 0: "Op(0)", 200: "Op(200)"} {
+	for op, want := range map[Op]string{Sum: "Sum", Prod: "Prod", Min: "Min", Max: "Max", Band: "Band", Bxor: "Bxor", 0: "Op(0)", 200: "Op(200)"} {
 		if got := op.String(); got != want {
 			t.Errorf("%d: got %q, want %q", op, got, want)
 		}

@@ -2,12 +2,14 @@ package collective
 
 import (
 	"fmt"
-	"sync/atomic"
+	"sync"
 )
 
-// Transport carries the messages of one algorithm family on a channel of its own.
-// Messages between one ordered pair of ranks arrive in the order sent (FIFO per pair, like TCP);
-// Recv(from) returns the next message from that rank, blocking; it fails (error naming the rank) if the peer is lost or the world closed.
+// Transport carries the messages of the collectives on a channel of their
+// own. Messages between one ordered pair of ranks arrive in the order sent
+// (FIFO per pair, like TCP); Recv(from) returns the next message from that
+// rank, blocking; it fails (error naming the rank) if the peer is lost or
+// the world closed.
 //
 // The algorithms send before they receive, so Send must not wait for the
 // peer to call Recv (the receiving side buffers, as a reader goroutine per
@@ -15,6 +17,9 @@ import (
 // first byte is 8-byte aligned, numbers are combined in place without a copy.
 // Collective calls on one Transport must not overlap (one at a time per
 // rank, the same sequence of calls on every rank, as in MPI).
+//
+// The barrier package uses the same interface (barrier.Transport is an
+// alias of this one).
 type Transport interface {
 	Rank() int
 	Size() int
@@ -32,23 +37,67 @@ type Sequencer interface {
 	NextSeq() uint32
 }
 
-// Sequenced returns a Transport that forwards to t and implements
-// Sequencer with a counter starting at 1. Wrap each rank's transport once
-// and use the result for every collective call.
+// Sequenced returns a Transport that forwards to t, numbers the calls
+// (implements Sequencer with a counter starting at 1) and remembers a call
+// mismatch: once the ranks' calls have been out of step (a *MismatchError),
+// every later call returns that error at once. Wrap each rank's transport
+// once, per communicator, and use the result for every collective call.
 func Sequenced(t Transport) Transport {
 	return &sequenced{Transport: t}
 }
 
 type sequenced struct {
 	Transport
-	seq atomic.Uint32
+	mu     sync.Mutex
+	seq    uint32
+	broken error
+	// kinds[s%len] is the kind of call s, for naming this rank's side of
+	// a mismatch found later (a message of an earlier call arrives).
+	kinds [64]Kind
+	// hello[r] is the call whose hello (see call.hello) from rank r this
+	// rank has not received yet; 0 if none.
+	hello []uint32
 }
 
-func (s *sequenced) NextSeq() uint32 { return s.seq.Add(1) }
+func (s *sequenced) NextSeq() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.seq
+}
 
-// world checks what the transport says about itself; nonsense there is a
-// programming error in the caller's adapter, not a runtime condition.
-func world(t Transport) (rank, size int) {
+// start numbers a call of kind k, or returns the error that broke the
+// transport.
+func (s *sequenced) start(k Kind) (uint32, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	s.kinds[s.seq%uint32(len(s.kinds))] = k
+	return s.seq, s.broken
+}
+
+// kindOf returns the kind of this rank's call seq, if it remembers it.
+func (s *sequenced) kindOf(seq uint32) (Kind, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == 0 || seq > s.seq || s.seq-seq >= uint32(len(s.kinds)) {
+		return 0, false
+	}
+	return s.kinds[seq%uint32(len(s.kinds))], true
+}
+
+func (s *sequenced) breakWith(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil {
+		s.broken = err
+	}
+}
+
+// CheckWorld returns what the transport says about itself, checked;
+// nonsense there is a programming error in the caller's adapter, not a
+// runtime condition, and panics.
+func CheckWorld(t Transport) (rank, size int) {
 	rank, size = t.Rank(), t.Size()
 	if size < 1 || rank < 0 || rank >= size {
 		panic(fmt.Sprintf("collective: transport reports rank %d of size %d", rank, size))

@@ -3,8 +3,13 @@
 //
 // Rank i dials every rank j > i and accepts from every j < i: one TCP
 // connection per pair, TCP_NODELAY, authenticated both ways with the job
-// token (package auth). One reader goroutine per peer hands every message to
-// the Handler; one wire.Writer per peer keeps frames whole.
+// token (package auth); the accepting side runs package listen's hardened
+// accept loop (it survives EMFILE and bounds and times out unauthenticated
+// connections). Connect runs one reader goroutine per peer that
+// hands every message to the Handler, and one wire.Writer per peer keeps
+// frames whole (the page servers' memory mesh). Establish only builds and
+// authenticates the connections and hands them over, with any bytes the
+// handshake read past its end (package rank's engine reads them itself).
 //
 // Usage:
 //

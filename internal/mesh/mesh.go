@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/listen"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
 // typeBye on wire.ChanControl: the sender is closing normally.
-const typeBye uint8 = 30
+const typeBye = wire.TypeMeshBye
 
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("mesh: closed")
@@ -74,57 +75,127 @@ func (c *Config) name() string {
 	return c.Name
 }
 
+// Conn is one authenticated connection of an established mesh, handed
+// to a caller that reads and writes it itself (Establish).
+type Conn struct {
+	Rank int          // the peer's rank
+	TCP  *net.TCPConn // TCP_NODELAY set
+	// Buffered holds bytes the handshake's reader took from the
+	// connection past the handshake: the start of the peer's stream.
+	Buffered []byte
+}
+
+// Establish builds the mesh's connections and hands them over: the result
+// is indexed by rank, nil at cfg.Rank. Handler, OnLost and OnBye are not
+// used; the caller reads the connections (package rank's engine does).
+// The listener is closed when Establish returns.
+func Establish(ctx context.Context, cfg Config) ([]*Conn, error) {
+	peers, err := establish(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	conns := make([]*Conn, len(peers))
+	for i, p := range peers {
+		if p == nil {
+			continue
+		}
+		c := &Conn{Rank: p.rank, TCP: p.conn}
+		if n := p.r.Buffered(); n > 0 {
+			b, _ := p.r.Peek(n)
+			c.Buffered = append([]byte(nil), b...)
+		}
+		conns[i] = c
+	}
+	return conns, nil
+}
+
 // Connect establishes the mesh. It returns when this rank is connected to
 // every other rank, or with an error naming the rank it could not reach.
 // The listener is closed when Connect returns.
 func Connect(ctx context.Context, cfg Config) (*Mesh, error) {
+	peers, err := establish(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mesh{cfg: cfg, peers: peers, closing: make(chan struct{})}
+	for _, p := range m.peers {
+		if p == nil {
+			continue
+		}
+		p.w = wire.NewWriter(p.conn, cfg.Rank)
+		p.eof = make(chan struct{})
+		m.wg.Add(1)
+		go m.read(p)
+	}
+	return m, nil
+}
+
+// establish connects to every other rank and authenticates each
+// connection; the result is indexed by rank, nil at cfg.Rank.
+func establish(ctx context.Context, cfgp *Config) ([]*peer, error) {
+	cfg := *cfgp
 	n := len(cfg.Addrs)
 	m := &Mesh{cfg: cfg, peers: make([]*peer, n), closing: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer cfg.Listener.Close()
 
 	var mu sync.Mutex
 	got := make(chan *peer, n)
 	errc := make(chan error, n)
 
-	// Accept from every lower rank. Strangers (garbage, wrong token,
-	// duplicates) are logged and dropped; they never stop the mesh.
+	// Accept from every lower rank on a hardened accept loop (package
+	// listen: it survives EMFILE, bounds and times out unauthenticated
+	// connections). Strangers (garbage, wrong token, duplicates) are
+	// logged and dropped; they never stop the mesh.
 	lower := cfg.Rank
-	go func() {
-		for {
-			c, err := cfg.Listener.Accept()
-			if err != nil {
-				if ctx.Err() == nil {
-					errc <- fmt.Errorf("mesh: accept on %s: %w", cfg.Listener.Addr(), err)
-				}
-				return
-			}
-			go func() {
-				tc := c.(*net.TCPConn)
-				r := bufio.NewReaderSize(tc, 64<<10)
-				from, err := auth.Accept(tc, r, cfg.Token, cfg.Rank, time.Now().Add(handshakeTimeout), func(from int) error {
-					mu.Lock()
-					defer mu.Unlock()
-					if from < 0 || from >= lower {
-						return fmt.Errorf("mesh: %s %d does not accept connections from %d", cfg.name(), cfg.Rank, from)
-					}
-					if m.peers[from] != nil {
-						return fmt.Errorf("mesh: %s %d is already connected", cfg.name(), from)
-					}
-					m.peers[from] = &peer{} // placeholder: refuse duplicates
-					return nil
-				})
-				if err != nil {
-					cfg.logf("%s %d: refused a connection from %s: %v", cfg.name(), cfg.Rank, c.RemoteAddr(), err)
-					tc.Close()
-					return
-				}
-				tc.SetNoDelay(true)
-				got <- &peer{rank: from, conn: tc, r: r}
-			}()
+	srv := listen.New(cfg.Listener, listen.Config{
+		Name:              fmt.Sprintf("mesh: %s %d", cfg.name(), cfg.Rank),
+		MaxPending:        2*n + 64,
+		MaxPendingPerHost: n + 16,
+		HandshakeTimeout:  handshakeTimeout,
+		Warnf:             cfg.Logf,
+	})
+	defer srv.Close() // the listener and every unauthenticated connection
+	go srv.Serve(func(c net.Conn, g *listen.Gate) {
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			c.Close()
+			return
 		}
-	}()
+		r := bufio.NewReaderSize(tc, 64<<10)
+		var placed = -1
+		from, err := auth.Accept(tc, r, cfg.Token, cfg.Rank, time.Now().Add(handshakeTimeout), func(from int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if from < 0 || from >= lower {
+				return fmt.Errorf("mesh: %s %d does not accept connections from %d", cfg.name(), cfg.Rank, from)
+			}
+			if m.peers[from] != nil {
+				return fmt.Errorf("mesh: %s %d is already connected", cfg.name(), from)
+			}
+			m.peers[from] = &peer{} // placeholder: refuse duplicates
+			placed = from
+			return nil
+		})
+		if err != nil {
+			g.Refuse("authentication failed", err)
+			tc.Close()
+			return
+		}
+		if !g.Authenticated() {
+			// Dropped meanwhile (handshake timeout, eviction, Close): let
+			// the rank connect again.
+			mu.Lock()
+			if placed >= 0 && m.peers[placed] != nil && m.peers[placed].conn == nil {
+				m.peers[placed] = nil
+			}
+			mu.Unlock()
+			tc.Close()
+			return
+		}
+		tc.SetNoDelay(true)
+		got <- &peer{rank: from, conn: tc, r: r}
+	})
 	// Dial every higher rank.
 	for j := cfg.Rank + 1; j < n; j++ {
 		go func(j int) {
@@ -143,11 +214,13 @@ func Connect(ctx context.Context, cfg Config) (*Mesh, error) {
 			m.peers[p.rank] = p
 			mu.Unlock()
 		case err := <-errc:
+			mu.Lock()
 			m.closeConns()
+			mu.Unlock()
 			return nil, err
 		case <-ctx.Done():
-			m.closeConns()
 			mu.Lock()
+			m.closeConns()
 			missing := []int{}
 			for j, p := range m.peers {
 				if j != cfg.Rank && (p == nil || p.conn == nil) {
@@ -158,16 +231,9 @@ func Connect(ctx context.Context, cfg Config) (*Mesh, error) {
 			return nil, fmt.Errorf("mesh: %s %d: no connection from %ss %v: %w", cfg.name(), cfg.Rank, cfg.name(), missing, ctx.Err())
 		}
 	}
-	for _, p := range m.peers {
-		if p == nil {
-			continue
-		}
-		p.w = wire.NewWriter(p.conn, cfg.Rank)
-		p.eof = make(chan struct{})
-		m.wg.Add(1)
-		go m.read(p)
-	}
-	return m, nil
+	mu.Lock()
+	defer mu.Unlock()
+	return m.peers, nil
 }
 
 func dial(ctx context.Context, cfg *Config, j int) (*peer, error) {

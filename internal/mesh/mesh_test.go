@@ -212,3 +212,31 @@ func TestGracefulCloseIsNotLoss(t *testing.T) {
 		t.Fatalf("send after close: %v", err)
 	}
 }
+
+// Strangers holding many idle connections to rank 2's port (more than
+// the accept loop lets one host keep unauthenticated) do not keep the
+// real ranks out: the oldest idle ones are closed to make room.
+func TestIdleStrangersEvicted(t *testing.T) {
+	var idle []net.Conn
+	c := build(t, 3, []byte("right"), func(addrs []string) {
+		for i := 0; i < 3+16+5; i++ {
+			s, err := net.Dial("tcp", addrs[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle = append(idle, s)
+		}
+	})
+	defer c.close()
+	defer func() {
+		for _, s := range idle {
+			s.Close()
+		}
+	}()
+	if err := c.meshes[0].Send(2, wire.ChanUser, 1, []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if f := <-c.inbox[2]; string(f.Body) != "ok" {
+		t.Fatalf("got %q", f.Body)
+	}
+}

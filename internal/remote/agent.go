@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,7 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dsmexec/dsmexec/internal/limits"
 	"github.com/dsmexec/dsmexec/internal/proc"
+	"github.com/dsmexec/dsmexec/internal/rendezvous"
 )
 
 // AgentGrace is how long the agent waits after SIGTERM before it sends
@@ -55,17 +58,30 @@ func RunAgent(in io.Reader, out io.Writer) error {
 		ranks:  map[int]*agentRank{},
 	}
 	host, _ := os.Hostname()
-	a.send(frameHello, encodeHello(Hello{Version: AgentVersion, Pid: os.Getpid(), Hostname: host, GOARCH: runtime.GOARCH}))
+	hello := Hello{Version: AgentVersion, Pid: os.Getpid(), Hostname: host, GOARCH: runtime.GOARCH}
+	// The ranks inherit the raised soft limit (see limits.Raise); mpirun
+	// checks the job against the hard one before starting any rank.
+	hello.NoFile, _ = limits.Raise()
+	if lo, hi, err := limits.PortRange(); err == nil {
+		hello.Ports = hi - lo + 1
+	}
+	a.send(frameHello, encodeHello(hello))
 	fwdDone := make(chan struct{})
 	go func() { a.forward(); close(fwdDone) }()
 
 	readErr := a.read(in)
 	a.stopAll()
+	if a.relay != nil {
+		a.relay.Close() // the ranks that are left learn mpirun is gone
+	}
 	if errors.Is(readErr, ErrMpirunSilent) {
 		// mpirun is unreachable, so out may block for good (a full SSH
 		// window on a dead link): the ranks are stopped, do not wait for
 		// their reports to be written. The caller's process should exit.
 		return fmt.Errorf("remote: agent: %w", readErr)
+	}
+	if a.relay != nil {
+		a.relay.Wait() // no more frames for events
 	}
 	a.waiters.Wait()
 	close(a.events) // nothing sends after the waiters are done
@@ -87,6 +103,10 @@ type agent struct {
 	wErr   error         // first write error; later frames are dropped
 	lines  chan proc.Line
 	events chan frame
+
+	// relay, once mpirun sent a Relay frame, accepts the rendezvous of
+	// this host's ranks (used by the reader's goroutine only).
+	relay *rendezvous.Relay
 
 	mu      sync.Mutex
 	ranks   map[int]*agentRank // running or exited, by rank
@@ -244,11 +264,85 @@ func (a *agent) handle(f frame) error {
 			return err
 		}
 		return a.stdin(rank, data)
+	case frameRelay:
+		spec, err := decodeRelay(f.payload)
+		if err != nil {
+			return err
+		}
+		return a.startRelay(spec)
+	case frameRdvDown:
+		rf, err := decodeRdv(f.payload, frameRdvDown)
+		if err != nil {
+			return err
+		}
+		if a.relay == nil {
+			return fmt.Errorf("%w: Rdv before Relay", ErrBadFrame)
+		}
+		a.relay.Deliver(rf)
+		return nil
 	}
 	return fmt.Errorf("%w: unknown frame type %#x", ErrBadFrame, f.typ)
 }
 
+// startRelay opens the relay for this host's ranks: on this host's
+// address on the way to mpirun, which the ranks then advertise to their
+// peers.
+func (a *agent) startRelay(spec RelaySpec) error {
+	if a.relay != nil {
+		return fmt.Errorf("%w: second Relay frame", ErrBadFrame)
+	}
+	ip, err := localIPToward(spec.Reach)
+	if err != nil {
+		return err
+	}
+	r, err := rendezvous.ListenRelay(net.JoinHostPort(ip, "0"), rendezvous.RelayConfig{
+		Size: spec.Size, Token: spec.Token, Ranks: spec.Ranks,
+		Up: func(f rendezvous.RelayFrame) error {
+			a.event(frameRdvUp, encodeRdv(f))
+			return nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("remote: agent: %w", err)
+	}
+	a.relay = r
+	go r.Serve()
+	return nil
+}
+
+// localIPToward returns this host's address on the route to reach
+// (connecting a UDP socket sends nothing); 127.0.0.1 without reach.
+func localIPToward(reach string) (string, error) {
+	if reach == "" {
+		return "127.0.0.1", nil
+	}
+	c, err := net.Dial("udp", net.JoinHostPort(reach, "9"))
+	if err != nil {
+		return "", fmt.Errorf("remote: agent: find this host's address toward mpirun at %s: %w", reach, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
+}
+
+// setEnv returns env with NAME=value set, replacing any NAME entries.
+func setEnv(env []string, name, value string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if n, _, _ := strings.Cut(kv, "="); n != name {
+			out = append(out, kv)
+		}
+	}
+	return append(out, name+"="+value)
+}
+
+// masterEnv is the variable that tells a rank where its master is: with
+// a relay, the relay.
+const masterEnv = "DSMEXEC_MASTER"
+
 func (a *agent) start(spec RankSpec) error {
+	if a.relay != nil {
+		spec.Env = setEnv(spec.Env, masterEnv, a.relay.Addr())
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, dup := a.ranks[spec.Rank]; dup {
@@ -267,6 +361,9 @@ func (a *agent) start(spec RankSpec) error {
 	err := a.verify(spec)
 	if err == nil {
 		p, err = proc.Start(ps, a.lines)
+		if why := limits.Explain(err); why != "" {
+			err = fmt.Errorf("%w (the agent: %s)", err, why)
+		}
 	}
 	if err != nil {
 		r.exited = true

@@ -403,8 +403,8 @@ func TestMergeEnv(t *testing.T) {
 // many times over.
 func TestAgentPingsKeepItAlive(t *testing.T) {
 	p := startAgentPair(t)
-	p.c.StartPings(10*time.Millisecond, 150*time.Millisecond)
-	if err := p.c.Start(shRank(0, `sleep 0.6; echo done`)); err != nil {
+	p.c.StartPings(10*time.Millisecond, 500*time.Millisecond)
+	if err := p.c.Start(shRank(0, `sleep 2; echo done`)); err != nil {
 		t.Fatal(err)
 	}
 	res := collect(t, p.lines, p.exits, 1, nil)

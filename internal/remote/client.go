@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/proc"
+	"github.com/dsmexec/dsmexec/internal/rendezvous"
 )
 
 // ErrAgentGone is wrapped by the Exit.Err of ranks whose agent connection
@@ -50,6 +51,9 @@ type Client struct {
 	closed    chan struct{} // Close was called: stop delivering
 	done      chan struct{} // the reader has finished and delivered every Exit
 	err       error         // why the stream ended, if not cleanly; set before done
+
+	// relayTo receives the relay's frames (nil until Relay).
+	relayTo func(rendezvous.RelayFrame)
 
 	// sumOf, if set, gives the SHA-256 of an installed program by remote
 	// path, for Start frames that do not carry one.
@@ -191,6 +195,23 @@ func (c *Client) Start(spec RankSpec) error {
 		return err
 	}
 	return nil
+}
+
+// Relay asks the agent to accept the rendezvous of its ranks itself
+// (package rendezvous, Relay) and to start them with DSMEXEC_MASTER naming
+// its relay; call it before the first Start. The relay's frames go to
+// deliver, on the client's reader goroutine: it must not block for long
+// (rendezvous.Port.Deliver does not).
+func (c *Client) Relay(spec RelaySpec, deliver func(rendezvous.RelayFrame)) error {
+	c.mu.Lock()
+	c.relayTo = deliver
+	c.mu.Unlock()
+	return c.send(frameRelay, encodeRelay(spec))
+}
+
+// Rdv sends a rendezvous frame to the agent's relay.
+func (c *Client) Rdv(f rendezvous.RelayFrame) error {
+	return c.send(frameRdvDown, encodeRdv(f))
 }
 
 // Signal sends sig to every running rank of the agent.
@@ -390,6 +411,18 @@ func (c *Client) dispatch(f frame, agentErr *string) error {
 		case <-c.closed:
 			return errClosedByUs
 		}
+	case frameRdvUp:
+		rf, err := decodeRdv(f.payload, frameRdvUp)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		deliver := c.relayTo
+		c.mu.Unlock()
+		if deliver == nil {
+			return fmt.Errorf("%w: Rdv before Relay", ErrBadFrame)
+		}
+		deliver(rf)
 	case frameError:
 		msg, err := decodeError(f.payload)
 		if err != nil {

@@ -48,7 +48,11 @@
 // started pings ([Client.StartPings]), falls silent for longer than it
 // asked, so a host cut off from the network does not keep its ranks. A
 // host that stops answering SSH keepalives is disconnected ([Host.Lost]
-// says so). On mpirun's side, [Client] delivers the lines and exits into
+// says so). After a Relay frame ([Client.Relay]) the agent is also the
+// rendezvous master of its host's ranks (rendezvous.Relay): they join it
+// over TCP on this host, their joins go to mpirun in one batch and the
+// table comes back once, as Rdv frames on the same stream, so mpirun holds
+// one connection per host. On mpirun's side, [Client] delivers the lines and exits into
 // the caller's channels and makes up an Exit wrapping [ErrAgentGone] for
 // every rank whose agent was lost.
 //

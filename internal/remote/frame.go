@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/proc"
+	"github.com/dsmexec/dsmexec/internal/rendezvous"
 )
 
 // The agent protocol; protocol.md in this directory is its specification.
@@ -18,8 +19,9 @@ import (
 const MaxFrame = 8 << 20
 
 // AgentVersion is the protocol version carried in Hello. Version 2 added
-// the Ping frame, version 3 the program's hash in Start.
-const AgentVersion = 3
+// the Ping frame, version 3 the program's hash in Start, version 4 the
+// host's limits in Hello, version 5 the rendezvous relay (Relay, Rdv).
+const AgentVersion = 5
 
 // agentMagic opens the Hello frame.
 const agentMagic = "dsmexec-agent"
@@ -30,11 +32,14 @@ const (
 	frameSignal  byte = 0x02
 	frameStdin   byte = 0x03
 	framePing    byte = 0x04
+	frameRelay   byte = 0x05
+	frameRdvDown byte = 0x06
 	frameHello   byte = 0x80
 	frameStarted byte = 0x81
 	frameLine    byte = 0x82
 	frameExit    byte = 0x83
 	frameError   byte = 0x84
+	frameRdvUp   byte = 0x85
 )
 
 // StdinFrames is the Start flag for a rank whose stdin comes from Stdin
@@ -73,6 +78,25 @@ type Hello struct {
 	Pid      int
 	Hostname string
 	GOARCH   string
+	// NoFile is the agent's hard RLIMIT_NOFILE, to which it raised its
+	// soft one (its ranks inherit it); Ports is the size of the host's
+	// ephemeral port range. 0: unknown.
+	NoFile uint64
+	Ports  int
+}
+
+// RelaySpec is what a Relay frame carries: the agent accepts the
+// rendezvous of the host's ranks itself and relays it over the agent
+// stream (package rendezvous, Relay).
+type RelaySpec struct {
+	Size  int    // ranks in the job
+	Token []byte // the job's token
+	Ranks []int  // the ranks this agent will start
+	// Reach is mpirun's address as this host reaches it: the relay listens
+	// on this host's address on the way there, which is the address the
+	// ranks then advertise to their peers (as they did when they talked to
+	// mpirun directly).
+	Reach string
 }
 
 // Started reports the pid of a rank the agent started.
@@ -352,7 +376,7 @@ func decodePing(p []byte) (time.Duration, error) {
 }
 
 func encodeHello(h Hello) []byte {
-	return enc(nil).str(agentMagic).int(h.Version).int(h.Pid).str(h.Hostname).str(h.GOARCH)
+	return enc(nil).str(agentMagic).int(h.Version).int(h.Pid).str(h.Hostname).str(h.GOARCH).uv(h.NoFile).int(h.Ports)
 }
 
 func decodeHello(p []byte) (Hello, error) {
@@ -366,7 +390,57 @@ func decodeHello(p []byte) (Hello, error) {
 		Hostname: d.str("hostname"),
 		GOARCH:   d.str("goarch"),
 	}
+	if d.err == nil && h.Version != AgentVersion {
+		// Another version's Hello may end differently: the client
+		// reports the version mismatch, not a malformed frame.
+		return h, nil
+	}
+	h.NoFile = d.uv("nofile")
+	h.Ports = d.int("ports")
 	return h, d.done(frameHello)
+}
+
+func encodeRelay(r RelaySpec) []byte {
+	e := enc(nil).int(r.Size).bytes(r.Token).uv(uint64(len(r.Ranks)))
+	for _, k := range r.Ranks {
+		e = e.int(k)
+	}
+	return e.str(r.Reach)
+}
+
+func decodeRelay(p []byte) (RelaySpec, error) {
+	d := dec{b: p}
+	r := RelaySpec{Size: d.int("size"), Token: append([]byte(nil), d.bytes("token")...)}
+	n := d.uv("ranks")
+	if n > uint64(len(d.b)) { // at least a byte each
+		d.fail("ranks")
+		n = 0
+	}
+	for i := uint64(0); i < n; i++ {
+		k := d.int("rank")
+		if d.err == nil && k >= r.Size {
+			d.fail("rank")
+		}
+		r.Ranks = append(r.Ranks, k)
+	}
+	r.Reach = d.str("reach")
+	return r, d.done(frameRelay)
+}
+
+// encodeRdv and decodeRdv: one rendezvous.RelayFrame, either way.
+func encodeRdv(f rendezvous.RelayFrame) []byte {
+	return enc(nil).sv(int64(f.Rank)).u8(f.Type).bytes(f.Body)
+}
+
+func decodeRdv(p []byte, typ byte) (rendezvous.RelayFrame, error) {
+	d := dec{b: p}
+	rank := d.sv("rank")
+	if rank < -1 || rank > 1<<31-1 {
+		d.fail("rank")
+	}
+	f := rendezvous.RelayFrame{Rank: int(rank), Type: d.u8("type")}
+	f.Body = append([]byte(nil), d.bytes("body")...)
+	return f, d.done(typ)
 }
 
 func encodeStarted(s Started) []byte { return enc(nil).int(s.Rank).int(s.Pid) }

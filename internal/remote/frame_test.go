@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/proc"
+	"github.com/dsmexec/dsmexec/internal/rendezvous"
 )
 
 func TestFrameGolden(t *testing.T) {
@@ -55,7 +56,19 @@ func TestFrameRoundTrip(t *testing.T) {
 	if got, err := decodeStart(encodeStart(spec)); err != nil || !reflect.DeepEqual(got, spec) {
 		t.Errorf("Start with a hash: %+v, %v", got, err)
 	}
-	hello := Hello{Version: 1, Pid: 4242, Hostname: "h1", GOARCH: "arm64"}
+	relay := RelaySpec{Size: 8, Token: []byte{1, 2, 3}, Ranks: []int{4, 5, 7}, Reach: "10.0.0.1"}
+	if got, err := decodeRelay(encodeRelay(relay)); err != nil || !reflect.DeepEqual(got, relay) {
+		t.Errorf("Relay: %+v, %v", got, err)
+	}
+	if _, err := decodeRelay(encodeRelay(RelaySpec{Size: 2, Ranks: []int{2}})); !errors.Is(err, ErrBadFrame) {
+		t.Errorf("Relay with a rank out of range: %v, want ErrBadFrame", err)
+	}
+	for _, rf := range []rendezvous.RelayFrame{{Rank: -1, Type: rendezvous.TypeTable, Body: []byte(`{"endpoints":[]}`)}, {Rank: 3, Type: rendezvous.TypeWhere}} {
+		if got, err := decodeRdv(encodeRdv(rf), frameRdvUp); err != nil || !reflect.DeepEqual(got, rf) {
+			t.Errorf("Rdv: %+v, %v", got, err)
+		}
+	}
+	hello := Hello{Version: AgentVersion, Pid: 4242, Hostname: "h1", GOARCH: "arm64", NoFile: 1 << 20, Ports: 28232}
 	if got, err := decodeHello(encodeHello(hello)); err != nil || got != hello {
 		t.Errorf("Hello: %+v, %v", got, err)
 	}

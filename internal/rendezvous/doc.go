@@ -6,6 +6,13 @@
 // Failed(lostPeer, msg) reach mpirun (Config.OnAbort, OnFailed) before they
 // return, so mpirun hears why a rank ends before it reaps the exit.
 //
+// On hosts reached over SSH, the host's agent runs a Relay: it accepts the
+// host's ranks exactly as the master does (same handshake and frames, so a
+// rank cannot tell), sends their joins up in one TypeJoins batch, hands each
+// the table when it comes down once, and relays everything else both ways
+// as RelayFrame values over the agent's stream; the master's end of it is
+// a Port (Master.Relay). mpirun then holds one connection per host.
+//
 // The master's accept loop is a listen.Server: it survives EMFILE/ENFILE
 // (backing off 5 ms to 1 s), bounds unauthenticated connections (2·Size+64
 // in all, Size+16 per source address; the oldest is dropped to make room)

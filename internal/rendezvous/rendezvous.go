@@ -20,16 +20,16 @@ import (
 
 // Frame types on wire.ChanControl after the handshake.
 const (
-	TypeJoin  uint8 = 10 // rank -> master: JoinInfo (JSON)
-	TypeTable uint8 = 11 // master -> rank: Table (JSON)
-	TypeCell  uint8 = 12 // rank -> master: Cell (JSON)
-	TypeStats uint8 = 13 // rank -> master: Stats (JSON)
-	TypeBye   uint8 = 15 // rank -> master: finalized normally
-	TypeWhere uint8 = 16 // master -> rank: where are you blocked? rank -> master: the answer (text)
+	TypeJoin  = wire.TypeJoin  // rank -> master: JoinInfo (JSON)
+	TypeTable = wire.TypeTable // master -> rank: Table (JSON)
+	TypeCell  = wire.TypeCell  // rank -> master: Cell (JSON)
+	TypeStats = wire.TypeStats // rank -> master: Stats (JSON)
+	TypeBye   = wire.TypeBye   // rank -> master: finalized normally
+	TypeWhere = wire.TypeWhere // master -> rank: where are you blocked? rank -> master: the answer (text)
 	// TypeAbort: rank -> master: Abort (JSON); master -> rank: empty, once
 	// mpirun has it. TypeFailed likewise with FailedInfo.
-	TypeAbort  uint8 = 17
-	TypeFailed uint8 = 18
+	TypeAbort  = wire.TypeAbort
+	TypeFailed = wire.TypeFailed
 )
 
 // AbortInfo is what a rank that calls Abort sends.
@@ -117,7 +117,8 @@ type Master struct {
 
 	mu        sync.Mutex
 	reports   []Report
-	conns     []*memberConn
+	conns     []member
+	ports     []*Port // relays, in order of attachment
 	endpoints [][]string
 	joined    int
 	whereC    chan struct{} // closed when every asked rank answered Where
@@ -130,10 +131,25 @@ type Master struct {
 	wg        sync.WaitGroup
 }
 
+// A member is how the master reaches one joined rank: its own connection
+// (memberConn), or the relay of its host (relayed).
+type member interface {
+	write(typ uint8, body ...[]byte) error
+	close()
+	// port is the rank's relay, nil for a direct connection.
+	port() *Port
+}
+
 type memberConn struct {
 	c net.Conn
 	w *wire.Writer
 }
+
+func (mc *memberConn) write(typ uint8, body ...[]byte) error {
+	return mc.w.Write(wire.ChanControl, typ, 0, body...)
+}
+func (mc *memberConn) close()      { mc.c.Close() }
+func (mc *memberConn) port() *Port { return nil }
 
 // Listen opens the master socket on addr (host:port; port 0 picks one).
 func Listen(addr string, cfg Config) (*Master, error) {
@@ -153,7 +169,7 @@ func newMaster(ln net.Listener, cfg Config) *Master {
 		cfg:       cfg,
 		ln:        ln,
 		reports:   make([]Report, cfg.Size),
-		conns:     make([]*memberConn, cfg.Size),
+		conns:     make([]member, cfg.Size),
 		endpoints: make([][]string, cfg.Size),
 		done:      make(chan struct{}),
 		errc:      make(chan error, 1),
@@ -280,40 +296,8 @@ func (m *Master) member(c net.Conn, g *listen.Gate) {
 		m.warnf("master: rank %d sent a bad join: %v", rank, err)
 		return
 	}
-	w := wire.NewWriter(c, auth.Master)
-	m.mu.Lock()
-	select {
-	case <-m.closed: // Close has closed the connections it knew of
-		m.mu.Unlock()
+	if !m.join(j, &memberConn{c: c, w: wire.NewWriter(c, auth.Master)}, c.RemoteAddr().String()) {
 		return
-	default:
-	}
-	if m.reports[rank].Joined {
-		m.mu.Unlock()
-		m.warnf("master: rank %d joined twice; second connection from %s refused", rank, c.RemoteAddr())
-		return
-	}
-	rep := &m.reports[rank]
-	rep.Joined, rep.Host, rep.Pid = true, j.Host, j.Pid
-	m.conns[rank] = &memberConn{c: c, w: w}
-	m.endpoints[rank] = j.Endpoints
-	m.joined++
-	all := m.joined == m.cfg.Size
-	var conns []*memberConn
-	var body []byte
-	if all {
-		conns = append(conns, m.conns...)
-		body, _ = json.Marshal(Table{Endpoints: m.endpoints})
-	}
-	m.mu.Unlock()
-	m.logf("master: rank %d joined from %s (pid %d) with %v", rank, c.RemoteAddr(), j.Pid, j.Endpoints)
-	if all {
-		for i, mc := range conns {
-			if err := mc.w.Write(wire.ChanControl, TypeTable, 0, body); err != nil {
-				m.logf("master: send table to rank %d: %v", i, err)
-			}
-		}
-		close(m.done)
 	}
 	// The rest of the job: cells, stats, bye.
 	for {
@@ -324,34 +308,94 @@ func (m *Master) member(c net.Conn, g *listen.Gate) {
 			}
 			return
 		}
-		m.mu.Lock()
-		switch f.Type {
-		case TypeCell:
-			var cell Cell
-			if json.Unmarshal(f.Body, &cell) == nil {
-				if _, ok := rep.Values[cell.Column]; !ok {
-					rep.Columns = append(rep.Columns, cell.Column)
+		m.handle(rank, f.Type, f.Body)
+	}
+}
+
+// join records a rank's join, reached through mem; from says where it came
+// from, for the log. It sends the table once every rank has joined (to
+// each relay once). false: the join is refused (twice, or after Close).
+func (m *Master) join(j JoinInfo, mem member, from string) bool {
+	rank := j.Rank
+	m.mu.Lock()
+	select {
+	case <-m.closed: // Close has closed the connections it knew of
+		m.mu.Unlock()
+		return false
+	default:
+	}
+	if m.reports[rank].Joined {
+		m.mu.Unlock()
+		m.warnf("master: rank %d joined twice; second connection from %s refused", rank, from)
+		return false
+	}
+	rep := &m.reports[rank]
+	rep.Joined, rep.Host, rep.Pid = true, j.Host, j.Pid
+	m.conns[rank] = mem
+	m.endpoints[rank] = j.Endpoints
+	m.joined++
+	all := m.joined == m.cfg.Size
+	var conns []member
+	var body []byte
+	if all {
+		conns = append(conns, m.conns...)
+		body, _ = json.Marshal(Table{Endpoints: m.endpoints})
+	}
+	m.mu.Unlock()
+	m.logf("master: rank %d joined from %s (pid %d) with %v", rank, from, j.Pid, j.Endpoints)
+	if all {
+		// The table goes once to each rank with its own connection, and
+		// once to each relay, which hands it to its ranks.
+		sent := map[*Port]bool{}
+		for i, mc := range conns {
+			if p := mc.port(); p != nil {
+				if !sent[p] {
+					sent[p] = true
+					if err := p.send(RelayFrame{Rank: -1, Type: TypeTable, Body: body}); err != nil {
+						m.logf("master: send table to %s: %v", p.name, err)
+					}
 				}
-				rep.Values[cell.Column] = cell.Value
+				continue
 			}
-		case TypeStats:
-			json.Unmarshal(f.Body, &rep.Stats)
-		case TypeBye:
-			rep.Finalized = true
-		case TypeAbort, TypeFailed:
-			m.mu.Unlock()
-			m.fatal(rank, f.Type, f.Body)
-			m.mu.Lock()
-		case TypeWhere:
-			rep.Where = string(f.Body)
-			m.whereN++
-			if m.whereC != nil && m.whereN >= m.whereWant {
-				close(m.whereC)
-				m.whereC = nil
+			if err := mc.write(TypeTable, body); err != nil {
+				m.logf("master: send table to rank %d: %v", i, err)
 			}
 		}
-		m.mu.Unlock()
+		close(m.done)
 	}
+	return true
+}
+
+// handle records one frame of a joined rank.
+func (m *Master) handle(rank int, typ uint8, body []byte) {
+	m.mu.Lock()
+	rep := &m.reports[rank]
+	switch typ {
+	case TypeCell:
+		var cell Cell
+		if json.Unmarshal(body, &cell) == nil {
+			if _, ok := rep.Values[cell.Column]; !ok {
+				rep.Columns = append(rep.Columns, cell.Column)
+			}
+			rep.Values[cell.Column] = cell.Value
+		}
+	case TypeStats:
+		json.Unmarshal(body, &rep.Stats)
+	case TypeBye:
+		rep.Finalized = true
+	case TypeAbort, TypeFailed:
+		m.mu.Unlock()
+		m.fatal(rank, typ, body)
+		return
+	case TypeWhere:
+		rep.Where = string(body)
+		m.whereN++
+		if m.whereC != nil && m.whereN >= m.whereWant {
+			close(m.whereC)
+			m.whereC = nil
+		}
+	}
+	m.mu.Unlock()
 }
 
 // fatal passes on a rank's Abort or Failed, then answers it.
@@ -381,7 +425,7 @@ func (m *Master) fatal(rank int, typ uint8, body []byte) {
 	mc := m.conns[rank]
 	m.mu.Unlock()
 	if mc != nil {
-		mc.w.Write(wire.ChanControl, typ, 0)
+		mc.write(typ)
 	}
 }
 
@@ -393,7 +437,7 @@ func (m *Master) Where(ctx context.Context) {
 	m.mu.Lock()
 	done := make(chan struct{})
 	m.whereC, m.whereN, m.whereWant = done, 0, 0
-	var conns []*memberConn
+	var conns []member
 	for i, c := range m.conns {
 		if c != nil && !m.reports[i].Finalized {
 			conns = append(conns, c)
@@ -407,7 +451,7 @@ func (m *Master) Where(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	for _, c := range conns {
-		c.w.Write(wire.ChanControl, TypeWhere, 0)
+		c.write(TypeWhere)
 	}
 	select {
 	case <-done:
@@ -443,10 +487,14 @@ func (m *Master) Close() error {
 		m.mu.Lock()
 		for _, c := range m.conns {
 			if c != nil {
-				c.c.Close()
+				c.close()
 			}
 		}
+		ports := m.ports
 		m.mu.Unlock()
+		for _, p := range ports {
+			p.send(RelayFrame{Rank: -1, Type: TypeBye}) // the relay closes its ranks' connections
+		}
 	})
 	m.srv.Wait()
 	m.wg.Wait()

@@ -72,6 +72,12 @@
 // each chunk it publishes: without it a write longer than the free space
 // would wait for a reader asleep elsewhere.)
 //
+// A writer that finds the ring full and parks on its sockets does the
+// same the other way round: PrepareWait, re-check Writable, park; the
+// reader checks WriterNeedsDoorbell after consuming and rings the writer's
+// doorbell (writer_wait = 2 in spec.md). Not to be mixed with Writev on
+// one ring.
+//
 // No wake-up is lost. The reader stores the flag, then loads the head; the
 // writer stores the head, then loads the flag. All four are sequentially
 // consistent atomics (XCHG for the stores on amd64, STLR/LDAR on arm64;

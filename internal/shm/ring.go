@@ -150,6 +150,26 @@ func (w *Writer) needsDoorbell() bool {
 		atomic.CompareAndSwapUint32(w.readerSleep, sleepDoorbell, awake)
 }
 
+// PrepareWait announces that the caller, finding the ring full, is about
+// to park outside the ring (on the peer's socket) until the reader makes
+// room. The caller must then check Writable once more and park only if it
+// is still 0; a reader that consumes after that check sees the flag
+// (Reader.WriterNeedsDoorbell) and rings the doorbell. Call CancelWait
+// when the caller does not park or wakes for another reason. No system
+// call. Not to be mixed with the blocking Writev.
+func (w *Writer) PrepareWait() { w.setWait(writerDoorbell) }
+
+// CancelWait withdraws PrepareWait.
+func (w *Writer) CancelWait() { w.setWait(0) }
+
+func (w *Writer) setWait(v uint32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.seg.closed.Load() {
+		atomic.StoreUint32(w.writerWait, v)
+	}
+}
+
 // Writable returns how many bytes TryWrite would take now; no system
 // call.
 func (w *Writer) Writable() (int, error) {
@@ -225,7 +245,7 @@ func (w *Writer) waitFree(done <-chan struct{}) (uint64, error) {
 		}
 	}
 	for {
-		atomic.StoreUint32(w.writerWait, 1)
+		atomic.StoreUint32(w.writerWait, writerFutex)
 		free, err := w.free()
 		if err != nil || free > 0 {
 			atomic.StoreUint32(w.writerWait, 0)
@@ -331,9 +351,20 @@ func (r *Reader) availOrEOF() (uint64, error) {
 func (r *Reader) advance(n uint64) {
 	r.pos += n
 	atomic.StoreUint64(r.tail, r.pos)
-	if atomic.LoadUint32(r.writerWait) != 0 && atomic.SwapUint32(r.writerWait, 0) != 0 {
+	if atomic.LoadUint32(r.writerWait) == writerFutex && atomic.CompareAndSwapUint32(r.writerWait, writerFutex, 0) {
 		futexWake(low32(r.tail))
 	}
+}
+
+// WriterNeedsDoorbell reports whether the writer parked outside the ring
+// waiting for space (Writer.PrepareWait) and clears that flag: true means
+// the caller must wake it (a doorbell frame on the socket the writer parks
+// on). Call after consuming bytes; no system call.
+func (r *Reader) WriterNeedsDoorbell() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.seg.closed.Load() && atomic.LoadUint32(r.writerWait) == writerDoorbell &&
+		atomic.CompareAndSwapUint32(r.writerWait, writerDoorbell, 0)
 }
 
 // Readable returns how many bytes can be read now; no system call. It

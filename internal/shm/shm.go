@@ -85,6 +85,10 @@ const (
 	sleepDoorbell = 1 // the consumer parks elsewhere and needs a doorbell
 	sleepFutex    = 2 // the consumer waits on the futex of the head word
 
+	// Writer wait states.
+	writerFutex    = 1 // the producer waits on the futex of the tail word
+	writerDoorbell = 2 // the producer parks elsewhere and needs a doorbell
+
 	// futexTimeout bounds every futex wait so that a done channel is seen
 	// within this time even when nobody wakes the futex.
 	futexTimeout = 20 * time.Millisecond

@@ -764,3 +764,34 @@ func runChild(role, name string) error {
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
+
+// TestWriterDoorbell: a writer that parks outside a full ring
+// (PrepareWait) is owed exactly one doorbell once the reader makes room,
+// and none when it cancelled or the ring had room at its re-check.
+func TestWriterDoorbell(t *testing.T) {
+	a, b := pair(t, 4096)
+	w, r := a.Writer(), b.Reader()
+	if n, err := w.TryWrite(make([]byte, 4096)); n != 4096 || err != nil {
+		t.Fatalf("fill: %d %v", n, err)
+	}
+	w.PrepareWait()
+	if n, err := w.Writable(); n != 0 || err != nil {
+		t.Fatalf("full ring writable %d %v", n, err)
+	}
+	buf := make([]byte, 100)
+	if n, err := r.TryRead(buf); n != 100 || err != nil {
+		t.Fatalf("read %d %v", n, err)
+	}
+	if !r.WriterNeedsDoorbell() {
+		t.Fatal("no doorbell owed to the parked writer after room was made")
+	}
+	if r.WriterNeedsDoorbell() {
+		t.Fatal("a second doorbell owed for one park")
+	}
+	w.PrepareWait()
+	w.CancelWait()
+	r.TryRead(buf)
+	if r.WriterNeedsDoorbell() {
+		t.Fatal("doorbell owed after CancelWait")
+	}
+}

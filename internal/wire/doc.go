@@ -9,4 +9,9 @@
 //	w.Write(wire.ChanUser, typ, 0, header, payload)    // one frame, never interleaved with another
 //	w.WriteMessage(wire.ChanUser, typ, prefix, big)    // any size: fragments with FlagMore
 //	f, err := wire.ReadMessage(bufio.NewReader(conn))  // a frame, fragments reassembled
+//
+// User messages between ranks (channel 1) start with a prefix of context,
+// tag and total length (PutUserPrefix, ParseUserPrefix); package rank's
+// engine writes and parses those frames itself, placing the payload where
+// the receive wants it.
 package wire

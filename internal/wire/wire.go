@@ -301,3 +301,48 @@ func ReadMessage(r io.Reader) (Frame, error) {
 		}
 	}
 }
+
+// User messages (channel ChanUser, type TypeUserMessage) travel as one
+// frame, or as a run of fragments with FlagMore on all but the last. The
+// first frame's body starts with a UserPrefixSize-byte prefix:
+//
+//	0  context  u32 big endian (the communicator's matching context)
+//	4  tag      u64 big endian (the full int; tags are >= 0)
+//	12 total    u64 big endian (payload bytes of the whole message)
+//
+// followed by the start of the payload; later fragments carry payload
+// only. The total lets a receiver place the payload in one buffer (the
+// receive's own, or one allocation) as it arrives.
+const (
+	TypeUserMessage uint8 = 1
+	UserPrefixSize        = 20
+	// MaxUserMessage is the largest user message (64 GiB); a larger one
+	// is refused by the sender.
+	MaxUserMessage = 64 << 30
+)
+
+// PutUserPrefix writes a user message prefix into b[:UserPrefixSize].
+func PutUserPrefix(b []byte, context uint32, tag int64, total int64) {
+	_ = b[UserPrefixSize-1]
+	binary.BigEndian.PutUint32(b[0:], context)
+	binary.BigEndian.PutUint64(b[4:], uint64(tag))
+	binary.BigEndian.PutUint64(b[12:], uint64(total))
+}
+
+// ParseUserPrefix reads a user message prefix; it refuses a negative tag
+// and a total over MaxUserMessage.
+func ParseUserPrefix(b []byte) (context uint32, tag int64, total int64, err error) {
+	if len(b) < UserPrefixSize {
+		return 0, 0, 0, fmt.Errorf("wire: user message prefix of %d bytes (want %d)", len(b), UserPrefixSize)
+	}
+	context = binary.BigEndian.Uint32(b[0:])
+	tag = int64(binary.BigEndian.Uint64(b[4:]))
+	t := binary.BigEndian.Uint64(b[12:])
+	if tag < 0 {
+		return 0, 0, 0, fmt.Errorf("wire: user message with negative tag %d", tag)
+	}
+	if t > MaxUserMessage {
+		return 0, 0, 0, fmt.Errorf("%w: user message of %d bytes (max %d)", ErrTooLarge, t, int64(MaxUserMessage))
+	}
+	return context, tag, int64(t), nil
+}

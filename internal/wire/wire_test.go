@@ -168,3 +168,27 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestUserPrefixGolden(t *testing.T) {
+	var b [UserPrefixSize]byte
+	PutUserPrefix(b[:], 3, 1<<32+7, 1<<20)
+	want := []byte{0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0x10, 0, 0}
+	if !bytes.Equal(b[:], want) {
+		t.Fatalf("prefix % x, want % x", b, want)
+	}
+	ctx, tag, total, err := ParseUserPrefix(b[:])
+	if err != nil || ctx != 3 || tag != 1<<32+7 || total != 1<<20 {
+		t.Fatalf("parsed %d %d %d %v", ctx, tag, total, err)
+	}
+	PutUserPrefix(b[:], 0, -1, 0)
+	if _, _, _, err := ParseUserPrefix(b[:]); err == nil {
+		t.Fatal("a negative tag was accepted")
+	}
+	PutUserPrefix(b[:], 0, 1, MaxUserMessage+1)
+	if _, _, _, err := ParseUserPrefix(b[:]); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a total over MaxUserMessage: %v", err)
+	}
+	if _, _, _, err := ParseUserPrefix(b[:5]); err == nil {
+		t.Fatal("a short prefix was accepted")
+	}
+}

@@ -45,6 +45,9 @@ func main() {
 			blame(c, rank, os.Args[2])
 		case "abort": // abort DIR: rank 2 fails after losing rank 1, which then calls Abort(3)
 			abort(c, rank, os.Args[2])
+		case "hold": // hold -: stay joined until killed
+			fmt.Printf("holding %d\n", rank)
+			time.Sleep(10 * time.Minute)
 		}
 	}
 	c.Cell("answer", strconv.Itoa(40+rank))

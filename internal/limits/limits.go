@@ -1,0 +1,244 @@
+// Package limits says how many open files and connections a dsmexec job
+// needs per process, and checks that against the host's limits
+// (RLIMIT_NOFILE, the ephemeral port range) before anything starts, so
+// that a job too big for the host is refused with the number to change
+// instead of timing out half-connected.
+//
+// The formulas live here and nowhere else. They describe today's design,
+// in which every rank connects to every other rank on two meshes (the
+// application's and its page server's) during rank.Init: a rank's
+// descriptors grow with the job's size N. Connections on demand (issue 13,
+// item 1) will bound a rank's mesh descriptors by the peers it talks to
+// (O(log N) for collectives), and one page server per host (item 2) will
+// replace the per-rank page servers' N-1 memory connections by H-1 per
+// host; both change the N terms below, and must change them here.
+package limits
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Fixed descriptors per process, measured after rank.Init and one barrier
+// (Linux, Go 1.26, /proc/PID/fd; docs/PERFORMANCE.md "Scale"): the Go
+// runtime's epoll and wake-up pipe, stdin/out/err, the connection to the
+// master, the mesh listener, and for the memory its listener, memfd,
+// userfaultfd and the page server's control socket.
+// The rank figures include one descriptor that rank's message engine
+// (rank/engine.go) added: N+14 before it, N+15 with it.
+const (
+	rankFixed    = 16 // + N-1 application mesh connections; userfaultfd backend
+	rankNoDSM    = 13 // + N-1: -dsm-size 0 (no memory mesh, no page server)
+	sigsegvFixed = 14 // + 2(N-1): the rank serves its own pages on the memory mesh
+	pagerFixed   = 13 // + N-1 memory mesh connections (userfaultfd backend)
+	mpirunFixed  = 10
+	// mpirun per rank it forks: stdout and stderr pipes and the rank's
+	// master connection. Per remote host: the SSH connection (the agent
+	// relays its ranks' rendezvous over it). Per remote rank that talks to
+	// mpirun's master directly: one connection.
+	mpirunPerLocalRank  = 3
+	mpirunPerRemoteHost = 1
+)
+
+// Slack is added to every figure for what the program opens itself
+// (files, its own sockets).
+const Slack = 16
+
+// Job is what the formulas need to know about a job.
+type Job struct {
+	Size int // N: ranks in the job
+	// DSM: the job has a shared region (-dsm-size > 0).
+	DSM bool
+	// SIGSEGV: the ranks use the sigsegv backend (DSMEXEC_FAULT=sigsegv),
+	// which serves pages from the rank itself.
+	SIGSEGV bool
+}
+
+// RankFDs is the descriptors one rank process holds, its page server's
+// included when the rank serves its own pages (sigsegv backend).
+func (j Job) RankFDs() int {
+	n := max(j.Size-1, 0)
+	switch {
+	case !j.DSM:
+		return rankNoDSM + n + Slack
+	case j.SIGSEGV:
+		return sigsegvFixed + 2*n + Slack
+	}
+	return rankFixed + n + Slack
+}
+
+// PagerFDs is the descriptors of one rank's page server process (0 when it
+// has none).
+func (j Job) PagerFDs() int {
+	if !j.DSM || j.SIGSEGV {
+		return 0
+	}
+	return pagerFixed + max(j.Size-1, 0) + Slack
+}
+
+// ProcessFDs is the most descriptors any rank-side process of the job
+// holds: what RLIMIT_NOFILE must allow on every host running ranks.
+func (j Job) ProcessFDs() int { return max(j.RankFDs(), j.PagerFDs()) }
+
+// MpirunFDs is the descriptors mpirun holds with localRanks forked here,
+// remoteHosts hosts reached over SSH whose agents relay the rendezvous, and
+// directRemote remote ranks that talk to mpirun's master themselves.
+func MpirunFDs(localRanks, remoteHosts, directRemote int) int {
+	return mpirunFixed + mpirunPerLocalRank*localRanks + mpirunPerRemoteHost*remoteHosts + directRemote + Slack
+}
+
+// Dials is the TCP connections the ranks of one host open at once during
+// rank.Init: rank i dials every rank above it, on each mesh. ranks lists
+// the host's ranks.
+func (j Job) Dials(ranks []int) int {
+	meshes := 1
+	if j.DSM {
+		meshes = 2
+	}
+	d := 0
+	for _, r := range ranks {
+		d += max(j.Size-1-r, 0)
+	}
+	return d * meshes
+}
+
+// NoFile returns the soft and hard RLIMIT_NOFILE of this process.
+func NoFile() (soft, hard uint64, err error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, 0, fmt.Errorf("limits: getrlimit(RLIMIT_NOFILE): %w", err)
+	}
+	return rl.Cur, rl.Max, nil
+}
+
+// Raise sets the soft RLIMIT_NOFILE to the hard one and returns the hard
+// limit. The Go runtime raises its own soft limit at startup, but gives
+// the processes it starts the soft limit it found (so that programs not
+// ready for many descriptors, select(2) users, keep theirs); calling
+// setrlimit explicitly, as Raise does, makes the children inherit the
+// raised limit, which ranks and their page servers need.
+func Raise() (hard uint64, err error) {
+	_, hard, err = NoFile()
+	if err != nil {
+		return 0, err
+	}
+	rl := syscall.Rlimit{Cur: hard, Max: hard}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return hard, fmt.Errorf("limits: raise the soft RLIMIT_NOFILE to %d: %w", hard, err)
+	}
+	return hard, nil
+}
+
+// Hint says how to raise the hard limit of open files.
+const Hint = "raise it with ulimit -Hn (as root) or /etc/security/limits.conf"
+
+// TooFew is the refusal when a job needs more descriptors per process than
+// the hard limit allows.
+type TooFew struct {
+	Size int // ranks in the job
+	// Need: descriptors of the largest rank-side process, if over Hard
+	// (else 0); Mpirun: mpirun's own, if over Hard (else 0).
+	Need, Mpirun int
+	Host         string // "" for this machine, else the host named in the error
+	Hard         uint64 // the hard limit
+}
+
+func (e *TooFew) Error() string {
+	where := "here"
+	if e.Host != "" {
+		where = "on " + e.Host
+	}
+	if e.Need == 0 {
+		return fmt.Sprintf("%d ranks need ~%d open files in mpirun, the hard limit %s is %d", e.Size, e.Mpirun, where, e.Hard)
+	}
+	also := ""
+	if e.Mpirun > e.Need {
+		also = fmt.Sprintf(" (mpirun itself ~%d)", e.Mpirun)
+	}
+	return fmt.Sprintf("%d ranks need ~%d open files per process%s, the hard limit %s is %d", e.Size, e.Need, also, where, e.Hard)
+}
+
+// Check compares the descriptors a host's rank processes need (need) and
+// mpirun's (mpirun; 0 on hosts without mpirun) with the hard limit.
+func Check(size, need, mpirun int, host string, hard uint64) error {
+	e := &TooFew{Size: size, Host: host, Hard: hard}
+	if uint64(need) > hard {
+		e.Need = need
+	}
+	if uint64(mpirun) > hard {
+		e.Mpirun = mpirun
+	}
+	if e.Need == 0 && e.Mpirun == 0 {
+		return nil
+	}
+	return e
+}
+
+// PortRange reads the ephemeral port range (lo, hi inclusive).
+func PortRange() (lo, hi int, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, fmt.Errorf("limits: read the ephemeral port range: %w", err)
+	}
+	return parseRange(string(b))
+}
+
+func parseRange(s string) (lo, hi int, err error) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("limits: ip_local_port_range %q: want two numbers", strings.TrimSpace(s))
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err := errors.Join(err1, err2); err != nil || hi < lo {
+		return 0, 0, fmt.Errorf("limits: ip_local_port_range %q: want lo hi", strings.TrimSpace(s))
+	}
+	return lo, hi, nil
+}
+
+// CheckPorts compares the connections the ranks of one host open with
+// the ephemeral port range of size ports. Linux shares a local port among
+// connections to different destinations, so the bound that holds is per
+// destination: every rank of the host may dial the same peer's listener,
+// so perHost (the host's ranks) must fit. A job whose total dials exceed
+// the range still works, but leaves many sockets in TIME_WAIT: note says
+// so (empty otherwise).
+func CheckPorts(perHost, dials, ports int, host string) (note string, err error) {
+	where := "here"
+	if host != "" {
+		where = "on " + host
+	}
+	if perHost > ports {
+		return "", fmt.Errorf("%d ranks on one host dial each peer's listener from up to %d ephemeral ports, the range %s has %d (net.ipv4.ip_local_port_range)", perHost, perHost, where, ports)
+	}
+	if dials > ports {
+		note = fmt.Sprintf("the ranks %s open %d TCP connections during Init, more than the %d ephemeral ports (Linux shares them among destinations, so this works)", where, dials, ports)
+	}
+	return note, nil
+}
+
+// IsEMFILE reports whether err is a process (EMFILE) or system (ENFILE)
+// out-of-descriptors error.
+func IsEMFILE(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// Explain returns a sentence naming the limit for an out-of-descriptors
+// error ("" for other errors).
+func Explain(err error) string {
+	if errors.Is(err, syscall.ENFILE) {
+		return "the system is out of open files (fs.file-max)"
+	}
+	if !errors.Is(err, syscall.EMFILE) {
+		return ""
+	}
+	soft, hard, e := NoFile()
+	if e != nil {
+		return "this process reached its limit of open files; " + Hint
+	}
+	return fmt.Sprintf("this process reached its limit of open files (soft %d, hard %d); %s", soft, hard, Hint)
+}
