@@ -219,7 +219,7 @@ func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
 		return fmt.Errorf("dsm: rank %d: page server sent frame type %d while connecting", p.m.cfg.Rank, f.Type)
 	}
 	if f.Body[4] != 0 {
-		return errors.New(string(f.Body[5:]))
+		return replyErr(f.Body[4], f.Body[5:])
 	}
 	go p.background()
 	return nil
@@ -330,7 +330,7 @@ func (p *uffdImpl) readUntil(ch chan reply, spin bool) error {
 func (p *uffdImpl) dispatch(f wire.Frame) {
 	switch f.Type {
 	case ctlFatal:
-		fatal(errors.New(string(f.Body)))
+		fatalLost(decodeFatal(f.Body))
 	case ctlReply:
 		if len(f.Body) < 5 {
 			return
@@ -338,7 +338,7 @@ func (p *uffdImpl) dispatch(f wire.Frame) {
 		id := binary.BigEndian.Uint32(f.Body)
 		r := reply{body: append([]byte(nil), f.Body[5:]...)}
 		if f.Body[4] != 0 {
-			r.err = errors.New(string(f.Body[5:]))
+			r.err = replyErr(f.Body[4], f.Body[5:])
 		}
 		p.mu.Lock()
 		ch := p.calls[id]

@@ -132,7 +132,7 @@ func (p *pager) logf(format string, args ...any) {
 // is killed.
 func (p *pager) die(err error) {
 	p.fatal.Do(func() {
-		p.ctl.queue(wire.ChanControl, ctlFatal, p.cfg.Rank, []byte(err.Error()))
+		p.ctl.queue(wire.ChanControl, ctlFatal, p.cfg.Rank, encodeFatal(err))
 		if p.ctl.flushWait(1000) != nil {
 			p.logf("%v", err)
 		}
@@ -151,6 +151,10 @@ func (p *pager) reply(id uint32, err error, body []byte) {
 	if err != nil {
 		hdr[4] = 1
 		body = []byte(err.Error())
+		if lost := lostPeer(err); lost >= 0 {
+			hdr[4] = 2
+			body = encodeFatal(err)
+		}
 	}
 	p.ctl.queue(wire.ChanControl, ctlReply, p.cfg.Rank, hdr[:], body)
 }

@@ -116,7 +116,7 @@ const (
 // connect exit without telling it, so whichever exit mpirun reaps first
 // is blamed. Only lines from dsm ("dsm: ...") count: a wrong blame on a
 // rank-level loss ("lost rank V") fails. Set it to false once fixed.
-var knownWrongBlame = true
+var knownWrongBlame = false
 
 // wrongBlame: the rank mpirun's last "mpirun: rank N (pid P) ..." line
 // blames, if that is not victim but rank N's dsm errors say it lost a

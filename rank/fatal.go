@@ -52,6 +52,8 @@ func (w *World) check(call func() string, err error) error {
 	var pe *PeerError
 	if errors.As(err, &pe) {
 		lost = pe.Rank
+	} else if errors.Is(err, collective.ErrTransport) {
+		lost = anyPeer // a collective another rank saw fail
 	}
 	if w.master != nil {
 		w.master.Failed(lost, msg)
@@ -62,6 +64,10 @@ func (w *World) check(call func() string, err error) error {
 	os.Exit(1)
 	return err
 }
+
+// anyPeer as the lost peer of a failure reported to mpirun: another rank's
+// failure caused it, this rank cannot tell which (launch.AnyPeer).
+const anyPeer = -2
 
 // Abort ends the whole job at once with code, as MPI_Abort: mpirun (or
 // the PMI launcher) ends every rank and exits with code (1 if code is 0).

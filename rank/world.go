@@ -350,10 +350,14 @@ func initMpirun(env *launchEnv) (*World, error) {
 		return nil, err
 	}
 	if err := w.connect(ctx, ln, token, table.Endpoints); err != nil {
+		// Most likely another rank died while the meshes were built: say
+		// so, so that mpirun blames that rank rather than this one.
+		master.Failed(anyPeer, err.Error())
 		mem.Close()
 		master.Close()
 		return nil, err
 	}
+	dsmhook.Fatal = func(lost int, msg string) { master.Failed(lost, msg) }
 	go func() {
 		select {
 		case <-master.Lost():
@@ -446,7 +450,9 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		return err
 	}
 	if err := <-memErr; err != nil {
-		w.e.shutdown(time.Second)
+		// No graceful close: the peers may be stuck in their own memory
+		// connect, waiting for this rank; they learn from its exit.
+		w.e.shutdown(0)
 		return fmt.Errorf("rank %d: connect the shared memory: %w", w.rank, err)
 	}
 	return nil

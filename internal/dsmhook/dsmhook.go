@@ -27,3 +27,9 @@ var (
 	// Endpoint; it returns when this rank serves and can fault.
 	Connect func(m any, ctx context.Context, addrs []string) error
 )
+
+// Fatal, set by rank, is called by dsm just before it ends the process
+// because the shared memory cannot be served: lost is the rank whose loss
+// caused it (-1: none), msg the error; rank tells mpirun, so that the lost
+// rank is blamed rather than this one.
+var Fatal func(lost int, msg string)

@@ -22,7 +22,9 @@
 //     rank that reported (Failure) that it fails because it lost peer P is
 //     not blamed while P has not exited; the job waits up to Settle for P's
 //     exit, and blames P if P failed. Ranks that reported a failure before
-//     a later failing rank exited are waited for the same way.
+//     a later failing rank exited are waited for the same way. A rank that
+//     reported that its failure is some other rank's doing without knowing
+//     which (AnyPeer) is blamed only if no other failure comes within Settle.
 //   - Abort(code) wins over rank failures (the ranks it takes down may exit
 //     first) and exits with code (1 if code&0xff is 0).
 //   - Once every started rank has exited and its output is closed, the

@@ -344,7 +344,7 @@ func (j *Job) onFailure(ev Failure) {
 		return
 	}
 	r.failing, r.lostPeer, r.failMsg = true, ev.LostPeer, ev.Msg
-	if j.rank(ev.LostPeer) == nil || ev.LostPeer == ev.Rank {
+	if ev.LostPeer != AnyPeer && (j.rank(ev.LostPeer) == nil || ev.LostPeer == ev.Rank) {
 		r.lostPeer = -1
 	}
 	j.addFailure(ev.Rank)
@@ -405,7 +405,14 @@ func (j *Job) blame(final bool) {
 		return
 	}
 	final = final || j.settled
+	// Failures that say they are another rank's doing (AnyPeer) are
+	// blamed only when no other failure turns up within the window.
+	secondary := false
 	for _, f := range j.failures {
+		if j.ranks[f].lostPeer == AnyPeer {
+			secondary = true
+			continue
+		}
 		r, decided := j.resolve(f, final, 0)
 		switch {
 		case decided && r >= 0:
@@ -419,6 +426,23 @@ func (j *Job) blame(final bool) {
 		}
 		// r < 0: a rank that said it fails but has not exited, after
 		// the window: the next failure decides.
+	}
+	if !secondary {
+		return
+	}
+	if !final {
+		if !j.armed[TimerSettle] {
+			j.arm(TimerSettle, j.cfg.Settle)
+		}
+		return
+	}
+	for _, f := range j.failures {
+		if j.ranks[f].lostPeer == AnyPeer {
+			if r, _ := j.resolve(f, true, 0); r >= 0 {
+				j.stop(j.failureCause(r))
+				return
+			}
+		}
 	}
 }
 

@@ -229,7 +229,9 @@ func scriptEvent(f []string) (Event, error) {
 		return Joined{Rank: n(1), Pid: pid}, nil
 	case "failure":
 		peer := -1
-		if v, ok := opt("peer"); ok {
+		if v, ok := opt("peer"); ok && v == "any" {
+			peer = AnyPeer
+		} else if ok {
 			peer, _ = strconv.Atoi(v)
 		}
 		return Failure{Rank: n(1), LostPeer: peer, Msg: text(2)}, nil

@@ -85,11 +85,16 @@ type StartFailed struct {
 type Joined struct{ Rank, Pid int }
 
 // Failure: rank said it is about to exit because of an error; LostPeer is
-// the rank whose loss caused it, -1 if none.
+// the rank whose loss caused it, -1 if none, AnyPeer if some other rank's
+// failure caused it but the rank cannot tell which (a collective that a
+// third rank saw fail, a mesh connection reset during Init).
 type Failure struct {
 	Rank, LostPeer int
 	Msg            string
 }
+
+// AnyPeer as Failure.LostPeer: the failure is another rank's doing.
+const AnyPeer = -2
 
 // Aborted: rank called Abort(Code).
 type Aborted struct{ Rank, Code int }
