@@ -173,25 +173,9 @@ func New(nonblock bool) (*FD, error) {
 // hands inherited files over in blocking mode) so that ReadMsgs parks in
 // the netpoller, and closes f.
 func FromFile(f *os.File) (*FD, error) {
-	rc, err := f.SyscallConn()
+	nfd, name, err := adoptDup(f)
 	if err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	nfd := -1
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), os.NewSyscallError("fcntl", derr))
-	}
-	name := f.Name()
-	f.Close()
-	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && !strings.Contains(target, "userfaultfd") {
-		unix.Close(nfd)
-		return nil, fmt.Errorf("uffd: adopt %s: descriptor is %q, not a userfaultfd", name, target)
+		return nil, err
 	}
 	if err := unix.SetNonblock(nfd, true); err != nil {
 		unix.Close(nfd)
@@ -204,6 +188,33 @@ func FromFile(f *os.File) (*FD, error) {
 	u := &FD{nonblock: true, raw: make([]uffdMsg, msgBatch)}
 	u.file.Store(c)
 	return u, nil
+}
+
+// adoptDup duplicates f's descriptor (close-on-exec), closes f, and checks
+// that the duplicate is a userfaultfd. It returns the new descriptor and
+// f's name for error messages; on error nothing is left open but f.
+func adoptDup(f *os.File) (nfd int, name string, err error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, "", fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
+	}
+	nfd = -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, "", fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
+	}
+	if derr != nil {
+		return -1, "", fmt.Errorf("uffd: adopt %s: %w", f.Name(), os.NewSyscallError("fcntl", derr))
+	}
+	name = f.Name()
+	f.Close()
+	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && !strings.Contains(target, "userfaultfd") {
+		unix.Close(nfd)
+		return -1, "", fmt.Errorf("uffd: adopt %s: descriptor is %q, not a userfaultfd", name, target)
+	}
+	return nfd, name, nil
 }
 
 // newConn wraps fd; os.NewFile registers it with the netpoller when it is
@@ -494,25 +505,9 @@ func (u *FD) ReadMsgs(buf []Msg) (int, error) {
 // runs a loop of its own. ReadMsgs on such an FD returns EAGAIN at once
 // instead of waiting.
 func FromFileUnpolled(f *os.File) (*FD, error) {
-	rc, err := f.SyscallConn()
+	nfd, name, err := adoptDup(f)
 	if err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	nfd := -1
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), os.NewSyscallError("fcntl", derr))
-	}
-	name := f.Name()
-	f.Close()
-	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && !strings.Contains(target, "userfaultfd") {
-		unix.Close(nfd)
-		return nil, fmt.Errorf("uffd: adopt %s: descriptor is %q, not a userfaultfd", name, target)
+		return nil, err
 	}
 	// Wrapped while blocking, so os.NewFile does not register it with the
 	// netpoller; then switched to non-blocking behind its back.
