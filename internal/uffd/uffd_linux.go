@@ -468,33 +468,11 @@ func (u *FD) ReadMsgs(buf []Msg) (int, error) {
 	var rerr error
 	c := u.file.Load()
 	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = unix.Read(int(fd), b)
-			if rerr != unix.EINTR {
-				break
-			}
-		}
+		n, rerr = readEINTR(int(fd), b)
 		return !(c.nonblock && rerr == unix.EAGAIN)
 	})
 	runtime.KeepAlive(raw)
-	if err != nil {
-		if u.closed.Load() {
-			return 0, ErrClosed
-		}
-		return 0, fmt.Errorf("uffd: read messages: %w", err)
-	}
-	if rerr != nil {
-		return 0, fmt.Errorf("uffd: read messages: %w", os.NewSyscallError("read", rerr))
-	}
-	size := int(unsafe.Sizeof(raw[0]))
-	if n%size != 0 {
-		panic(fmt.Sprintf("uffd: read returned %d bytes, not a multiple of the %d-byte uffd_msg", n, size))
-	}
-	for i := range n / size {
-		m := &raw[i]
-		buf[i] = Msg{Event: m.Event, Flags: m.Flags, Address: m.Address}
-	}
-	return n / size, nil
+	return u.readDone(raw, n, err, rerr, buf)
 }
 
 // FromFileUnpolled adopts an inherited userfaultfd like FromFile, but keeps
@@ -550,22 +528,34 @@ func (u *FD) TryReadMsgs(buf []Msg) (int, error) {
 	var n int
 	var rerr error
 	err := u.file.Load().rc.Control(func(fd uintptr) {
-		for {
-			n, rerr = unix.Read(int(fd), b)
-			if rerr != unix.EINTR {
-				break
-			}
-		}
+		n, rerr = readEINTR(int(fd), b)
 	})
 	runtime.KeepAlive(raw)
+	if err == nil && rerr == unix.EAGAIN {
+		return 0, nil
+	}
+	return u.readDone(raw, n, err, rerr, buf)
+}
+
+// readEINTR reads fd into b, again when a signal interrupted the read.
+func readEINTR(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// readDone finishes a read of n bytes of messages into raw: err is the
+// error of the raw connection's Read or Control, rerr that of read(2).
+// It copies the messages into buf and returns how many there were.
+func (u *FD) readDone(raw []uffdMsg, n int, err, rerr error, buf []Msg) (int, error) {
 	if err != nil {
 		if u.closed.Load() {
 			return 0, ErrClosed
 		}
 		return 0, fmt.Errorf("uffd: read messages: %w", err)
-	}
-	if rerr == unix.EAGAIN {
-		return 0, nil
 	}
 	if rerr != nil {
 		return 0, fmt.Errorf("uffd: read messages: %w", os.NewSyscallError("read", rerr))
