@@ -19,6 +19,7 @@ import (
 
 	"github.com/dsmexec/dsmexec/internal/auth"
 	"github.com/dsmexec/dsmexec/internal/uffd"
+	"github.com/dsmexec/dsmexec/internal/uffdtest"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
@@ -88,15 +89,6 @@ func helperPairIdle() int {
 	return 0
 }
 
-func needUffd(t *testing.T) {
-	t.Helper()
-	u, err := uffd.New(true)
-	if err != nil {
-		t.Skipf("userfaultfd is not permitted here (%v)", err)
-	}
-	u.Close()
-}
-
 // children lists the processes whose parent is ppid, with their comm.
 func children(ppid int) map[int]string {
 	out := map[int]string{}
@@ -144,7 +136,7 @@ func alive(pid int) bool {
 // connect deadline, holding its listening port). It also checks the page
 // server's name.
 func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
-	needUffd(t)
+	uffdtest.Need(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=connect-forever")
 	cmd.Stderr = os.Stderr
@@ -321,7 +313,7 @@ func cpuTicks(t *testing.T, pid int) int {
 // than 5% of a core over a second (they park in epoll_wait; they spin only
 // for a moment after activity).
 func TestIdlePagerCostsNothing(t *testing.T) {
-	needUffd(t)
+	uffdtest.Need(t)
 	ms := pair(t, 1<<20, "uffd")
 	ms[0].StoreInt64(0, 1)
 	if ms[1].LoadInt64(0) != 1 { // some activity first: then idle
@@ -394,7 +386,7 @@ func TestMutexCounter(t *testing.T) {
 // (its memory can no longer be trusted), saying so; the other page server
 // then goes too.
 func TestRankExitsWhenPagerDies(t *testing.T) {
-	needUffd(t)
+	uffdtest.Need(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=pair-idle")
 	var stderr strings.Builder
@@ -448,7 +440,7 @@ func TestRankExitsWhenPagerDies(t *testing.T) {
 // not dial it, a silent one), made while it connects, are refused and do
 // not stop the real mesh.
 func TestStrangersAtThePageServer(t *testing.T) {
-	needUffd(t)
+	uffdtest.Need(t)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
