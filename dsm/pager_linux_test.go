@@ -89,6 +89,25 @@ func helperPairIdle() int {
 	return 0
 }
 
+// startHelper starts this test binary as the helper process of the given
+// mode (helperEnv); setup wires its stderr or stdin. It returns the command
+// and a scanner of its stdout; the process is killed when the test ends.
+func startHelper(t *testing.T, mode string, setup func(*exec.Cmd)) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	setup(cmd)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, bufio.NewScanner(stdout)
+}
+
 // children lists the processes whose parent is ppid, with their comm.
 func children(ppid int) map[int]string {
 	out := map[int]string{}
@@ -137,18 +156,7 @@ func alive(pid int) bool {
 // server's name.
 func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 	uffdtest.Need(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=connect-forever")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
+	cmd, sc := startHelper(t, "connect-forever", func(cmd *exec.Cmd) { cmd.Stderr = os.Stderr })
 	if !sc.Scan() {
 		t.Fatalf("helper printed nothing: %v", sc.Err())
 	}
@@ -387,21 +395,13 @@ func TestMutexCounter(t *testing.T) {
 // then goes too.
 func TestRankExitsWhenPagerDies(t *testing.T) {
 	uffdtest.Need(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=pair-idle")
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdin, _ := cmd.StdinPipe()
+	var stdin io.WriteCloser
+	cmd, sc := startHelper(t, "pair-idle", func(cmd *exec.Cmd) {
+		cmd.Stderr = &stderr
+		stdin, _ = cmd.StdinPipe()
+	})
 	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
 	if !sc.Scan() || sc.Text() != "READY 5" {
 		t.Fatalf("helper: %q %v", sc.Text(), sc.Err())
 	}
