@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/dsmexec/dsmexec/internal/transporttest"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/dsmexec/dsmexec/barrier"
 )
@@ -28,30 +25,10 @@ func algorithms(n int) []algorithm {
 	}
 }
 
-// runRanks runs body for every rank in its own goroutine and returns their
-// results. If they are not all done after a generous time it calls abort
-// (which must make every blocked call return) and fails the test, so that
-// a hang shows up as a failure with goroutine dumps rather than a timeout
-// of the whole binary.
+// runRanks is transporttest.RunRanks.
 func runRanks(t testing.TB, n int, abort func(), body func(rank int) error) []error {
 	t.Helper()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for r := range n {
-		wg.Go(func() { errs[r] = body(r) })
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		abort()
-		<-done
-		t.Fatalf("ranks did not finish; goroutines:\n%s", buf)
-	}
-	return errs
+	return transporttest.RunRanks(t, n, transporttest.HangAfter, abort, body)
 }
 
 // checkBarriers runs k barriers on every rank and checks the barrier

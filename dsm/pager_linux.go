@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pagemem"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
@@ -206,7 +207,7 @@ func (p *uffdImpl) endpoint() string { return p.ep }
 
 func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
 	// More ranks on this host than CPUs: a waiting caller never spins.
-	p.noSpin = localRanks(addrs, p.m.cfg.Rank) > runtime.NumCPU()
+	p.noSpin = mesh.RanksOnHost(addrs, p.m.cfg.Rank) > runtime.NumCPU()
 	body, _ := json.Marshal(connectBody{Addrs: addrs, Deadline: deadline.UnixNano()})
 	if err := p.w.Write(wire.ChanControl, ctlConnect, 0, body); err != nil {
 		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)

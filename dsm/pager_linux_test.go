@@ -19,6 +19,7 @@ import (
 
 	"github.com/dsmexec/dsmexec/internal/auth"
 	"github.com/dsmexec/dsmexec/internal/uffd"
+	"github.com/dsmexec/dsmexec/internal/uffdtest"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
@@ -88,13 +89,23 @@ func helperPairIdle() int {
 	return 0
 }
 
-func needUffd(t *testing.T) {
+// startHelper starts this test binary as the helper process of the given
+// mode (helperEnv); setup wires its stderr or stdin. It returns the command
+// and a scanner of its stdout; the process is killed when the test ends.
+func startHelper(t *testing.T, mode string, setup func(*exec.Cmd)) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
-	u, err := uffd.New(true)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	setup(cmd)
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Skipf("userfaultfd is not permitted here (%v)", err)
+		t.Fatal(err)
 	}
-	u.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, bufio.NewScanner(stdout)
 }
 
 // children lists the processes whose parent is ppid, with their comm.
@@ -144,19 +155,8 @@ func alive(pid int) bool {
 // connect deadline, holding its listening port). It also checks the page
 // server's name.
 func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
-	needUffd(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=connect-forever")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
+	uffdtest.Need(t)
+	cmd, sc := startHelper(t, "connect-forever", func(cmd *exec.Cmd) { cmd.Stderr = os.Stderr })
 	if !sc.Scan() {
 		t.Fatalf("helper printed nothing: %v", sc.Err())
 	}
@@ -321,7 +321,7 @@ func cpuTicks(t *testing.T, pid int) int {
 // than 5% of a core over a second (they park in epoll_wait; they spin only
 // for a moment after activity).
 func TestIdlePagerCostsNothing(t *testing.T) {
-	needUffd(t)
+	uffdtest.Need(t)
 	ms := pair(t, 1<<20, "uffd")
 	ms[0].StoreInt64(0, 1)
 	if ms[1].LoadInt64(0) != 1 { // some activity first: then idle
@@ -394,22 +394,14 @@ func TestMutexCounter(t *testing.T) {
 // (its memory can no longer be trusted), saying so; the other page server
 // then goes too.
 func TestRankExitsWhenPagerDies(t *testing.T) {
-	needUffd(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=pair-idle")
+	uffdtest.Need(t)
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdin, _ := cmd.StdinPipe()
+	var stdin io.WriteCloser
+	cmd, sc := startHelper(t, "pair-idle", func(cmd *exec.Cmd) {
+		cmd.Stderr = &stderr
+		stdin, _ = cmd.StdinPipe()
+	})
 	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
 	if !sc.Scan() || sc.Text() != "READY 5" {
 		t.Fatalf("helper: %q %v", sc.Text(), sc.Err())
 	}
@@ -448,7 +440,7 @@ func TestRankExitsWhenPagerDies(t *testing.T) {
 // not dial it, a silent one), made while it connects, are refused and do
 // not stop the real mesh.
 func TestStrangersAtThePageServer(t *testing.T) {
-	needUffd(t)
+	uffdtest.Need(t)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn

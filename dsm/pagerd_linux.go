@@ -20,6 +20,7 @@ import (
 	"unsafe"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pagemem"
 	"github.com/dsmexec/dsmexec/internal/uffd"
 	"github.com/dsmexec/dsmexec/internal/wire"
@@ -233,7 +234,7 @@ func (p *pager) run() int {
 // window while this rank waits, DSMEXEC_PAGER_YIELD=1 spins (yielding)
 // whatever the host's load.
 func (p *pager) configureSpin(addrs []string) {
-	local := localRanks(addrs, p.cfg.Rank)
+	local := mesh.RanksOnHost(addrs, p.cfg.Rank)
 	p.spin, p.busySpin = defaultSpin, defaultBusySpin
 	over := local > runtime.NumCPU()
 	if over {
@@ -261,19 +262,6 @@ func (p *pager) configureSpin(addrs []string) {
 	if s := os.Getenv("DSMEXEC_PAGER_YIELD"); s != "" {
 		p.yield = s == "1"
 	}
-}
-
-// localRanks counts the ranks whose memory listens on the same address as
-// rank self's: the ranks on this host.
-func localRanks(addrs []string, self int) int {
-	host, _, _ := net.SplitHostPort(addrs[self])
-	local := 0
-	for _, a := range addrs {
-		if h, _, _ := net.SplitHostPort(a); h == host {
-			local++
-		}
-	}
-	return local
 }
 
 // connect builds the memory mesh: dial every higher rank, accept every
@@ -453,37 +441,20 @@ func (p *pager) connect(ln net.Listener, addrs []string, token []byte, deadline 
 
 // dialPeer connects to rank j's memory and proves this rank's identity.
 func dialPeer(ctx context.Context, addr string, token []byte, self, j int) (*net.TCPConn, *bufio.Reader, error) {
-	var d net.Dialer
-	var last error
-	// A peer that reported its address is already listening; retry only
-	// a few transient failures.
-	for try := 0; try < 5; try++ {
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			last = err
-			if ctx.Err() != nil {
-				break
-			}
-			select {
-			case <-time.After(time.Duration(try+1) * 20 * time.Millisecond):
-			case <-ctx.Done():
-			}
-			continue
-		}
-		tc := c.(*net.TCPConn)
-		tc.SetNoDelay(true)
-		r := bufio.NewReaderSize(tc, 64<<10)
-		hd := time.Now().Add(10 * time.Second)
-		if dl, ok := ctx.Deadline(); ok && dl.Before(hd) {
-			hd = dl
-		}
-		if err := auth.Dial(tc, r, token, self, j, hd); err != nil {
-			tc.Close()
-			return nil, nil, fmt.Errorf("dsm: memory of rank %d: authenticate with rank %d at %s: %w", self, j, addr, err)
-		}
-		return tc, r, nil
+	tc, err := mesh.DialRetry(ctx, addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dsm: memory of rank %d: dial rank %d at %s: %w", self, j, addr, err)
 	}
-	return nil, nil, fmt.Errorf("dsm: memory of rank %d: dial rank %d at %s: %w", self, j, addr, last)
+	r := bufio.NewReaderSize(tc, 64<<10)
+	hd := time.Now().Add(10 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(hd) {
+		hd = dl
+	}
+	if err := auth.Dial(tc, r, token, self, j, hd); err != nil {
+		tc.Close()
+		return nil, nil, fmt.Errorf("dsm: memory of rank %d: authenticate with rank %d at %s: %w", self, j, addr, err)
+	}
+	return tc, r, nil
 }
 
 // detach takes the socket out of Go's hands: a duplicate descriptor

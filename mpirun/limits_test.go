@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dsmexec/dsmexec/internal/limits"
 )
@@ -61,22 +57,7 @@ func TestFileLimitInherited(t *testing.T) {
 // runSh runs /bin/sh with args (which exec mpirun), like runMpirun.
 func runSh(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
-	if ctx.Err() != nil {
-		t.Fatalf("sh %q did not end within a minute; stderr:\n%s", args, r.stderr)
-	}
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatalf("run sh: %v", err)
-	}
-	r.status = cmd.ProcessState.ExitCode()
-	return r
+	return runCmd(t, "sh", "/bin/sh", nil, args...)
 }
 
 // The formulas of internal/limits hold for a real job: after rank.Init and

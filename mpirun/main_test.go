@@ -85,21 +85,32 @@ func runMpirun(t *testing.T, stdin string, args ...string) result {
 // runMpirunEnv is runMpirun with the environment env (nil: the test's).
 func runMpirunEnv(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
+	return runCmd(t, "mpirun", mpirun, func(cmd *exec.Cmd) {
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+	}, args...)
+}
+
+// runCmd runs the program at path (what, in failures) with args, within a
+// minute; setup, if not nil, sets the command's environment or input.
+func runCmd(t *testing.T, what, path string, setup func(*exec.Cmd), args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirun, args...)
-	cmd.Env = env
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd := exec.CommandContext(ctx, path, args...)
+	if setup != nil {
+		setup(cmd)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
 	if ctx.Err() != nil {
-		t.Fatalf("mpirun %q did not end within a minute; stderr:\n%s", args, r.stderr)
+		t.Fatalf("%s %q did not end within a minute; stderr:\n%s", what, args, r.stderr)
 	}
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatalf("run mpirun: %v", err)
+		t.Fatalf("run %s: %v", what, err)
 	}
 	r.status = cmd.ProcessState.ExitCode()
 	return r

@@ -4,12 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/dsmexec/dsmexec/internal/collective"
 	"github.com/dsmexec/dsmexec/internal/transporttest"
@@ -61,23 +58,9 @@ func fakeWorld(t testing.TB, n int, tcp bool, body func(c Communicator) error) [
 		}
 		abort = m.Close
 	}
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for r := range n {
-		wg.Go(func() { errs[r] = body(&fakeComm{t: ends[r]}) })
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		abort()
-		<-done
-		t.Fatalf("ranks did not finish:\n%s", buf)
-	}
-	return errs
+	return transporttest.RunRanks(t, n, transporttest.HangAfter, abort, func(r int) error {
+		return body(&fakeComm{t: ends[r]})
+	})
 }
 
 func mustAll(t *testing.T, n int, body func(c Communicator) error) {

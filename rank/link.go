@@ -456,18 +456,7 @@ func (l *link) writeAll(iov [][]byte) error {
 		case err != nil:
 			return fmt.Errorf("write to rank %d: %w", l.peer, err)
 		}
-		for n > 0 && len(iov) > 0 {
-			if n >= len(iov[0]) {
-				n -= len(iov[0])
-				iov = iov[1:]
-			} else {
-				iov[0] = iov[0][n:]
-				n = 0
-			}
-		}
-		for len(iov) > 0 && len(iov[0]) == 0 {
-			iov = iov[1:]
-		}
+		iov = advanceIov(iov, n)
 	}
 	return nil
 }
@@ -475,13 +464,43 @@ func (l *link) writeAll(iov [][]byte) error {
 func (l *link) waitWritable() error {
 	e := l.e
 	e.mu.Lock()
-	if l.down != nil {
-		err := l.down
+	if err := l.armWriterLocked(); err != nil {
 		e.mu.Unlock()
 		return err
 	}
+	e.interestLocked(l)
+	e.mu.Unlock()
+	e.block(l.writer)
+	return nil
+}
+
+// advanceIov drops the first n written bytes from iov, and any empty
+// slices that then lead it.
+func advanceIov(iov [][]byte, n int) [][]byte {
+	for n > 0 && len(iov) > 0 {
+		if n >= len(iov[0]) {
+			n -= len(iov[0])
+			iov = iov[1:]
+		} else {
+			iov[0] = iov[0][n:]
+			n = 0
+		}
+	}
+	for len(iov) > 0 && len(iov[0]) == 0 {
+		iov = iov[1:]
+	}
+	return iov
+}
+
+// armWriterLocked, with e.mu held, returns the error that ends a wait for
+// room to write (link down, engine closed), or else arms l.writer so that
+// the caller can block on it once it asked the driver to watch for room.
+func (l *link) armWriterLocked() error {
+	e := l.e
+	if l.down != nil {
+		return l.down
+	}
 	if e.closed != nil {
-		e.mu.Unlock()
 		return e.closed
 	}
 	if l.writer == nil {
@@ -490,8 +509,5 @@ func (l *link) waitWritable() error {
 	}
 	l.writable = false
 	l.wantOut = true
-	e.interestLocked(l)
-	e.mu.Unlock()
-	e.block(l.writer)
 	return nil
 }

@@ -409,18 +409,7 @@ func (l *link) writeRing(iov [][]byte) error {
 		if l.rw.NeedsDoorbell() {
 			l.doorbell()
 		}
-		for n > 0 {
-			if n >= len(iov[0]) {
-				n -= len(iov[0])
-				iov = iov[1:]
-			} else {
-				iov[0] = iov[0][n:]
-				n = 0
-			}
-		}
-		for len(iov) > 0 && len(iov[0]) == 0 {
-			iov = iov[1:]
-		}
+		iov = advanceIov(iov, n)
 	}
 	return nil
 }
@@ -430,21 +419,10 @@ func (l *link) writeRing(iov [][]byte) error {
 func (l *link) waitRing() error {
 	e := l.e
 	e.mu.Lock()
-	if l.down != nil {
-		err := l.down
+	if err := l.armWriterLocked(); err != nil {
 		e.mu.Unlock()
 		return err
 	}
-	if e.closed != nil {
-		e.mu.Unlock()
-		return e.closed
-	}
-	if l.writer == nil {
-		l.writer = newWaiter()
-		l.writer.cond = func() bool { return l.writable || l.down != nil || e.closed != nil }
-	}
-	l.writable = false
-	l.wantOut = true
 	l.ringWant.Store(true)
 	e.nudgeLocked() // a parked driver did not ask this ring for a doorbell
 	e.mu.Unlock()

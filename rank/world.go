@@ -394,7 +394,7 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		ln.Close()
 		return err
 	}
-	if ranksOnHost(addrs, w.rank) > runtime.NumCPU() {
+	if mesh.RanksOnHost(addrs, w.rank) > runtime.NumCPU() {
 		spin = 0 // spinning would take the CPU the sender needs
 	}
 	memErr := make(chan error, 1)
@@ -456,17 +456,4 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		return fmt.Errorf("rank %d: connect the shared memory: %w", w.rank, err)
 	}
 	return nil
-}
-
-// ranksOnHost counts the ranks whose mesh address has the same host as
-// this rank's.
-func ranksOnHost(addrs []string, me int) int {
-	host, _, _ := net.SplitHostPort(addrs[me])
-	n := 0
-	for _, a := range addrs {
-		if h, _, _ := net.SplitHostPort(a); h == host {
-			n++
-		}
-	}
-	return n
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
-	"github.com/dsmexec/dsmexec/internal/uffd"
+	"github.com/dsmexec/dsmexec/internal/uffdtest"
 )
 
 // Programs the test binary runs when re-executed as a rank.
@@ -362,16 +362,6 @@ var programs = map[string]func(w *World) error{
 	},
 }
 
-// needUffd skips where userfaultfd is not permitted.
-func needUffd(t *testing.T) {
-	t.Helper()
-	u, err := uffd.New(true)
-	if err != nil {
-		t.Skipf("userfaultfd is not permitted here (%v)", err)
-	}
-	u.Close()
-}
-
 // killChildren SIGKILLs this process's children (the page server).
 func killChildren() {
 	tasks, _ := os.ReadDir("/proc/self/task")
@@ -507,7 +497,7 @@ func TestSharedMemory(t *testing.T) {
 		for _, n := range []int{2, 3} {
 			t.Run(fmt.Sprintf("%s/%d", backend, n), func(t *testing.T) {
 				if backend == "uffd" {
-					needUffd(t)
+					uffdtest.Need(t)
 				}
 				runJob(t, "dsm", n, "DSMEXEC_DSM_SIZE=1M", "DSMEXEC_FAULT="+backend)
 			})
@@ -563,7 +553,7 @@ func TestLostPageOwner(t *testing.T) {
 	for _, backend := range []string{"uffd", "sigsegv"} {
 		t.Run(backend, func(t *testing.T) {
 			if backend == "uffd" {
-				needUffd(t)
+				uffdtest.Need(t)
 			}
 			// Rank 1 dies on purpose (its exit status races with its
 			// page server's death); rank 0 is the one under test.

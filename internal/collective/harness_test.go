@@ -4,10 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"github.com/dsmexec/dsmexec/internal/transporttest"
-	"runtime"
-	"sync"
 	"testing"
-	"time"
 )
 
 // testWorld is a set of transports, one per rank, and a way to abort them
@@ -60,24 +57,9 @@ func tcpWorld(t testing.TB, n int) (testWorld, *transporttest.TCPMesh) {
 // timeout of the whole binary.
 func (w testWorld) run(t testing.TB, body func(rank int, tr Transport) error) []error {
 	t.Helper()
-	n := w.size()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for r := range n {
-		wg.Go(func() { errs[r] = body(r, w.ends[r]) })
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(hangAfter):
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		w.abort()
-		<-done
-		t.Fatalf("ranks did not finish; goroutines:\n%s", buf)
-	}
-	return errs
+	return transporttest.RunRanks(t, w.size(), hangAfter, w.abort, func(r int) error {
+		return body(r, w.ends[r])
+	})
 }
 
 // mustRun is run where every rank must succeed.
@@ -123,4 +105,4 @@ func describe(b []byte) string {
 }
 
 // hangAfter is how long run waits before it calls the ranks hung.
-var hangAfter = 60 * time.Second
+var hangAfter = transporttest.HangAfter

@@ -237,12 +237,27 @@ func establish(ctx context.Context, cfgp *Config) ([]*peer, error) {
 }
 
 func dial(ctx context.Context, cfg *Config, j int) (*peer, error) {
+	tc, err := DialRetry(ctx, cfg.Addrs[j])
+	if err != nil {
+		return nil, fmt.Errorf("mesh: dial %s %d at %s: %w", cfg.name(), j, cfg.Addrs[j], err)
+	}
+	r := bufio.NewReaderSize(tc, 64<<10)
+	if err := auth.Dial(tc, r, cfg.Token, cfg.Rank, j, time.Now().Add(handshakeTimeout)); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("mesh: authenticate with %s %d at %s: %w", cfg.name(), j, cfg.Addrs[j], err)
+	}
+	return &peer{rank: j, conn: tc, r: r}, nil
+}
+
+// DialRetry connects to addr over TCP with Nagle off. The peer reported its
+// address, so it is already listening: only a few transient failures are
+// retried (5 tries, 20 ms more pause after each), and the last error is
+// returned as it came. The page servers of package dsm dial with it too.
+func DialRetry(ctx context.Context, addr string) (*net.TCPConn, error) {
 	var d net.Dialer
 	var last error
-	// A peer that reported its address is already listening; retry only
-	// a few transient failures.
 	for try := 0; try < 5; try++ {
-		c, err := d.DialContext(ctx, "tcp", cfg.Addrs[j])
+		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			last = err
 			if ctx.Err() != nil {
@@ -256,14 +271,9 @@ func dial(ctx context.Context, cfg *Config, j int) (*peer, error) {
 		}
 		tc := c.(*net.TCPConn)
 		tc.SetNoDelay(true)
-		r := bufio.NewReaderSize(tc, 64<<10)
-		if err := auth.Dial(tc, r, cfg.Token, cfg.Rank, j, time.Now().Add(handshakeTimeout)); err != nil {
-			tc.Close()
-			return nil, fmt.Errorf("mesh: authenticate with %s %d at %s: %w", cfg.name(), j, cfg.Addrs[j], err)
-		}
-		return &peer{rank: j, conn: tc, r: r}, nil
+		return tc, nil
 	}
-	return nil, fmt.Errorf("mesh: dial %s %d at %s: %w", cfg.name(), j, cfg.Addrs[j], last)
+	return nil, last
 }
 
 func (m *Mesh) read(p *peer) {
@@ -393,4 +403,18 @@ func (m *Mesh) Close(timeout time.Duration) {
 		m.closeConns()
 		m.wg.Wait()
 	})
+}
+
+// RanksOnHost counts the ranks whose address in addrs has the same host as
+// rank self's: the ranks on this host (rank's mesh and dsm's page servers
+// use it to tell whether the host is oversubscribed).
+func RanksOnHost(addrs []string, self int) int {
+	host, _, _ := net.SplitHostPort(addrs[self])
+	n := 0
+	for _, a := range addrs {
+		if h, _, _ := net.SplitHostPort(a); h == host {
+			n++
+		}
+	}
+	return n
 }

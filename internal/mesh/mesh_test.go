@@ -240,3 +240,9 @@ func TestIdleStrangersEvicted(t *testing.T) {
 		t.Fatalf("got %q", f.Body)
 	}
 }
+
+func TestRanksOnHost(t *testing.T) {
+	if n := RanksOnHost([]string{"127.0.0.1:1", "10.0.0.2:5", "127.0.0.1:7"}, 2); n != 2 {
+		t.Errorf("RanksOnHost = %d, want 2", n)
+	}
+}

@@ -1,10 +1,8 @@
 package rendezvous
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -215,33 +213,13 @@ func (r *Relay) up(f RelayFrame) {
 
 func (r *Relay) member(c net.Conn, g *listen.Gate) {
 	defer c.Close()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
-	br := bufio.NewReader(c)
-	rank, err := auth.Accept(c, br, r.cfg.Token, auth.Master, time.Now().Add(handshakeTimeout), func(from int) error {
+	rank, j, br, ok := acceptJoin(c, g, r.cfg.Token, func(from int) error {
 		if !r.expect[from] {
 			return fmt.Errorf("rendezvous: relay: rank %d does not run on this host", from)
 		}
 		return nil
-	})
-	if err != nil {
-		g.Refuse("failed handshake", err)
-		return
-	}
-	if !g.Authenticated() {
-		return
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	f, err := wire.ReadFrame(br, maxControl)
-	c.SetReadDeadline(time.Time{})
-	if err != nil || f.Type != TypeJoin {
-		r.warnf("relay: rank %d sent no join: %v", rank, err)
-		return
-	}
-	var j JoinInfo
-	if err := json.Unmarshal(f.Body, &j); err != nil || j.Rank != rank {
-		r.warnf("relay: rank %d sent a bad join: %v", rank, err)
+	}, "relay", r.warnf)
+	if !ok {
 		return
 	}
 	mc := &memberConn{c: c, w: wire.NewWriter(c, auth.Master)}
@@ -265,16 +243,9 @@ func (r *Relay) member(c net.Conn, g *listen.Gate) {
 	if batch != nil {
 		r.sendJoins(batch)
 	}
-	for {
-		f, err := wire.ReadFrame(br, maxControl)
-		if err != nil {
-			if err != io.EOF {
-				r.logf("relay: rank %d: %v", rank, err)
-			}
-			return
-		}
+	readFrames(br, rank, "relay", r.logf, func(f wire.Frame) {
 		r.up(RelayFrame{Rank: rank, Type: f.Type, Body: f.Body})
-	}
+	})
 }
 
 // takeLocked takes the pending joins and stops the linger timer.

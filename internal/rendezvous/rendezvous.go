@@ -1,12 +1,10 @@
 package rendezvous
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sort"
 	"strings"
@@ -267,49 +265,22 @@ func (m *Master) missingLocked() []int {
 
 func (m *Master) member(c net.Conn, g *listen.Gate) {
 	defer c.Close()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
-	r := bufio.NewReader(c)
-	rank, err := auth.Accept(c, r, m.cfg.Token, auth.Master, time.Now().Add(handshakeTimeout), func(from int) error {
+	rank, j, r, ok := acceptJoin(c, g, m.cfg.Token, func(from int) error {
 		if from < 0 || from >= m.cfg.Size {
 			return fmt.Errorf("rendezvous: rank %d out of range (size %d)", from, m.cfg.Size)
 		}
 		return nil
-	})
-	if err != nil {
-		g.Refuse("failed handshake", err) // "master: refused a connection from ...", rate-limited
-		return
-	}
-	if !g.Authenticated() {
-		return // dropped meanwhile (handshake time, or Close)
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	f, err := wire.ReadFrame(r, maxControl)
-	c.SetReadDeadline(time.Time{})
-	if err != nil || f.Type != TypeJoin {
-		m.warnf("master: rank %d sent no join: %v", rank, err)
-		return
-	}
-	var j JoinInfo
-	if err := json.Unmarshal(f.Body, &j); err != nil || j.Rank != rank {
-		m.warnf("master: rank %d sent a bad join: %v", rank, err)
+	}, "master", m.warnf)
+	if !ok {
 		return
 	}
 	if !m.join(j, &memberConn{c: c, w: wire.NewWriter(c, auth.Master)}, c.RemoteAddr().String()) {
 		return
 	}
 	// The rest of the job: cells, stats, bye.
-	for {
-		f, err := wire.ReadFrame(r, maxControl)
-		if err != nil {
-			if err != io.EOF {
-				m.logf("master: rank %d: %v", rank, err)
-			}
-			return
-		}
+	readFrames(r, rank, "master", m.logf, func(f wire.Frame) {
 		m.handle(rank, f.Type, f.Body)
-	}
+	})
 }
 
 // join records a rank's join, reached through mem; from says where it came

@@ -53,6 +53,24 @@ func check(b []byte, at uint64) error {
 	return nil
 }
 
+// readPattern reads total bytes of the fill pattern from r, at most
+// bufSize at a time, and fails the test at the first wrong byte.
+func readPattern(t testing.TB, r *Reader, bufSize int, total uint64) {
+	t.Helper()
+	buf := make([]byte, bufSize)
+	var pos uint64
+	for pos < total {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := check(buf[:n], pos); err != nil {
+			t.Fatal(err)
+		}
+		pos += uint64(n)
+	}
+}
+
 // pair makes a segment and opens it again in this process, as a peer
 // would; both are closed at the end of the test.
 func pair(t testing.TB, ringSize int) (a, b *Segment) {
@@ -317,18 +335,7 @@ func TestStreamBlocking(t *testing.T) {
 				}
 				errc <- nil
 			}()
-			buf := make([]byte, 5000)
-			var pos uint64
-			for pos < total {
-				n, err := b.Reader().Read(buf)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := check(buf[:n], pos); err != nil {
-					t.Fatal(err)
-				}
-				pos += uint64(n)
-			}
+			readPattern(t, b.Reader(), 5000, total)
 			if err := <-errc; err != nil {
 				t.Fatal(err)
 			}
@@ -628,18 +635,7 @@ func testTwoProcessesBlocking(t *testing.T, spin time.Duration) {
 		}
 		errc <- nil
 	}()
-	buf := make([]byte, 8192)
-	var pos uint64
-	for pos < total {
-		n, err := a.Reader().Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := check(buf[:n], pos); err != nil {
-			t.Fatal(err)
-		}
-		pos += uint64(n)
-	}
+	readPattern(t, a.Reader(), 8192, total)
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}

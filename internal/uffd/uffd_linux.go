@@ -173,25 +173,9 @@ func New(nonblock bool) (*FD, error) {
 // hands inherited files over in blocking mode) so that ReadMsgs parks in
 // the netpoller, and closes f.
 func FromFile(f *os.File) (*FD, error) {
-	rc, err := f.SyscallConn()
+	nfd, name, err := adoptDup(f)
 	if err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	nfd := -1
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), os.NewSyscallError("fcntl", derr))
-	}
-	name := f.Name()
-	f.Close()
-	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && !strings.Contains(target, "userfaultfd") {
-		unix.Close(nfd)
-		return nil, fmt.Errorf("uffd: adopt %s: descriptor is %q, not a userfaultfd", name, target)
+		return nil, err
 	}
 	if err := unix.SetNonblock(nfd, true); err != nil {
 		unix.Close(nfd)
@@ -204,6 +188,33 @@ func FromFile(f *os.File) (*FD, error) {
 	u := &FD{nonblock: true, raw: make([]uffdMsg, msgBatch)}
 	u.file.Store(c)
 	return u, nil
+}
+
+// adoptDup duplicates f's descriptor (close-on-exec), closes f, and checks
+// that the duplicate is a userfaultfd. It returns the new descriptor and
+// f's name for error messages; on error nothing is left open but f.
+func adoptDup(f *os.File) (nfd int, name string, err error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, "", fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
+	}
+	nfd = -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, "", fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
+	}
+	if derr != nil {
+		return -1, "", fmt.Errorf("uffd: adopt %s: %w", f.Name(), os.NewSyscallError("fcntl", derr))
+	}
+	name = f.Name()
+	f.Close()
+	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && !strings.Contains(target, "userfaultfd") {
+		unix.Close(nfd)
+		return -1, "", fmt.Errorf("uffd: adopt %s: descriptor is %q, not a userfaultfd", name, target)
+	}
+	return nfd, name, nil
 }
 
 // newConn wraps fd; os.NewFile registers it with the netpoller when it is
@@ -457,33 +468,11 @@ func (u *FD) ReadMsgs(buf []Msg) (int, error) {
 	var rerr error
 	c := u.file.Load()
 	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = unix.Read(int(fd), b)
-			if rerr != unix.EINTR {
-				break
-			}
-		}
+		n, rerr = readEINTR(int(fd), b)
 		return !(c.nonblock && rerr == unix.EAGAIN)
 	})
 	runtime.KeepAlive(raw)
-	if err != nil {
-		if u.closed.Load() {
-			return 0, ErrClosed
-		}
-		return 0, fmt.Errorf("uffd: read messages: %w", err)
-	}
-	if rerr != nil {
-		return 0, fmt.Errorf("uffd: read messages: %w", os.NewSyscallError("read", rerr))
-	}
-	size := int(unsafe.Sizeof(raw[0]))
-	if n%size != 0 {
-		panic(fmt.Sprintf("uffd: read returned %d bytes, not a multiple of the %d-byte uffd_msg", n, size))
-	}
-	for i := range n / size {
-		m := &raw[i]
-		buf[i] = Msg{Event: m.Event, Flags: m.Flags, Address: m.Address}
-	}
-	return n / size, nil
+	return u.readDone(raw, n, err, rerr, buf)
 }
 
 // FromFileUnpolled adopts an inherited userfaultfd like FromFile, but keeps
@@ -494,25 +483,9 @@ func (u *FD) ReadMsgs(buf []Msg) (int, error) {
 // runs a loop of its own. ReadMsgs on such an FD returns EAGAIN at once
 // instead of waiting.
 func FromFileUnpolled(f *os.File) (*FD, error) {
-	rc, err := f.SyscallConn()
+	nfd, name, err := adoptDup(f)
 	if err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	nfd := -1
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), err)
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("uffd: adopt %s: %w", f.Name(), os.NewSyscallError("fcntl", derr))
-	}
-	name := f.Name()
-	f.Close()
-	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(nfd)); err == nil && !strings.Contains(target, "userfaultfd") {
-		unix.Close(nfd)
-		return nil, fmt.Errorf("uffd: adopt %s: descriptor is %q, not a userfaultfd", name, target)
+		return nil, err
 	}
 	// Wrapped while blocking, so os.NewFile does not register it with the
 	// netpoller; then switched to non-blocking behind its back.
@@ -555,22 +528,34 @@ func (u *FD) TryReadMsgs(buf []Msg) (int, error) {
 	var n int
 	var rerr error
 	err := u.file.Load().rc.Control(func(fd uintptr) {
-		for {
-			n, rerr = unix.Read(int(fd), b)
-			if rerr != unix.EINTR {
-				break
-			}
-		}
+		n, rerr = readEINTR(int(fd), b)
 	})
 	runtime.KeepAlive(raw)
+	if err == nil && rerr == unix.EAGAIN {
+		return 0, nil
+	}
+	return u.readDone(raw, n, err, rerr, buf)
+}
+
+// readEINTR reads fd into b, again when a signal interrupted the read.
+func readEINTR(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// readDone finishes a read of n bytes of messages into raw: err is the
+// error of the raw connection's Read or Control, rerr that of read(2).
+// It copies the messages into buf and returns how many there were.
+func (u *FD) readDone(raw []uffdMsg, n int, err, rerr error, buf []Msg) (int, error) {
 	if err != nil {
 		if u.closed.Load() {
 			return 0, ErrClosed
 		}
 		return 0, fmt.Errorf("uffd: read messages: %w", err)
-	}
-	if rerr == unix.EAGAIN {
-		return 0, nil
 	}
 	if rerr != nil {
 		return 0, fmt.Errorf("uffd: read messages: %w", os.NewSyscallError("read", rerr))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/rank"
+	"github.com/dsmexec/dsmexec/scripts/bench/collloop"
 )
 
 func main() {
@@ -62,24 +63,14 @@ func run(w *rank.World, elems, iters int) (time.Duration, error) {
 		}
 		return nil
 	}
-	warm := min(iters/10+1, 20)
-	var start time.Time
-	for i := -warm; i < iters; i++ {
-		if i == 0 {
-			if err := w.Barrier(); err != nil {
-				return 0, err
-			}
-			start = time.Now()
-		}
+	return collloop.Time(w, iters, func(i int) error {
 		out, err := rank.Allreduce(w, v, rank.Sum)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if i < 0 || i == iters-1 {
-			if err := check(out); err != nil {
-				return 0, err
-			}
+			return check(out)
 		}
-	}
-	return time.Since(start), nil
+		return nil
+	})
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/rank"
+	"github.com/dsmexec/dsmexec/scripts/bench/collloop"
 )
 
 func main() {
@@ -250,7 +251,7 @@ func collective(w *rank.World, what string, elems, iters int) (time.Duration, er
 		}
 	}
 	var last float64
-	call := func() error {
+	call := func(int) error {
 		switch what {
 		case "alltoall":
 			out, err := w.Alltoall(parts)
@@ -282,20 +283,10 @@ func collective(w *rank.World, what string, elems, iters int) (time.Duration, er
 		}
 		return nil
 	}
-	warm := min(iters/10+1, 20)
-	var start time.Time
-	for i := -warm; i < iters; i++ {
-		if i == 0 {
-			if err := w.Barrier(); err != nil {
-				return 0, err
-			}
-			start = time.Now()
-		}
-		if err := call(); err != nil {
-			return 0, err
-		}
+	el, err := collloop.Time(w, iters, call)
+	if err != nil {
+		return 0, err
 	}
-	el := time.Since(start)
 	var want float64
 	r, s, e := float64(me), float64(size), float64(elems)
 	switch what {
