@@ -20,6 +20,7 @@ import (
 	"unsafe"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
+	acceptloop "github.com/dsmexec/dsmexec/internal/listen"
 	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pagemem"
 	"github.com/dsmexec/dsmexec/internal/uffd"
@@ -301,51 +302,61 @@ func (p *pager) connect(ln net.Listener, addrs []string, token []byte, deadline 
 		unix.Write(wake[1], []byte{1})
 	}
 	claimed := make([]bool, n)
-	done := make(chan struct{})
 	defer func() {
 		mu.Lock()
 		finished = true
 		mu.Unlock()
-		close(done)
 	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				select {
-				case <-done:
-				default:
-					if ctx.Err() == nil {
-						notify(result{err: fmt.Errorf("dsm: memory of rank %d: accept on %s: %w", self, ln.Addr(), err)})
-					}
-				}
-				return
-			}
-			go func() {
-				tc := c.(*net.TCPConn)
-				r := bufio.NewReaderSize(tc, 64<<10)
-				from, err := auth.Accept(tc, r, token, self, time.Now().Add(10*time.Second), func(from int) error {
-					mu.Lock()
-					defer mu.Unlock()
-					if from < 0 || from >= self {
-						return fmt.Errorf("dsm: memory of rank %d does not accept connections from %d", self, from)
-					}
-					if claimed[from] {
-						return fmt.Errorf("dsm: memory of rank %d is already connected", from)
-					}
-					claimed[from] = true
-					return nil
-				})
-				if err != nil {
-					p.logf("memory of rank %d: refused a connection from %s: %v", self, c.RemoteAddr(), err)
-					tc.Close()
-					return
-				}
-				tc.SetNoDelay(true)
-				notify(result{rank: from, c: tc, r: r})
-			}()
+	// Accept from every lower rank on the hardened accept loop (package
+	// listen: it survives EMFILE, bounds and times out unauthenticated
+	// connections, rate-limits its warnings). Strangers never stop it.
+	srv := acceptloop.New(ln, acceptloop.Config{
+		Name:              fmt.Sprintf("memory of rank %d", self),
+		MaxPending:        2*n + 64,
+		MaxPendingPerHost: n + 16,
+		HandshakeTimeout:  10 * time.Second,
+		Warnf:             p.logf,
+	})
+	go srv.Serve(func(c net.Conn, g *acceptloop.Gate) {
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			c.Close()
+			return
 		}
-	}()
+		r := bufio.NewReaderSize(tc, 64<<10)
+		placed := -1
+		from, err := auth.Accept(tc, r, token, self, time.Now().Add(10*time.Second), func(from int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if from < 0 || from >= self {
+				return fmt.Errorf("dsm: memory of rank %d does not accept connections from %d", self, from)
+			}
+			if claimed[from] {
+				return fmt.Errorf("dsm: memory of rank %d is already connected", from)
+			}
+			claimed[from] = true
+			placed = from
+			return nil
+		})
+		if err != nil {
+			g.Refuse("authentication failed", err)
+			tc.Close()
+			return
+		}
+		if !g.Authenticated() {
+			// Dropped meanwhile (handshake timeout, eviction, Close): let
+			// the rank connect again.
+			mu.Lock()
+			if placed >= 0 {
+				claimed[placed] = false
+			}
+			mu.Unlock()
+			tc.Close()
+			return
+		}
+		tc.SetNoDelay(true)
+		notify(result{rank: from, c: tc, r: r})
+	})
 	for j := self + 1; j < n; j++ {
 		go func() {
 			c, r, err := dialPeer(ctx, addrs[j], token, self, j)
@@ -355,7 +366,7 @@ func (p *pager) connect(ln net.Listener, addrs []string, token []byte, deadline 
 	conns := make([]*net.TCPConn, n)
 	readers := make([]*bufio.Reader, n)
 	closeAll := func() {
-		ln.Close()
+		srv.Close()
 		for _, c := range conns {
 			if c != nil {
 				c.Close()
