@@ -430,7 +430,7 @@ func (p *pager) connect(ln net.Listener, addrs []string, token []byte, deadline 
 			unix.Read(wake[0], b[:])
 		}
 	}
-	ln.Close()
+	srv.Close()
 	p.peers = make([]*rawConn, n)
 	p.lost = make([]bool, n)
 	var firstErr error
