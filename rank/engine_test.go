@@ -545,7 +545,9 @@ func TestUnexpectedLimit(t *testing.T) {
 	w.e.mu.Lock()
 	used, stalled := w.e.unexpBytes, len(w.e.stalled)
 	w.e.mu.Unlock()
-	if used > limit || stalled != 1 {
+	// (At the limit exactly the link may not even have been read up to
+	// the next header: zero or one stalled link.)
+	if used > limit || stalled > 1 {
 		t.Fatalf("unexpected memory %d (limit %d), %d stalled links", used, limit, stalled)
 	}
 	if len(sent) == count {
