@@ -196,8 +196,10 @@ func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 	cmd.Wait()
 	start := time.Now()
 	for alive(pager) {
-		if time.Since(start) > time.Second {
-			t.Fatalf("page server %d still running 1 s after its rank was killed while connecting", pager)
+		// It goes within milliseconds (logged below); the bound is
+		// generous so that a loaded CI machine does not fail it.
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("page server %d still running 3 s after its rank was killed while connecting", pager)
 		}
 		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
 	}
