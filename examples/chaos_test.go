@@ -98,68 +98,13 @@ type chaosResult struct {
 }
 
 const (
-	outcomeKilled   = "killed"       // the kill landed; the job ended as required
-	outcomeLate     = "late"         // the target had exited already; the job succeeded
-	outcomeSetup    = "setup"        // mpirun killed before every rank joined
-	outcomeJoined   = "joined"       // an mpirun-setup kill that came after every rank joined
-	outcomeFailed   = "FAILED"       // an assertion failed (see the test's errors)
-	outcomeSurvived = "survived"     // a pager kill after which the job still succeeded
-	outcomeKnown    = "known-defect" // skipped: knownWrongBlame
+	outcomeKilled   = "killed"   // the kill landed; the job ended as required
+	outcomeLate     = "late"     // the target had exited already; the job succeeded
+	outcomeSetup    = "setup"    // mpirun killed before every rank joined
+	outcomeJoined   = "joined"   // an mpirun-setup kill that came after every rank joined
+	outcomeFailed   = "FAILED"   // an assertion failed (see the test's errors)
+	outcomeSurvived = "survived" // a pager kill after which the job still succeeded
 )
-
-// knownWrongBlame skips (instead of failing) a run where mpirun blamed a
-// survivor whose DSM layer said it lost the killed rank (or lost a rank
-// that lost it): issue 14, defect 7, as left on main at 7a243ac. rank/
-// tells mpirun the lost peer before it exits (World.check), but the dsm
-// package's fatal (dsm/fatal.go: a lock, unlock or fault that a lost rank
-// held, "rank V (its holder) was lost") and an error from Init's memory
-// connect exit without telling it, so whichever exit mpirun reaps first
-// is blamed. Only lines from dsm ("dsm: ...") count: a wrong blame on a
-// rank-level loss ("lost rank V") fails. Set it to false once fixed.
-var knownWrongBlame = false
-
-// wrongBlame: the rank mpirun's last "mpirun: rank N (pid P) ..." line
-// blames, if that is not victim but rank N's dsm errors say it lost a
-// rank whose dsm errors say it lost ... victim ("lost rank V", "rank V failed", "rank V (its
-// owner) was lost", "authenticate with rank V ...: connection reset").
-func wrongBlame(output string, victim int) (blamed int, ok bool) {
-	cause := regexp.MustCompile(`(?m)^mpirun: rank (\d+) \(pid \d+\) `).FindAllStringSubmatch(output, -1)
-	if len(cause) == 0 {
-		return -1, false
-	}
-	blamed, _ = strconv.Atoi(cause[len(cause)-1][1])
-	if blamed == victim {
-		return blamed, false
-	}
-	// lost[a][b]: rank a says it lost rank b.
-	lost := map[int]map[int]bool{}
-	line := regexp.MustCompile(`(?m)^\[rank (\d+)\] (.*\bdsm: .*)$`)
-	peer := regexp.MustCompile(`lost rank (\d+)\b|\brank (\d+) (?:\([^)]*\) )?(?:was lost|failed)\b|` +
-		`\b(?:with|from|to) rank (\d+)\b.*(?:connection reset|connection refused|broken pipe|EOF|closed)`)
-	for _, l := range line.FindAllStringSubmatch(output, -1) {
-		a, _ := strconv.Atoi(l[1])
-		for _, m := range peer.FindAllStringSubmatch(l[2], -1) {
-			b, _ := strconv.Atoi(m[1] + m[2] + m[3])
-			if lost[a] == nil {
-				lost[a] = map[int]bool{}
-			}
-			lost[a][b] = true
-		}
-	}
-	seen := map[int]bool{blamed: true}
-	for todo := []int{blamed}; len(todo) > 0; todo = todo[1:] {
-		for b := range lost[todo[0]] {
-			if b == victim {
-				return blamed, true
-			}
-			if !seen[b] {
-				seen[b] = true
-				todo = append(todo, b)
-			}
-		}
-	}
-	return blamed, false
-}
 
 func envInt(t *testing.T, name string, def int64) int64 {
 	t.Helper()
@@ -259,12 +204,9 @@ func TestChaos(t *testing.T) {
 	for _, r := range plan {
 		t.Run(r.String(), func(t *testing.T) {
 			res := &chaosResult{run: r}
-			defer func() { // also after a known-defect Skip
-				switch {
-				case t.Failed():
+			defer func() {
+				if t.Failed() {
 					res.outcome = outcomeFailed
-				case t.Skipped():
-					res.outcome = outcomeKnown
 				}
 				t.Logf("%s: delay %v: %s, exit %v after the kill, gone %v after it; mpirun %s",
 					r, r.delay.Round(time.Millisecond), res.outcome, res.exit.Round(time.Millisecond), res.gone.Round(time.Millisecond), res.status)
@@ -288,7 +230,7 @@ func chaosSummary(results []chaosResult) string {
 			counts[r.run.target] = map[string]int{}
 		}
 		counts[r.run.target][r.outcome]++
-		if r.outcome == outcomeKilled || r.outcome == outcomeSetup || r.outcome == outcomeJoined || r.outcome == outcomeSurvived || r.outcome == outcomeKnown {
+		if r.outcome == outcomeKilled || r.outcome == outcomeSetup || r.outcome == outcomeJoined || r.outcome == outcomeSurvived {
 			exits = append(exits, r.exit)
 			gones = append(gones, r.gone)
 		}
@@ -297,7 +239,7 @@ func chaosSummary(results []chaosResult) string {
 	for _, tg := range []string{targetRank, targetPager, targetMpirun, targetMpirunSetup} {
 		var parts []string
 		n := 0
-		for _, o := range []string{outcomeKilled, outcomeSetup, outcomeJoined, outcomeLate, outcomeSurvived, outcomeKnown, outcomeFailed} {
+		for _, o := range []string{outcomeKilled, outcomeSetup, outcomeJoined, outcomeLate, outcomeSurvived, outcomeFailed} {
 			if c := counts[tg][o]; c > 0 {
 				parts = append(parts, fmt.Sprintf("%s %d", o, c))
 				n += c
@@ -555,7 +497,6 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 			// exiting already when SIGKILL came.
 			res.outcome = outcomeLate
 		default:
-			knownDefect(t, output, r.victim)
 			fail("killed rank %d (pid %d): want mpirun to exit 137 with \"mpirun: rank %d (pid %d) killed by signal SIGKILL\"; it %v", r.victim, rankPid, r.victim, rankPid, cmd.ProcessState)
 		}
 	case targetPager:
@@ -567,7 +508,6 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 		case ws.Exited() && ws.ExitStatus() != 0 && blames:
 			res.outcome = outcomeKilled
 		default:
-			knownDefect(t, output, r.victim)
 			fail("killed rank %d's page server: want the job to fail naming rank %d (pid %d); mpirun %v", r.victim, r.victim, rankPid, cmd.ProcessState)
 		}
 	case targetMpirun, targetMpirunSetup:
@@ -824,19 +764,8 @@ func uffdPermitted() bool {
 	return true
 }
 
-// knownDefect skips the run if it failed by knownWrongBlame (the timing and
-// leftover checks have passed by then).
-func knownDefect(t *testing.T, output string, victim int) {
-	t.Helper()
-	if blamed, ok := wrongBlame(output, victim); ok && knownWrongBlame {
-		t.Skipf("known defect (issue 14, defect 7: wrong blame after a dsm failure): rank %d was killed, mpirun blamed rank %d, whose dsm said it lost rank %d; output:\n%s",
-			victim, blamed, victim, output)
-	}
-}
-
-// TestChaosChecks: the chaos test's own checks can fail — the /proc scan
-// finds a marked process (and no longer once it is gone), and wrongBlame
-// recognises the blame of a survivor as seen in real runs.
+// TestChaosChecks: the chaos test's own leftover check can fail — the
+// /proc scan finds a marked process (and no longer once it is gone).
 func TestChaosChecks(t *testing.T) {
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
@@ -859,42 +788,5 @@ func TestChaosChecks(t *testing.T) {
 	cmd.Wait()
 	if left := scanProcs(marker); len(left) != 0 {
 		t.Errorf("killed and reaped, still found: %s", describeProcs(left))
-	}
-
-	for _, c := range []struct {
-		output         string
-		victim, blamed int
-		wrong          bool
-	}{
-		// Rank-level losses are reported by rank/: never a known defect.
-		{"[rank 2] barrier: epoch 63, rank 2: receive dissemination round 0 from rank 1: rank: lost rank 1: connection closed by rank 1\n" +
-			"mpirun: rank 2 (pid 14725) exited with status 1\n", 1, 2, false},
-		{"[rank 1] barrier: epoch 136, rank 1: rank 2 failed (seen by rank 3): barrier: peer failed\n" +
-			"mpirun: rank 1 (pid 28394) exited with status 1\n", 2, 1, false},
-		{"[rank 1] dsm: rank 1: fault on page 51 (offset 0x33000) cannot be served: coherence: page 51: rank 2 (a copy holder) was lost\n" +
-			"[rank 2] dsm: rank 2: the page server exited unexpectedly (EOF)\n" +
-			"[rank 0] barrier: epoch 226, rank 0: receive dissemination round 1 from rank 1: rank: lost rank 1: connection closed by rank 1\n" +
-			"mpirun: rank 0 (pid 23903) exited with status 1\n", 2, 0, false},
-		// dsm's losses (as seen on main at 7a243ac).
-		{"[rank 0] dsm: lock 0: coherence: lock 0: rank 1 (its holder) was lost\n" +
-			"[rank 2] dsm: lock 0: coherence: lock 0: rank 1 (its holder) was lost\n" +
-			"mpirun: rank 2 (pid 20629) exited with status 1\n", 1, 2, true},
-		{"[rank 3] dsm: rank 3: fault on page 0 (offset 0x0) cannot be served: coherence: page 0: rank 0 (its home) was lost\n" +
-			"mpirun: rank 3 (pid 16868) exited with status 1\n", 0, 3, true},
-		{"[rank 1] dsm: rank 1: fault on page 51 (offset 0x33000) cannot be served: coherence: page 51: rank 2 (a copy holder) was lost\n" +
-			"[rank 2] dsm: rank 2: the page server exited unexpectedly (EOF)\n" +
-			"[rank 0] dsm: lock 0: coherence: lock 0: rank 1 (its holder) was lost\n" +
-			"mpirun: rank 0 (pid 23903) exited with status 1\n", 2, 0, true},
-		{"[rank 1] rank 1: connect the shared memory: dsm: memory of rank 1: authenticate with rank 3 at 127.0.0.1:40623: read tcp 127.0.0.1:52072->127.0.0.1:40623: read: connection reset by peer\n" +
-			"[rank 3] rank 3: connect the shared memory: dsm: rank 3: page server connecting to its peers: EOF\n" +
-			"mpirun: rank 1 (pid 5916) exited with status 1\n", 3, 1, true},
-		{"[rank 0] rank: lost rank 1\nmpirun: rank 1 (pid 5) killed by signal SIGKILL\n", 1, 1, false},
-		{"[rank 0] dsm: memory of rank 0: authenticate with rank 2 at 127.0.0.1:1: bad token\nmpirun: rank 0 (pid 5) exited with status 1\n", 2, 0, false},
-		{"[rank 0] out of memory\nmpirun: rank 0 (pid 5) exited with status 1\n", 1, 0, false},
-		{"[rank 0] rank: lost rank 12\nmpirun: rank 0 (pid 5) exited with status 1\n", 1, 0, false},
-	} {
-		if blamed, wrong := wrongBlame(c.output, c.victim); blamed != c.blamed || wrong != c.wrong {
-			t.Errorf("wrongBlame(victim %d) = %d, %v; want %d, %v:\n%s", c.victim, blamed, wrong, c.blamed, c.wrong, c.output)
-		}
 	}
 }
