@@ -135,12 +135,11 @@ func (w *Writer) Run(lines <-chan proc.Line) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var wait time.Duration
+	holding := false // lines are held behind a long line (set under w.mu below)
 	for {
 		var l proc.Line
 		var ok bool
-		w.mu.Lock()
-		wait, holding := w.holdLeft()
-		w.mu.Unlock()
 		if holding {
 			timer.Reset(wait)
 			select {
@@ -158,6 +157,7 @@ func (w *Writer) Run(lines <-chan proc.Line) error {
 					w.timeBroken = true
 					w.flushLocked()
 				}
+				wait, holding = w.holdLeft()
 				w.mu.Unlock()
 				continue
 			}
@@ -191,6 +191,7 @@ func (w *Writer) Run(lines <-chan proc.Line) error {
 			}
 		}
 		w.flushLocked()
+		wait, holding = w.holdLeft()
 		w.mu.Unlock()
 	}
 }
