@@ -23,12 +23,14 @@ const (
 	TypeFailed uint8 = 18
 	TypeJoins  uint8 = 19 // relay → master only
 	TypeWarn   uint8 = 20 // relay → master only
+	TypeLost   uint8 = 21 // master → rank, master → relay, relay → master
 
 	// Meshes: the application mesh (rank) and the memory mesh (page servers).
 	TypeMeshBye   uint8 = 30
 	TypeDoorbell  uint8 = 31
 	TypeRingOffer uint8 = 32
 	TypeRingReply uint8 = 33
+	TypeMeshOK    uint8 = 34
 
 	// The rank ↔ page server control socket (dsm).
 	TypePagerConfig  uint8 = 40
@@ -47,8 +49,8 @@ const (
 var ControlTypes = map[uint8]string{
 	TypeHello: "HELLO", TypeChallenge: "CHALLENGE", TypeProof: "PROOF", TypeReject: "REJECT",
 	TypeJoin: "JOIN", TypeTable: "TABLE", TypeCell: "CELL", TypeStats: "STATS", TypeBye: "BYE",
-	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN",
-	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY",
+	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN", TypeLost: "LOST",
+	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY", TypeMeshOK: "MESH OK",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
 	TypePagerStats: "STATS", TypePagerClose: "CLOSE", TypePagerReset: "RESETSTATS", TypePagerListen: "LISTEN",
 	TypePagerReply: "REPLY", TypePagerFatal: "FATAL",
