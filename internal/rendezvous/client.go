@@ -19,6 +19,10 @@ type Client struct {
 	// Where, if set before Join, answers the master's question of which
 	// call this rank is blocked in.
 	Where func() string
+	// OnLost, if set before Join, hears that mpirun saw another rank go
+	// (its connection ended before it finalized). It runs on the
+	// connection's reader and must not block for long.
+	OnLost func(rank int, msg string)
 
 	rank int
 	c    *net.TCPConn
@@ -101,6 +105,11 @@ func (c *Client) watch() {
 				where = c.Where()
 			}
 			c.w.Write(wire.ChanControl, TypeWhere, 0, []byte(where))
+		case TypeLost:
+			var li LostInfo
+			if json.Unmarshal(f.Body, &li) == nil && c.OnLost != nil {
+				c.OnLost(li.Rank, li.Msg)
+			}
 		case TypeAbort, TypeFailed:
 			select {
 			case c.acks <- f.Type:

@@ -115,6 +115,10 @@ func (p *Port) Deliver(f RelayFrame) {
 		go m.handle(f.Rank, f.Type, f.Body)
 		return
 	}
+	if f.Type == TypeLost {
+		go m.gone(f.Rank, "its connection to the agent on "+p.name+" closed without a goodbye")
+		return
+	}
 	m.handle(f.Rank, f.Type, f.Body)
 }
 
@@ -243,9 +247,19 @@ func (r *Relay) member(c net.Conn, g *listen.Gate) {
 	if batch != nil {
 		r.sendJoins(batch)
 	}
+	bye := false
 	readFrames(br, rank, "relay", r.logf, func(f wire.Frame) {
+		if f.Type == TypeBye {
+			bye = true
+		}
 		r.up(RelayFrame{Rank: rank, Type: f.Type, Body: f.Body})
 	})
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if !bye && !closed {
+		r.up(RelayFrame{Rank: rank, Type: TypeLost}) // the master tells the others
+	}
 }
 
 // takeLocked takes the pending joins and stops the linger timer.
@@ -292,6 +306,18 @@ func (r *Relay) Deliver(f RelayFrame) {
 		}
 	case f.Rank == -1 && f.Type == TypeBye:
 		r.closeConns()
+	case f.Rank == -1 && f.Type == TypeLost:
+		r.mu.Lock()
+		conns := make([]*memberConn, 0, len(r.conns))
+		if r.table != nil {
+			for _, c := range r.conns {
+				conns = append(conns, c)
+			}
+		}
+		r.mu.Unlock()
+		for _, c := range conns {
+			c.write(TypeLost, f.Body)
+		}
 	case f.Rank >= 0:
 		r.mu.Lock()
 		c := r.conns[f.Rank]

@@ -87,6 +87,10 @@ func TestRelay(t *testing.T) {
 	defer cancel()
 	tables0 := make([]Table, n)
 	clients := make([]*Client, n)
+	lostAt := make([]chan int, n)
+	for r := range lostAt {
+		lostAt[r] = make(chan int, n)
+	}
 	var wg sync.WaitGroup
 	for r := 0; r < n; r++ {
 		wg.Add(1)
@@ -102,6 +106,7 @@ func TestRelay(t *testing.T) {
 				return
 			}
 			c.Where = func() string { return fmt.Sprintf("Recv(rank %d)", r) }
+			c.OnLost = func(rank int, msg string) { lostAt[r] <- rank }
 			clients[r] = c
 			tables0[r], err = c.Join(ctx, JoinInfo{Endpoints: []string{fmt.Sprintf("a%d", r)}, Host: "h", Pid: 100 + r})
 			if err != nil {
@@ -140,13 +145,45 @@ func TestRelay(t *testing.T) {
 			t.Errorf("rank %d where %q, want %q", r, reps[r].Where, want)
 		}
 	}
+	// A rank that says goodbye is not lost; one whose connection ends
+	// without it is, through the relay (1) or directly (0); the others
+	// hear it.
+	clients[2].Bye()
+	clients[2].Close()
+	clients[1].Close()
+	for _, r := range []int{0, 3} {
+		select {
+		case got := <-lostAt[r]:
+			if got != 1 {
+				t.Errorf("rank %d heard rank %d lost, want 1", r, got)
+			}
+		case <-ctx.Done():
+			t.Fatalf("rank %d did not hear that rank 1 is lost", r)
+		}
+	}
+	clients[0].Close()
+	select {
+	case got := <-lostAt[3]:
+		if got != 0 {
+			t.Errorf("rank 3 heard rank %d lost, want 0", got)
+		}
+	case <-ctx.Done():
+		t.Fatal("rank 3 did not hear that rank 0 is lost")
+	}
 	// The master's close reaches the relayed ranks.
 	m.Close()
-	for _, r := range []int{1, 2, 3} {
+	for _, r := range []int{3} {
 		select {
 		case <-clients[r].Lost():
 		case <-ctx.Done():
 			t.Fatalf("rank %d did not learn that the master closed", r)
+		}
+	}
+	for r := range lostAt {
+		for len(lostAt[r]) > 0 {
+			if got := <-lostAt[r]; got == 2 {
+				t.Errorf("rank %d heard rank 2 lost, which said goodbye", r)
+			}
 		}
 	}
 	t.Logf("%d frames up, %d down", ups.Load(), downs.Load())

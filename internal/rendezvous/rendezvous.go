@@ -28,7 +28,20 @@ const (
 	// mpirun has it. TypeFailed likewise with FailedInfo.
 	TypeAbort  = wire.TypeAbort
 	TypeFailed = wire.TypeFailed
+	// TypeLost: master -> rank: LostInfo (JSON): a rank's connection to
+	// the master ended without its BYE (the process is gone). Sent to
+	// every other joined rank that has not finalized, once the table was
+	// sent. Relay -> master: empty, Rank = the rank whose connection to
+	// the relay ended so; master -> relay (Rank -1): LostInfo, for every
+	// rank of the relay.
+	TypeLost = wire.TypeLost
 )
+
+// LostInfo says which rank is gone and how it was seen.
+type LostInfo struct {
+	Rank int    `json:"rank"`
+	Msg  string `json:"msg"`
+}
 
 // AbortInfo is what a rank that calls Abort sends.
 type AbortInfo struct {
@@ -124,6 +137,7 @@ type Master struct {
 	whereWant int
 	done      chan struct{} // closed when the table was sent
 	errc      chan error
+	lost      []bool // TypeLost was sent for the rank
 	closed    chan struct{}
 	once      sync.Once
 	wg        sync.WaitGroup
@@ -169,6 +183,7 @@ func newMaster(ln net.Listener, cfg Config) *Master {
 		reports:   make([]Report, cfg.Size),
 		conns:     make([]member, cfg.Size),
 		endpoints: make([][]string, cfg.Size),
+		lost:      make([]bool, cfg.Size),
 		done:      make(chan struct{}),
 		errc:      make(chan error, 1),
 		closed:    make(chan struct{}),
@@ -281,6 +296,50 @@ func (m *Master) member(c net.Conn, g *listen.Gate) {
 	readFrames(r, rank, "master", m.logf, func(f wire.Frame) {
 		m.handle(rank, f.Type, f.Body)
 	})
+	m.gone(rank, "its connection to mpirun closed without a goodbye")
+}
+
+// gone tells every other rank that rank is lost, if its connection ended
+// before it finalized: a rank that never connected to it learns so (the
+// application mesh connects on demand). Nothing is sent before the table
+// (the ranks wait for it) or after Close.
+func (m *Master) gone(rank int, msg string) {
+	m.mu.Lock()
+	select {
+	case <-m.closed:
+		m.mu.Unlock()
+		return
+	case <-m.done:
+	default:
+		m.mu.Unlock()
+		return
+	}
+	if m.reports[rank].Finalized || m.lost[rank] {
+		m.mu.Unlock()
+		return
+	}
+	m.lost[rank] = true
+	var direct []member
+	ports := map[*Port]bool{}
+	for i, c := range m.conns {
+		if i == rank || c == nil || m.reports[i].Finalized || m.lost[i] {
+			continue
+		}
+		if p := c.port(); p != nil {
+			ports[p] = true
+		} else {
+			direct = append(direct, c)
+		}
+	}
+	m.mu.Unlock()
+	m.logf("master: rank %d is lost: %s", rank, msg)
+	body, _ := json.Marshal(LostInfo{Rank: rank, Msg: msg})
+	for _, c := range direct {
+		c.write(TypeLost, body)
+	}
+	for p := range ports {
+		p.send(RelayFrame{Rank: -1, Type: TypeLost, Body: body})
+	}
 }
 
 // join records a rank's join, reached through mem; from says where it came
