@@ -56,6 +56,14 @@ type engine struct {
 
 	bgStop chan struct{}
 	bgDone chan struct{}
+
+	// Connections on demand (link.go): want starts one to a peer (nil: the
+	// links are all given at start); new links wait in pend until the
+	// driver (or, with none, the installer) puts them in.
+	want     func(peer int)
+	pend     []*link
+	pendWant atomic.Bool
+	connWait []*waiter // senders waiting for a link
 }
 
 // waiter is a goroutine blocked in the engine: until ready() says so, it
@@ -181,6 +189,7 @@ func (e *engine) block(w *waiter) {
 			e.drive(w)
 			e.mu.Lock()
 			e.driver = nil
+			e.installPendingLocked()
 			if e.closeWait != nil {
 				close(e.closeWait)
 				e.closeWait = nil
@@ -331,6 +340,7 @@ func (e *engine) tryProgress() {
 	e.progress(false, time.Time{})
 	e.mu.Lock()
 	e.driver = nil
+	e.installPendingLocked()
 	if e.closeWait != nil {
 		close(e.closeWait)
 		e.closeWait = nil
@@ -343,8 +353,13 @@ func (e *engine) tryProgress() {
 // then read every ready link. It reports whether anything happened.
 func (e *engine) progress(park bool, deadline time.Time) bool {
 	did := false
+	if e.pendWant.Load() {
+		e.mu.Lock()
+		did = e.installPendingLocked()
+		e.mu.Unlock()
+	}
 	if e.resumeWant.Load() {
-		did = e.resume()
+		did = e.resume() || did
 	}
 	prepared := false
 	if len(e.rings) > 0 {

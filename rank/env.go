@@ -102,3 +102,20 @@ func engineEnv(getenv func(string) string) (time.Duration, int64, error) {
 	}
 	return spin, limit, nil
 }
+
+// defaultMaxDials caps a rank's dial attempts in flight at once.
+const defaultMaxDials = 16
+
+// dialEnv reads DSMEXEC_MAX_DIALS: how many connections a rank may be
+// dialling at once (default 16).
+func dialEnv(getenv func(string) string) (int, error) {
+	s := getenv("DSMEXEC_MAX_DIALS")
+	if s == "" {
+		return defaultMaxDials, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("rank: DSMEXEC_MAX_DIALS=%q: want a positive number", s)
+	}
+	return n, nil
+}

@@ -1,6 +1,7 @@
 package rank
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -510,4 +511,131 @@ func (l *link) armWriterLocked() error {
 	l.writable = false
 	l.wantOut = true
 	return nil
+}
+
+// Connections on demand. Under mpirun (and PMI) the application mesh is a
+// mesh.Lazy: a send to a peer without a link waits for one (linkLocked),
+// a receive posted from a specific higher peer starts one (demandLocked),
+// and a connection made from either side becomes a link here (addLink). A
+// peer that cannot be reached, or that mpirun reports lost before any
+// connection to it exists, is down (peerFailed).
+//
+// e.links is written under e.mu only by the driver or while there is
+// none, so that the driver may read it without the lock: a new link waits
+// in e.pend until the driver's next round (it is kicked) or until the
+// driver role is dropped.
+
+// addLink hands the engine the link of a new connection.
+func (e *engine) addLink(l *link) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pend = append(e.pend, l)
+	if e.driver == nil {
+		e.installPendingLocked()
+		return
+	}
+	e.pendWant.Store(true)
+	e.nudgeLocked()
+}
+
+// installPendingLocked puts the pending links in the engine (e.mu held,
+// by the driver or with no driver); it reports whether there were any.
+func (e *engine) installPendingLocked() bool {
+	if len(e.pend) == 0 {
+		return false
+	}
+	ls := e.pend
+	e.pend = nil
+	e.pendWant.Store(false)
+	for _, l := range ls {
+		if e.closed != nil || e.links[l.peer] != nil || e.poller == nil {
+			unix.Close(l.fd)
+			if l.seg != nil {
+				l.seg.Close()
+			}
+			continue
+		}
+		e.links[l.peer] = l
+		if l.rr != nil {
+			e.rings = append(e.rings, l)
+		} else {
+			e.nSock++
+		}
+		e.interestLocked(l)
+		if l.rend > 0 || l.tn > 0 {
+			e.scheduleResumeLocked(l) // bytes the setup read past its end
+		}
+	}
+	e.wakeConnLocked()
+	return true
+}
+
+func (e *engine) wakeConnLocked() {
+	for _, w := range e.connWait {
+		e.wakeLocked(w)
+	}
+}
+
+// peerFailed records that no connection to peer can be made (mpirun says
+// it is lost, or it could not be reached in time): what needs it fails
+// with a *PeerError. A peer with a link is left to the link, which says
+// itself when the peer is gone, after what it sent before.
+func (e *engine) peerFailed(peer int, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.links[peer] != nil {
+		return
+	}
+	for _, l := range e.pend {
+		if l.peer == peer {
+			return
+		}
+	}
+	e.peerDownLocked(peer, &PeerError{Rank: peer, Err: err}, true)
+	e.wakeConnLocked()
+}
+
+// linkLocked returns the link to peer `to`, waiting (and driving progress
+// meanwhile, like any waiter) for the connection to be made if there is
+// none yet. e.mu is held on entry and on return.
+func (e *engine) linkLocked(to int) (*link, error) {
+	for {
+		if e.closed != nil {
+			return nil, e.closed
+		}
+		if l := e.links[to]; l != nil {
+			return l, nil
+		}
+		if err := e.down[to]; err != nil {
+			return nil, err
+		}
+		if e.want == nil {
+			return nil, &PeerError{Rank: to, Err: errNoLink}
+		}
+		e.want(to)
+		w := newWaiter()
+		w.cond = func() bool { return e.links[to] != nil || e.down[to] != nil || e.closed != nil }
+		e.connWait = append(e.connWait, w)
+		e.mu.Unlock()
+		e.block(w)
+		e.mu.Lock()
+		for i, x := range e.connWait {
+			if x == w {
+				e.connWait = append(e.connWait[:i], e.connWait[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+var errNoLink = errors.New("no connection to it")
+
+// demandLocked starts the connection to `from` for a receive posted from
+// it, when this rank is the lower of the two (whose dial wins a crossing
+// anyway); a higher rank waits for the sender's connection. (A sender
+// always connects: linkLocked.)
+func (e *engine) demandLocked(from int) {
+	if from > e.rank && from < e.size && e.want != nil && e.links[from] == nil && e.down[from] == nil {
+		e.want(from)
+	}
 }

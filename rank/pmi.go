@@ -99,7 +99,7 @@ func initPMI(cfg pmi.Config) (*World, error) {
 		}
 		endpoints[r] = strings.Split(s, ",")
 	}
-	if err := w.connect(ctx, ln, token, endpoints); err != nil {
+	if err := w.connect(ctx, ln, token, endpoints, 60*time.Second); err != nil {
 		mem.Close()
 		return fail(err)
 	}

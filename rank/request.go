@@ -226,6 +226,7 @@ func (e *engine) irecv(g *group, ctx uint32, from, tag int) *Request {
 	r.wt.ch = make(chan struct{}, 1)
 	e.mu.Lock()
 	e.postLocked(r)
+	e.demandLocked(from)
 	e.mu.Unlock()
 	return r
 }
@@ -239,6 +240,7 @@ func (e *engine) recv(g *group, ctx uint32, from, tag int, buf []byte, hasInto b
 	r.wt.req = r
 	r.w = &r.wt
 	e.postLocked(r)
+	e.demandLocked(from)
 	e.mu.Unlock()
 	if !r.done.Load() {
 		e.block(&r.wt)
@@ -312,6 +314,13 @@ func (e *engine) send(ctx uint32, to, tag int, b []byte) error {
 		return e.closed
 	}
 	l := e.links[to]
+	if l == nil {
+		var err error
+		if l, err = e.linkLocked(to); err != nil {
+			e.mu.Unlock()
+			return err
+		}
+	}
 	if l.down != nil {
 		err := l.down
 		e.mu.Unlock()

@@ -3,11 +3,13 @@ package rank
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/mesh"
@@ -131,95 +133,134 @@ func writeControl(c net.Conn, me int, typ uint8, body []byte) error {
 	return err
 }
 
-// setupRings offers a shared-memory segment to every peer whose mesh
-// address has this rank's host (the lower rank of a pair creates it, the
-// higher opens it), before any user traffic. It returns the segments by
-// rank (nil: the pair stays on TCP) and leaves in conns[i].Buffered what
-// the peer sent past the setup. A pair whose segment cannot be made,
-// opened or verified (another boot_id or host name) stays on TCP; only a
-// broken connection is an error.
-func setupRings(ctx context.Context, me int, host string, addrs []string, conns []*mesh.Conn, re ringEnv) (segs []*shm.Segment, err error) {
-	n := len(addrs)
-	segs = make([]*shm.Segment, n)
+// ringPlan is what a rank knows about rings before any connection: which
+// peers share its host, the ring size, the boot id and whether rings are
+// off.
+type ringPlan struct {
+	me   int
+	host string
+	same []bool
+	size int
+	boot string
+	off  string // why rings are off for every pair ("" = on)
+	env  ringEnv
+}
+
+func newRingPlan(me int, host string, addrs []string, re ringEnv) *ringPlan {
+	p := &ringPlan{me: me, host: host, same: make([]bool, len(addrs)), env: re, off: re.off}
 	myHost, _, _ := net.SplitHostPort(addrs[me])
-	same := make([]bool, n)
 	local := 0
 	for j, a := range addrs {
 		if h, _, _ := net.SplitHostPort(a); h == myHost {
 			local++
-			same[j] = j != me
+			p.same[j] = j != me
 		}
 	}
-	if local < 2 {
-		return segs, nil
-	}
-	size := ringSizeFor(local)
-	boot := bootID()
-	off := re.off
-	if off == "" && boot == "" {
-		off = "no /proc/sys/kernel/random/boot_id"
-	}
-	defer func() {
-		if err != nil {
-			for _, s := range segs {
-				if s != nil {
-					s.Unlink()
-					s.Close()
-				}
-			}
+	p.size = ringSizeFor(local)
+	if local >= 2 {
+		p.boot = bootID()
+		if p.off == "" && p.boot == "" {
+			p.off = "no /proc/sys/kernel/random/boot_id"
 		}
-	}()
+	}
+	return p
+}
+
+// setupRings runs setupRing with every peer whose connection is in conns,
+// all at once (each pair's exchange is independent). It returns the
+// segments by rank (nil: the pair stays on TCP).
+func setupRings(ctx context.Context, me int, host string, addrs []string, conns []*mesh.Conn, re ringEnv) ([]*shm.Segment, error) {
+	p := newRingPlan(me, host, addrs, re)
 	dl, ok := ctx.Deadline()
 	if !ok {
 		dl = time.Now().Add(30 * time.Second)
 	}
-	rds := make([]*prefixed, n)
+	segs := make([]*shm.Segment, len(addrs))
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
 	for j, c := range conns {
-		if c != nil && same[j] {
-			c.TCP.SetDeadline(dl)
-			rds[j] = &prefixed{pre: c.Buffered, c: c.TCP}
-		}
-	}
-	defer func() {
-		for j, c := range conns {
-			if rds[j] != nil {
-				c.TCP.SetDeadline(time.Time{})
-				c.Buffered = rds[j].pre
-			}
-		}
-	}()
-	// 1. Offer a segment to every higher peer (small writes: no deadlock).
-	for j := me + 1; j < n; j++ {
-		if !same[j] {
+		if c == nil {
 			continue
 		}
-		o := ringOffer{BootID: boot, Host: host}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			segs[j], errs[j] = p.setup(c, dl)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range segs {
+			if s != nil {
+				s.Close()
+			}
+		}
+		return nil, err
+	}
+	return segs, nil
+}
+
+// setup offers or takes a shared-memory segment on c, a new connection to
+// a peer, before any user traffic: when the peer's mesh address has this
+// rank's host, the lower rank of the pair creates a segment and sends RING
+// OFFER, the higher checks boot_id and host name, opens and unlinks it and
+// answers RING REPLY. It returns the segment (nil: the pair stays on TCP)
+// and leaves in c.Buffered what the peer sent past the setup. Only a
+// broken connection is an error. It runs on the goroutine that made the
+// connection (mesh.Lazy's Setup), so pairs never wait for each other.
+func (p *ringPlan) setup(c *mesh.Conn, dl time.Time) (seg *shm.Segment, err error) {
+	j, me := c.Rank, p.me
+	if !p.same[j] {
+		return nil, nil
+	}
+	c.TCP.SetDeadline(dl)
+	rd := &prefixed{pre: c.Buffered, c: c.TCP}
+	defer func() {
+		c.TCP.SetDeadline(time.Time{})
+		c.Buffered = rd.pre
+		if err != nil && seg != nil {
+			seg.Unlink()
+			seg.Close()
+			seg = nil
+		}
+	}()
+	if me < j {
+		o := ringOffer{BootID: p.boot, Host: p.host}
 		switch {
-		case off != "":
-			o.Why = off
-		case re.tcpPairs[[2]int{me, j}]:
+		case p.off != "":
+			o.Why = p.off
+		case p.env.tcpPairs[[2]int{me, j}]:
 			o.Why = "DSMEXEC_TEST_TCP_PAIRS"
 		default:
-			s, name, err := shm.Create(size)
+			s, name, err := shm.Create(p.size)
 			if err != nil {
 				o.Why = err.Error()
 			} else {
-				segs[j], o.Name = s, name
+				seg, o.Name = s, name
 			}
 		}
 		body, _ := json.Marshal(o)
-		if err := writeControl(conns[j].TCP, me, typeRingOffer, body); err != nil {
-			return segs, fmt.Errorf("offer a ring to rank %d: %w", j, err)
+		if err := writeControl(c.TCP, me, typeRingOffer, body); err != nil {
+			return seg, fmt.Errorf("offer a ring to rank %d: %w", j, err)
 		}
-	}
-	// 2. Answer every lower peer's offer.
-	for j := 0; j < me; j++ {
-		if !same[j] {
-			continue
-		}
-		body, err := readControl(rds[j], j, typeRingOffer)
+		body, err := readControl(rd, j, typeRingReply)
 		if err != nil {
-			return segs, err
+			return seg, err
+		}
+		if len(body) > 0 {
+			verbosef("rank %d: rank %d stays on TCP: %s", me, j, body)
+		}
+		if seg != nil {
+			seg.Unlink()
+			if len(body) > 0 {
+				seg.Close()
+				seg = nil
+			}
+		}
+	} else {
+		body, err := readControl(rd, j, typeRingOffer)
+		if err != nil {
+			return nil, err
 		}
 		var o ringOffer
 		why := ""
@@ -228,52 +269,30 @@ func setupRings(ctx context.Context, me int, host string, addrs []string, conns 
 			why = "bad offer"
 		case o.Name == "":
 			why = fmt.Sprintf("rank %d: %s", j, o.Why)
-		case off != "":
-			why = fmt.Sprintf("rank %d: %s", me, off)
-		case o.BootID != boot || o.Host != host:
-			why = fmt.Sprintf("another machine (host %q boot %s, here %q boot %s)", o.Host, o.BootID, host, boot)
+		case p.off != "":
+			why = fmt.Sprintf("rank %d: %s", me, p.off)
+		case o.BootID != p.boot || o.Host != p.host:
+			why = fmt.Sprintf("another machine (host %q boot %s, here %q boot %s)", o.Host, o.BootID, p.host, p.boot)
 		default:
 			s, err := shm.Open(o.Name)
 			if err != nil {
 				why = err.Error()
 			} else {
 				s.Unlink()
-				segs[j] = s
+				seg = s
 			}
 		}
 		if why != "" {
 			verbosef("rank %d: rank %d stays on TCP: %s", me, j, why)
 		}
-		if err := writeControl(conns[j].TCP, me, typeRingReply, []byte(why)); err != nil {
-			return segs, fmt.Errorf("answer rank %d's ring: %w", j, err)
+		if err := writeControl(c.TCP, me, typeRingReply, []byte(why)); err != nil {
+			return seg, fmt.Errorf("answer rank %d's ring: %w", j, err)
 		}
 	}
-	// 3. Read the higher peers' answers.
-	for j := me + 1; j < n; j++ {
-		if !same[j] {
-			continue
-		}
-		body, err := readControl(rds[j], j, typeRingReply)
-		if err != nil {
-			return segs, err
-		}
-		if len(body) > 0 {
-			verbosef("rank %d: rank %d stays on TCP: %s", me, j, body)
-		}
-		if s := segs[j]; s != nil {
-			s.Unlink()
-			if len(body) > 0 {
-				s.Close()
-				segs[j] = nil
-			}
-		}
+	if seg != nil {
+		verbosef("rank %d: rank %d over shared memory (rings of %d KiB)", me, j, seg.RingSize()>>10)
 	}
-	for j, s := range segs {
-		if s != nil {
-			verbosef("rank %d: rank %d over shared memory (rings of %d KiB)", me, j, s.RingSize()>>10)
-		}
-	}
-	return segs, nil
+	return seg, nil
 }
 
 // attachRing makes l's stream the segment's rings; the socket then only

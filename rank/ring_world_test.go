@@ -21,15 +21,26 @@ func init() {
 	// (RANK_TEST_RINGS: "all", "none", or pairs "0-1,0-3" on TCP).
 	programs["transport"] = func(w *World) error {
 		want := os.Getenv("RANK_TEST_RINGS")
+		// Connect to every peer first (connections are made on demand).
+		if _, err := w.Alltoall(make([][]byte, w.Size())); err != nil {
+			return err
+		}
+		w.e.mu.Lock()
+		defer w.e.mu.Unlock()
+		links := 0
 		for p, l := range w.e.links {
 			if l == nil {
 				continue
 			}
+			links++
 			a, b := min(p, w.Rank()), max(p, w.Rank())
 			ring := want == "all" || want != "none" && !strings.Contains(","+want+",", fmt.Sprintf(",%d-%d,", a, b))
 			if (l.rr != nil) != ring {
 				return fmt.Errorf("link to rank %d: ring %v, want %v (%s)", p, l.rr != nil, ring, want)
 			}
+		}
+		if links != w.Size()-1 {
+			return fmt.Errorf("%d links after Alltoall, want %d", links, w.Size()-1)
 		}
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pmi"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
+	"github.com/dsmexec/dsmexec/internal/shm"
 )
 
 // AnySource matches a message from any rank in Recv.
@@ -67,6 +68,10 @@ type World struct {
 	finOnce sync.Once
 	finErr  error
 	done    chan struct{}
+
+	od        *mesh.Lazy // the application mesh (nil: singleton, in-process tests)
+	lostMu    sync.Mutex // od and lostEarly
+	lostEarly []lostNote // mpirun's LOST before od existed
 
 	blocked atomic.Pointer[blockedIn] // the call a goroutine waits in, for mpirun -timeout
 	recvRec recvRecord                // the same, for point-to-point calls
@@ -208,6 +213,9 @@ func (w *World) Finalize() error {
 			}
 		}
 		close(w.done)
+		if w.od != nil {
+			w.od.Close() // no new connections; those being made are in
+		}
 		w.e.shutdown(5 * time.Second)
 		if w.master != nil {
 			w.master.Bye()
@@ -323,6 +331,7 @@ func initMpirun(env *launchEnv) (*World, error) {
 	}
 	w.master = master
 	master.Where = w.where
+	master.OnLost = w.peerLost
 	ip := master.LocalIP()
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
 	if err != nil {
@@ -349,7 +358,7 @@ func initMpirun(env *launchEnv) (*World, error) {
 		master.Close()
 		return nil, err
 	}
-	if err := w.connect(ctx, ln, token, table.Endpoints); err != nil {
+	if err := w.connect(ctx, ln, token, table.Endpoints, env.timeout); err != nil {
 		// Most likely another rank died while the meshes were built: say
 		// so, so that mpirun blames that rank rather than this one.
 		master.Failed(anyPeer, err.Error())
@@ -371,10 +380,13 @@ func initMpirun(env *launchEnv) (*World, error) {
 	return w, nil
 }
 
-// connect builds the mesh, hands its connections to the engine and starts
-// the shared memory, given every rank's endpoints (mesh address first,
-// then the memory's).
-func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endpoints [][]string) error {
+// connect starts the application mesh, connections on demand (mesh.Lazy:
+// none is made here; the first send to a peer, or a receive posted from a
+// higher one, makes it), hands every connection to the engine as it is
+// made, and starts the shared memory, given every rank's endpoints (mesh
+// address first, then the memory's). timeout bounds the making of one
+// connection (DSMEXEC_TIMEOUT, mpirun's -rendezvous-timeout).
+func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endpoints [][]string, timeout time.Duration) error {
 	addrs := make([]string, w.size)
 	memAddrs := make([]string, w.size)
 	for i, e := range endpoints {
@@ -394,66 +406,95 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		ln.Close()
 		return err
 	}
+	maxDials, err := dialEnv(os.Getenv)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if mesh.RanksOnHost(addrs, w.rank) > runtime.NumCPU() {
 		spin = 0 // spinning would take the CPU the sender needs
 	}
 	memErr := make(chan error, 1)
 	go func() { memErr <- memConnect(w.mem, ctx, memAddrs) }()
-	conns, err := mesh.Establish(ctx, mesh.Config{
+	if err := w.e.start(nil, spin, limit); err != nil {
+		ln.Close()
+		<-memErr
+		return err
+	}
+	plan := newRingPlan(w.rank, w.host, addrs, ringCfg)
+	od := mesh.OnDemand(mesh.OnDemandConfig{
 		Rank:     w.rank,
 		Addrs:    addrs,
 		Token:    token,
 		Listener: ln,
+		Timeout:  timeout,
+		MaxDials: maxDials,
+		Setup: func(c *mesh.Conn, dl time.Time) error {
+			seg, err := plan.setup(c, dl)
+			if seg != nil {
+				c.Data = seg
+			}
+			return err
+		},
+		Ready: func(c *mesh.Conn) {
+			seg, _ := c.Data.(*shm.Segment)
+			l, err := newLink(w.e, c.Rank, c.TCP, c.Buffered)
+			if err != nil {
+				c.TCP.Close()
+				if seg != nil {
+					seg.Close()
+				}
+				w.e.peerFailed(c.Rank, fmt.Errorf("take the connection: %w", err))
+				return
+			}
+			if seg != nil {
+				l.attachRing(seg)
+			}
+			w.e.addLink(l)
+		},
+		Failed: w.e.peerFailed,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, format+"\n", args...)
 		},
 	})
-	if err != nil {
-		<-memErr
-		return fmt.Errorf("rank %d: build the mesh: %w", w.rank, err)
-	}
-	segs, err := setupRings(ctx, w.rank, w.host, addrs, conns, ringCfg)
-	if err != nil {
-		for _, c := range conns {
-			if c != nil {
-				c.TCP.Close()
-			}
-		}
-		<-memErr
-		return fmt.Errorf("rank %d: set up shared memory: %w", w.rank, err)
-	}
-	links := make([]*link, w.size)
-	for _, c := range conns {
-		if c == nil {
-			continue
-		}
-		l, err := newLink(w.e, c.Rank, c.TCP, c.Buffered)
-		if err == nil && segs[c.Rank] != nil {
-			l.attachRing(segs[c.Rank])
-		}
-		if err != nil {
-			for i, c := range conns {
-				if c != nil {
-					c.TCP.Close()
-				}
-				if segs[i] != nil {
-					segs[i].Close()
-				}
-			}
-			<-memErr
-			return fmt.Errorf("rank %d: take the connection to rank %d: %w", w.rank, c.Rank, err)
-		}
-		links[c.Rank] = l
-	}
-	if err := w.e.start(links, spin, limit); err != nil {
-		<-memErr
-		return err
+	w.e.mu.Lock()
+	w.e.want = od.Want
+	w.e.mu.Unlock()
+	w.lostMu.Lock()
+	w.od = od
+	early := w.lostEarly
+	w.lostEarly = nil
+	w.lostMu.Unlock()
+	for _, l := range early {
+		od.Lost(l.rank, l.err)
 	}
 	if err := <-memErr; err != nil {
 		// No graceful close: the peers may be stuck in their own memory
 		// connect, waiting for this rank; they learn from its exit.
+		od.Close()
 		w.e.shutdown(0)
 		return fmt.Errorf("rank %d: connect the shared memory: %w", w.rank, err)
 	}
 	return nil
+}
+
+// peerLost is mpirun's word that rank is gone (its connection to mpirun
+// ended before it finalized): a peer this rank has no connection to fails
+// every call that needs it with a *PeerError (mesh.Lazy.Lost).
+func (w *World) peerLost(rank int, msg string) {
+	err := fmt.Errorf("mpirun reports it gone (%s)", msg)
+	w.lostMu.Lock()
+	od := w.od
+	if od == nil {
+		w.lostEarly = append(w.lostEarly, lostNote{rank, err})
+	}
+	w.lostMu.Unlock()
+	if od != nil {
+		od.Lost(rank, err)
+	}
+}
+
+type lostNote struct {
+	rank int
+	err  error
 }

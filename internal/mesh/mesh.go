@@ -83,6 +83,8 @@ type Conn struct {
 	// Buffered holds bytes the handshake's reader took from the
 	// connection past the handshake: the start of the peer's stream.
 	Buffered []byte
+	// Data is set by OnDemandConfig.Setup for Ready (the rank's ring).
+	Data any
 }
 
 // Establish builds the mesh's connections and hands them over: the result
