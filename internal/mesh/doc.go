@@ -1,7 +1,23 @@
-// Package mesh builds the all-to-all TCP mesh of a job and carries framed
-// messages over it.
+// Package mesh builds the TCP meshes of a job.
 //
-// Rank i dials every rank j > i and accepts from every j < i: one TCP
+// Lazy (OnDemand) is the application mesh of package rank: connections on
+// demand, as Open MPI's btl/tcp. Want(j) starts a connection to rank j
+// unless one exists or is being made; connections from peers are accepted
+// until Close through package listen (strangers refused, warnings
+// rate-limited). Two ranks dialling each other at once keep the lower
+// rank's connection: the lower refuses the higher's connection while its
+// own dial is in flight, the higher accepts the lower's, and a dialer uses
+// a connection only after the acceptor's MESH OK, so each pair has one
+// connection and both sides agree on it before any user byte. At most
+// MaxDials attempts are in flight; failed attempts are retried with backoff
+// until Timeout (one attempt's handshake has Timeout/3, 2-20 s), then
+// Failed reports the peer with one error counting the attempts by cause.
+// Lost(j) (mpirun says j is gone) fails a peer with no connection at once.
+// Setup runs on each new connection before Ready hands it over (rank sets
+// up its shared-memory rings there).
+//
+// Connect and Establish build the all-to-all mesh (the memory mesh of
+// package dsm): rank i dials every rank j > i and accepts from every j < i: one TCP
 // connection per pair, TCP_NODELAY, authenticated both ways with the job
 // token (package auth); the accepting side runs package listen's hardened
 // accept loop (it survives EMFILE and bounds and times out unauthenticated

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
+	"github.com/dsmexec/dsmexec/internal/limits"
 	"github.com/dsmexec/dsmexec/internal/listen"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
@@ -278,6 +279,12 @@ func (m *Lazy) dialLoop(peer int) {
 			causes[cause(err)]++
 			if errors.Is(err, auth.ErrDenied) && !isReject(err) {
 				m.fail(peer, err) // the address answers with another token
+				return
+			}
+			if limits.IsEMFILE(err) {
+				// Out of descriptors: waiting does not free any here.
+				m.fail(peer, fmt.Errorf("mesh: %s %d: connect to %s %d at %s: %w (%s)",
+					m.name(), m.cfg.Rank, m.name(), peer, m.cfg.Addrs[peer], err, limits.Explain(err)))
 				return
 			}
 			if isCrossing(err) {

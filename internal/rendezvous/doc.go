@@ -4,7 +4,10 @@
 // the rest of the job to carry report cells and DSM statistics to mpirun and
 // to tell each rank when the launcher is gone. A rank's Abort(code) and
 // Failed(lostPeer, msg) reach mpirun (Config.OnAbort, OnFailed) before they
-// return, so mpirun hears why a rank ends before it reaps the exit.
+// return, so mpirun hears why a rank ends before it reaps the exit. A rank
+// whose connection ends without its BYE is lost: the master sends LOST to
+// every other rank (Client.OnLost), which is how a rank learns of a peer
+// it never connected to (the application mesh connects on demand).
 //
 // On hosts reached over SSH, the host's agent runs a Relay: it accepts the
 // host's ranks exactly as the master does (same handshake and frames, so a
