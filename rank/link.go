@@ -570,6 +570,16 @@ func (e *engine) installPendingLocked() bool {
 	return true
 }
 
+// settleLinks installs the pending links now if nobody drives (Finalize,
+// before the BYEs go to every link).
+func (e *engine) settleLinks() {
+	e.mu.Lock()
+	if e.driver == nil {
+		e.installPendingLocked()
+	}
+	e.mu.Unlock()
+}
+
 func (e *engine) wakeConnLocked() {
 	for _, w := range e.connWait {
 		e.wakeLocked(w)

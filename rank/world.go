@@ -215,6 +215,7 @@ func (w *World) Finalize() error {
 		close(w.done)
 		if w.od != nil {
 			w.od.Close() // no new connections; those being made are in
+			w.e.settleLinks()
 		}
 		w.e.shutdown(5 * time.Second)
 		if w.master != nil {
