@@ -30,6 +30,10 @@ const (
 	TypeRingOffer uint8 = 32
 	TypeRingReply uint8 = 33
 
+	// The memory mesh's acceptor, after the handshake: 0 accepted, 1 my
+	// own dial to you wins (dsm).
+	TypeMemVerdict uint8 = 38
+
 	// The rank ↔ page server control socket (dsm).
 	TypePagerConfig  uint8 = 40
 	TypePagerConnect uint8 = 41
@@ -49,6 +53,7 @@ var ControlTypes = map[uint8]string{
 	TypeJoin: "JOIN", TypeTable: "TABLE", TypeCell: "CELL", TypeStats: "STATS", TypeBye: "BYE",
 	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN",
 	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY",
+	TypeMemVerdict:  "VERDICT",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
 	TypePagerStats: "STATS", TypePagerClose: "CLOSE", TypePagerReset: "RESETSTATS", TypePagerListen: "LISTEN",
 	TypePagerReply: "REPLY", TypePagerFatal: "FATAL",
