@@ -59,11 +59,8 @@ const maxDials = 8
 // memNet is the pager's side of the memory mesh: the peers it has, the
 // dials running and the connections handed over by the goroutines.
 type memNet struct {
-	addrs   []string
-	token   []byte
-	srv     *acceptloop.Server
-	budget  time.Duration // to connect to one peer, across retries
-	attempt time.Duration // one attempt's handshake deadline
+	memDialer
+	srv *acceptloop.Server
 
 	conns   []*rawConn // every peer ever asked for or connected, in that order
 	dials   int        // dial goroutines running
@@ -74,6 +71,19 @@ type memNet struct {
 
 	mu       sync.Mutex
 	handoffs []handoff
+}
+
+// memDialer makes memory-mesh connections: dials with retries and
+// verdict, and the acceptor's handshake; post receives each result. Both
+// the page server's loop and the in-process (sigsegv) mesh use it.
+type memDialer struct {
+	self    int
+	addrs   []string
+	token   []byte
+	budget  time.Duration // to connect to one peer, across retries
+	attempt time.Duration // one attempt's handshake deadline
+	logf    func(format string, args ...any)
+	post    func(handoff)
 }
 
 // handoff is a connection (or a dial's end) from a goroutine to the loop.
@@ -127,8 +137,7 @@ func (p *pager) startNet(ln net.Listener, addrs []string, token []byte, left tim
 	n, self := len(addrs), p.cfg.Rank
 	p.peers = make([]*rawConn, n)
 	p.lost = make([]bool, n)
-	p.net.addrs, p.net.token = addrs, token
-	p.net.budget, p.net.attempt = connectBudget(left)
+	p.net.memDialer = newMemDialer(self, addrs, token, left, p.logf, p.post)
 	// The hardened accept loop (package listen) survives EMFILE, bounds
 	// and times out unauthenticated connections and rate-limits its
 	// warnings (one line per cause): strangers never stop it.
@@ -139,7 +148,13 @@ func (p *pager) startNet(ln net.Listener, addrs []string, token []byte, left tim
 		HandshakeTimeout:  p.net.attempt,
 		Warnf:             p.logf,
 	})
-	go p.net.srv.Serve(p.acceptOne)
+	go p.net.srv.Serve(p.net.acceptOne)
+}
+
+func newMemDialer(self int, addrs []string, token []byte, left time.Duration, logf func(string, ...any), post func(handoff)) memDialer {
+	md := memDialer{self: self, addrs: addrs, token: token, logf: logf, post: post}
+	md.budget, md.attempt = connectBudget(left)
+	return md
 }
 
 // post hands h to the loop.
@@ -154,15 +169,15 @@ func (p *pager) post(h handoff) {
 
 // acceptOne runs the handshake of an incoming connection (a goroutine of
 // the accept loop) and hands it to the loop for its verdict.
-func (p *pager) acceptOne(c net.Conn, g *acceptloop.Gate) {
-	self, n := p.cfg.Rank, len(p.net.addrs)
+func (p *memDialer) acceptOne(c net.Conn, g *acceptloop.Gate) {
+	self, n := p.self, len(p.addrs)
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		c.Close()
 		return
 	}
 	r := bufio.NewReaderSize(tc, 512)
-	from, err := auth.Accept(tc, r, p.net.token, self, time.Now().Add(p.net.attempt), func(from int) error {
+	from, err := auth.Accept(tc, r, p.token, self, time.Now().Add(p.attempt), func(from int) error {
 		if from < 0 || from >= n || from == self {
 			return fmt.Errorf("dsm: memory of rank %d does not accept connections from rank %d", self, from)
 		}
@@ -213,7 +228,7 @@ func (p *pager) connectTo(c *rawConn) {
 func (p *pager) startDial(c *rawConn) {
 	p.net.dials++
 	j, deadline := c.rank, c.since.Add(p.net.budget)
-	go func() { p.post(p.dial(j, deadline)) }()
+	go func() { p.post(p.net.dial(j, deadline)) }()
 }
 
 // dialEnded frees a dial slot and gives it to the next waiting rank.
@@ -235,8 +250,8 @@ func (p *pager) dialEnded() {
 // handshake deadline each, backoff between them, until deadline. A
 // refused connection after the rendezvous means the page server is gone
 // (its listener was open before it joined): it is retried twice only.
-func (p *pager) dial(j int, deadline time.Time) handoff {
-	self, addr := p.cfg.Rank, p.net.addrs[j]
+func (p *memDialer) dial(j int, deadline time.Time) handoff {
+	self, addr := p.self, p.addrs[j]
 	backoff := 20 * time.Millisecond
 	refused := 0
 	var last error
@@ -246,9 +261,9 @@ func (p *pager) dial(j int, deadline time.Time) handoff {
 			if last == nil {
 				last = os.ErrDeadlineExceeded
 			}
-			return handoff{rank: j, fd: -1, err: fmt.Errorf("dsm: memory of rank %d: no connection with rank %d at %s within %v: %w", self, j, addr, p.net.budget, last)}
+			return handoff{rank: j, fd: -1, err: fmt.Errorf("dsm: memory of rank %d: no connection with rank %d at %s within %v: %w", self, j, addr, p.budget, last)}
 		}
-		ad := now.Add(p.net.attempt)
+		ad := now.Add(p.attempt)
 		if deadline.Before(ad) {
 			ad = deadline
 		}
@@ -275,8 +290,8 @@ func (p *pager) dial(j int, deadline time.Time) handoff {
 }
 
 // dialOnce is one attempt: connect, handshake, verdict.
-func (p *pager) dialOnce(j int, addr string, deadline time.Time) (handoff, error) {
-	self := p.cfg.Rank
+func (p *memDialer) dialOnce(j int, addr string, deadline time.Time) (handoff, error) {
+	self := p.self
 	d := net.Dialer{Deadline: deadline}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
@@ -285,7 +300,7 @@ func (p *pager) dialOnce(j int, addr string, deadline time.Time) (handoff, error
 	tc := c.(*net.TCPConn)
 	tc.SetNoDelay(true)
 	r := bufio.NewReaderSize(tc, 64<<10)
-	if err := auth.Dial(tc, r, p.net.token, self, j, deadline); err != nil {
+	if err := auth.Dial(tc, r, p.token, self, j, deadline); err != nil {
 		tc.Close()
 		return handoff{}, fmt.Errorf("authenticate: %w", err)
 	}
@@ -332,42 +347,75 @@ func (p *pager) onHandoffs() {
 	}
 }
 
+// What to do with an authenticated incoming connection.
+type decision uint8
+
+const (
+	takeIt     decision = iota // accept: VERDICT 0, it is the pair's connection
+	mineWins                   // VERDICT 1: our own dial to the dialer is kept
+	refuseUp                   // REJECT: we have a connection with the dialer
+	refuseGone                 // REJECT: we declared the dialer lost
+)
+
+// decide is the rule for an incoming connection from rank j when this
+// rank's entry for j is in state st: on simultaneous dials the lower
+// rank's dial is kept.
+func decide(st peerState, self, j int) decision {
+	switch st {
+	case peerUp:
+		return refuseUp
+	case peerGone:
+		return refuseGone
+	case peerDialing:
+		if self < j {
+			return mineWins
+		}
+	}
+	return takeIt
+}
+
+// refusal is the frame that answers an incoming connection that is not
+// taken (decision other than takeIt).
+func refusal(dc decision, self, j int) []byte {
+	var body []byte
+	typ := wire.TypeReject
+	switch dc {
+	case mineWins:
+		typ, body = wire.TypeMemVerdict, []byte{verdictMineWin}
+	case refuseUp:
+		body = fmt.Appendf(nil, "dsm: memory of rank %d is already connected with rank %d", self, j)
+	default:
+		body = fmt.Appendf(nil, "dsm: memory of rank %d: rank %d was lost", self, j)
+	}
+	h := wire.MakeHeader(wire.ChanControl, typ, 0, self, len(body))
+	return append(h[:], body...)
+}
+
+// accepted is the VERDICT frame that accepts a connection.
+func accepted(self int) []byte {
+	h := wire.MakeHeader(wire.ChanControl, wire.TypeMemVerdict, 0, self, 1)
+	return append(h[:], verdictAccept)
+}
+
 // onIncoming decides on an authenticated connection from rank h.rank.
 func (p *pager) onIncoming(h handoff) {
 	self, j := p.cfg.Rank, h.rank
 	c := p.peer(j)
-	reject := func(verdict []byte, why string) {
-		var hdr wire.Header
-		if verdict != nil {
-			hdr = wire.MakeHeader(wire.ChanControl, wire.TypeMemVerdict, 0, self, len(verdict))
-		} else {
-			verdict = []byte(why)
-			hdr = wire.MakeHeader(wire.ChanControl, wire.TypeReject, 0, self, len(verdict))
+	dc := decide(c.state, self, j)
+	if dc != takeIt {
+		if dc == mineWins && p.d.trace {
+			p.d.tracef("memory mesh: rank %d dialled while this rank dials it: this rank's dial wins", j)
 		}
-		unix.Write(h.fd, append(hdr[:], verdict...)) // a few bytes on a new socket: they fit
+		unix.Write(h.fd, refusal(dc, self, j)) // a few bytes on a new socket: they fit
 		unix.Close(h.fd)
+		return
 	}
-	switch c.state {
-	case peerUp:
-		reject(nil, fmt.Sprintf("dsm: memory of rank %d is already connected with rank %d", self, j))
-		return
-	case peerGone:
-		reject(nil, fmt.Sprintf("dsm: memory of rank %d: rank %d was lost", self, j))
-		return
-	case peerDialing:
-		if self < j {
-			if p.d.trace {
-				p.d.tracef("memory mesh: rank %d dialled while this rank dials it: this rank's dial wins", j)
-			}
-			reject([]byte{verdictMineWin}, "")
-			return
-		}
-		// Ours loses: the dial's end finds the peer up and is dropped.
-	case peerYielded:
+	if c.state == peerYielded {
 		p.net.yielded--
 	}
-	verdict := wire.MakeHeader(wire.ChanControl, wire.TypeMemVerdict, 0, self, 1)
-	c.out = append(append(verdict[:], verdictAccept), c.out...)
+	// A dial of ours still running loses: its end finds the peer up and
+	// is dropped.
+	c.out = append(accepted(self), c.out...)
 	p.attach(c, h.fd, h.left)
 }
 

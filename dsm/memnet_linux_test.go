@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/dsmexec/dsmexec/internal/uffdtest"
 )
 
 // group makes an n-rank region in this process: n Memories, each with its
@@ -21,10 +19,15 @@ func group(t *testing.T, n int, bytes int64, backend string) []*Memory {
 	ms := make([]*Memory, n)
 	t.Cleanup(func() {
 		var wg sync.WaitGroup
-		for _, m := range ms {
+		for r, m := range ms {
 			if m != nil {
 				wg.Add(1)
-				go func() { defer wg.Done(); m.Close() }()
+				go func() {
+					defer wg.Done()
+					if err := m.Close(); err != nil {
+						t.Errorf("rank %d: Close: %v", r, err)
+					}
+				}()
 			}
 		}
 		wg.Wait()
@@ -65,30 +68,35 @@ func pagerPid(t *testing.T, m *Memory) int {
 	return u.cmd.Process.Pid
 }
 
-// tcpConns counts the established TCP connections pid holds, from its
-// descriptors and /proc/net/tcp{,6}.
-func tcpConns(t *testing.T, pid int) int {
+// tcpConns counts the established TCP connections each of pids holds,
+// from their descriptors and one read of /proc/net/tcp{,6} (which is
+// slow on a machine with many sockets).
+func tcpConns(t *testing.T, pids ...int) []int {
 	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inodes := map[string]bool{}
-	for _, e := range ents {
-		l, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err == nil && strings.HasPrefix(l, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+	owner := map[string]int{} // socket inode -> index in pids
+	for i, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			l, err := os.Readlink(filepath.Join(dir, e.Name()))
+			if err == nil && strings.HasPrefix(l, "socket:[") {
+				owner[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = i
+			}
 		}
 	}
-	n := 0
+	n := make([]int, len(pids))
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		b, _ := os.ReadFile(f)
 		for _, line := range strings.Split(string(b), "\n") {
 			// sl local remote st tx:rx tr:when retrnsmt uid timeout inode
 			fs := strings.Fields(line)
-			if len(fs) > 9 && fs[3] == "01" && inodes[fs[9]] {
-				n++
+			if len(fs) > 9 && fs[3] == "01" {
+				if i, ok := owner[fs[9]]; ok {
+					n[i]++
+				}
 			}
 		}
 	}
@@ -105,56 +113,89 @@ func fdCount(t *testing.T, pid int) int {
 	return len(ents)
 }
 
-// TestMemoryMeshOnDemand: no page server connects to another before it
+// memConns counts every rank's memory-mesh connections: its page
+// server's established TCP connections (userfaultfd), or the peers its
+// in-process mesh has up (sigsegv).
+func memConns(t *testing.T, ms []*Memory) []int {
+	t.Helper()
+	out := make([]int, len(ms))
+	var pids []int
+	for r, m := range ms {
+		switch impl := m.impl.(type) {
+		case *uffdImpl:
+			pids = append(pids, impl.cmd.Process.Pid)
+		case *sigsegvImpl:
+			lm := impl.d.tr.(*lazyMesh)
+			lm.mu.Lock()
+			for _, p := range lm.peers {
+				if p != nil && p.state == peerUp && p.conn != nil {
+					out[r]++
+				}
+			}
+			lm.mu.Unlock()
+		default:
+			t.Fatalf("backend %s has no memory mesh", m.Backend())
+		}
+	}
+	if len(pids) > 0 {
+		if len(pids) != len(ms) {
+			t.Fatal("mixed backends")
+		}
+		return tcpConns(t, pids...)
+	}
+	return out
+}
+
+// TestMemoryMeshOnDemand: no rank's memory connects to another before it
 // needs to; ranks that touch only their own pages and their right
 // neighbour's make 2 connections each (a ring), whatever the number of
 // ranks, and the page servers' descriptors do not grow with it.
 func TestMemoryMeshOnDemand(t *testing.T) {
-	uffdtest.Need(t)
-	const n = 8
-	ms := group(t, n, 1<<20, "uffd")
-	ps := ms[0].PageSize()
-	pids := make([]int, n)
-	for r, m := range ms {
-		pids[r] = pagerPid(t, m)
-		if c := tcpConns(t, pids[r]); c != 0 {
-			t.Errorf("rank %d's page server has %d connections after connect, want 0", r, c)
-		}
-	}
-	// Page r is homed at rank r (p % n): each rank writes its own page.
-	for r, m := range ms {
-		m.StoreInt64(r*ps, int64(100+r))
-	}
-	for r := range ms {
-		if c := tcpConns(t, pids[r]); c != 0 {
-			t.Errorf("rank %d's page server has %d connections after writing its own page, want 0", r, c)
-		}
-	}
-	var wg sync.WaitGroup
-	for r, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			next := (r + 1) % n
-			if v := m.LoadInt64(next * ps); v != int64(100+next) {
-				t.Errorf("rank %d read %d on page %d, want %d", r, v, next, 100+next)
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			const n = 8
+			start := time.Now()
+			ms := group(t, n, 1<<20, b)
+			t.Logf("%d ranks started in %v", n, time.Since(start))
+			ps := ms[0].PageSize()
+			for r, c := range memConns(t, ms) {
+				if c != 0 {
+					t.Errorf("rank %d has %d memory connections after connect, want 0", r, c)
+				}
 			}
-		}()
-	}
-	wg.Wait()
-	for r := range ms {
-		c := tcpConns(t, pids[r])
-		t.Logf("rank %d's page server: %d memory connections, %d descriptors", r, c, fdCount(t, pids[r]))
-		if r == 0 && testing.Verbose() {
-			ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pids[r]))
-			for _, e := range ents {
-				l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pids[r], e.Name()))
-				t.Logf("  fd %s -> %s", e.Name(), l)
+			// Page r is homed at rank r (p % n): each rank writes its own page.
+			for r, m := range ms {
+				m.StoreInt64(r*ps, int64(100+r))
 			}
-		}
-		if c != 2 {
-			t.Errorf("rank %d's page server has %d connections after reading its neighbour's page, want 2 (left and right neighbour)", r, c)
-		}
+			for r, c := range memConns(t, ms) {
+				if c != 0 {
+					t.Errorf("rank %d has %d memory connections after writing its own page, want 0", r, c)
+				}
+			}
+			start = time.Now()
+			var wg sync.WaitGroup
+			for r, m := range ms {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					next := (r + 1) % n
+					if v := m.LoadInt64(next * ps); v != int64(100+next) {
+						t.Errorf("rank %d read %d on page %d, want %d", r, v, next, 100+next)
+					}
+				}()
+			}
+			wg.Wait()
+			t.Logf("the ring of reads (8 connections made) took %v", time.Since(start))
+			for r, c := range memConns(t, ms) {
+				if b == "uffd" {
+					pid := pagerPid(t, ms[r])
+					t.Logf("rank %d's page server: %d memory connections, %d descriptors", r, c, fdCount(t, pid))
+				}
+				if c != 2 {
+					t.Errorf("rank %d has %d memory connections after reading its neighbour's page, want 2 (left and right neighbour)", r, c)
+				}
+			}
+		})
 	}
 }
 
@@ -193,24 +234,22 @@ func TestSimultaneousDials(t *testing.T) {
 					}
 				}
 			}
-			if b != "uffd" {
-				return
-			}
 			// The losing dials are closed right after their verdict: allow
 			// them a moment to go.
 			deadline := time.Now().Add(5 * time.Second)
-			for r, m := range ms {
-				pid := pagerPid(t, m)
-				for {
-					c := tcpConns(t, pid)
-					if c == n-1 {
-						break
+		poll:
+			for {
+				cs := memConns(t, ms)
+				for r, c := range cs {
+					if c < n-1 || (c > n-1 && time.Now().After(deadline)) {
+						t.Fatalf("rank %d has %d memory connections, want %d (one per peer)", r, c, n-1)
 					}
-					if c < n-1 || time.Now().After(deadline) {
-						t.Fatalf("rank %d's page server has %d connections, want %d (one per peer)", r, c, n-1)
+					if c > n-1 {
+						time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
+						continue poll
 					}
-					time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
 				}
+				break
 			}
 		})
 	}

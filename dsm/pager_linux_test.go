@@ -277,7 +277,12 @@ func waitBacklog(t *testing.T, ln *net.TCPListener) {
 // address): the rank exits 1 at once with an error naming that rank, the
 // way a lost connection is reported.
 func TestFaultOnGonePeer(t *testing.T) {
-	uffdtest.Need(t)
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) { testFaultOnGonePeer(t, b) })
+	}
+}
+
+func testFaultOnGonePeer(t *testing.T, backend string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +292,7 @@ func TestFaultOnGonePeer(t *testing.T) {
 	var stderr strings.Builder
 	cmd, sc := startHelper(t, "fault-on-gone", func(cmd *exec.Cmd) {
 		cmd.Stderr = &stderr
-		cmd.Env = append(cmd.Env, addr0Env+"="+gone, "DSMEXEC_FAULT=uffd")
+		cmd.Env = append(cmd.Env, addr0Env+"="+gone, "DSMEXEC_FAULT="+backend)
 	})
 	if !sc.Scan() || sc.Text() != "CONNECT <nil>" {
 		t.Fatalf("helper: %q %v", sc.Text(), sc.Err())
