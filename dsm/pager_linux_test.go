@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperConnectForever())
 	case "pair-idle":
 		os.Exit(helperPairIdle())
+	case "fault-on-gone":
+		os.Exit(helperFaultOnGone())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(2)
@@ -42,8 +44,12 @@ func TestMain(m *testing.M) {
 
 var testToken = []byte("0123456789abcdef0123456789abcdef")
 
-// helperConnectForever is rank 1 of 2 whose rank 0 never comes: its page
-// server waits in the memory-mesh connect until the deadline (a minute).
+// addr0Env gives the helpers rank 0's memory endpoint.
+const addr0Env = "DSMEXEC_DSM_TEST_ADDR0"
+
+// helperConnectForever is rank 1 of 2 whose rank 0 never answers (its
+// address is a listener nobody accepts on): a fault on a page homed at
+// rank 0 leaves the page server connecting, until its budget (a minute).
 func helperConnectForever() int {
 	m, err := newMemory(config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
 	if err != nil {
@@ -53,8 +59,30 @@ func helperConnectForever() int {
 	fmt.Println("ENDPOINT", m.endpoint())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err = m.connect(ctx, []string{"127.0.0.1:9", m.endpoint()})
+	err = m.connect(ctx, []string{os.Getenv(addr0Env), m.endpoint()})
 	fmt.Println("CONNECT", err)
+	go m.LoadInt64(0) // page 0: homed at rank 0
+	time.Sleep(time.Hour)
+	return 0
+}
+
+// helperFaultOnGone is rank 1 of 2 whose rank 0's page server is gone
+// (nothing listens at its address): a fault on a page homed there must
+// end this rank, naming rank 0.
+func helperFaultOnGone() int {
+	m, err := newMemory(config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: os.Getenv("DSMEXEC_FAULT")})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = m.connect(ctx, []string{os.Getenv(addr0Env), m.endpoint()})
+	fmt.Println("CONNECT", err)
+	if err != nil {
+		return 1
+	}
+	fmt.Println("READ", m.LoadInt64(0)) // page 0: homed at rank 0
 	return 0
 }
 
@@ -150,13 +178,21 @@ func alive(pid int) bool {
 }
 
 // TestPagerExitsWhenRankDiesWhileConnecting kills a rank while its page
-// server waits in the memory-mesh connect for a peer that never comes: the
-// page server must be gone within 1 s (it used to wait for its one-minute
-// connect deadline, holding its listening port). It also checks the page
-// server's name.
+// server connects (on demand, for a fault) to a peer that never answers:
+// the page server must be gone within 1 s (it used to wait for its
+// one-minute connect deadline, holding its listening port). It also checks
+// the page server's name.
 func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 	uffdtest.Need(t)
-	cmd, sc := startHelper(t, "connect-forever", func(cmd *exec.Cmd) { cmd.Stderr = os.Stderr })
+	mute, err := net.Listen("tcp", "127.0.0.1:0") // accepts nothing: handshakes hang
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	cmd, sc := startHelper(t, "connect-forever", func(cmd *exec.Cmd) {
+		cmd.Stderr = os.Stderr
+		cmd.Env = append(cmd.Env, addr0Env+"="+mute.Addr().String())
+	})
 	if !sc.Scan() {
 		t.Fatalf("helper printed nothing: %v", sc.Err())
 	}
@@ -181,8 +217,11 @@ func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pager)); !strings.HasPrefix(string(b), pagerName+"\x00rank\x001") {
 		t.Errorf("/proc/%d/cmdline = %q, want %q", pager, b, pagerName+" rank 1")
 	}
-	// The page server answers a handshake only while it is connecting:
-	// a challenge (refused, with the wrong token) proves it is there.
+	if !sc.Scan() || sc.Text() != "CONNECT <nil>" {
+		t.Fatalf("helper: %q %v", sc.Text(), sc.Err())
+	}
+	// The page server answers handshakes at any time: a challenge
+	// (refused, with the wrong token) proves it is there.
 	c, err := net.Dial("tcp", ep)
 	if err != nil {
 		t.Fatal(err)
@@ -192,6 +231,9 @@ func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 	if !errors.Is(err, auth.ErrDenied) {
 		t.Fatalf("handshake with the connecting page server: %v, want a challenge that fails to verify", err)
 	}
+	// Its dial to rank 0 is under way once that listener has a connection
+	// waiting (the fault is served by a dial of the page server).
+	waitBacklog(t, mute.(*net.TCPListener))
 	cmd.Process.Kill()
 	cmd.Wait()
 	start := time.Now()
@@ -204,6 +246,75 @@ func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
 	}
 	t.Logf("page server gone %v after its rank", time.Since(start))
+}
+
+// waitBacklog waits until ln has a connection waiting to be accepted,
+// without accepting it: it looks for an established socket in
+// /proc/net/tcp whose local port is ln's, other than ln itself.
+func waitBacklog(t *testing.T, ln *net.TCPListener) {
+	t.Helper()
+	port := ln.Addr().(*net.TCPAddr).Port
+	want := fmt.Sprintf(":%04X ", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/net/tcp")
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			// sl local remote st ...: 01 is ESTABLISHED
+			if len(f) > 3 && strings.HasSuffix(f[1]+" ", want) && f[3] == "01" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection to %v within 20 s", ln.Addr())
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
+	}
+}
+
+// TestFaultOnGonePeer: a rank faults on a page whose home's page server is
+// gone before any connection to it existed (nothing listens at its
+// address): the rank exits 1 at once with an error naming that rank, the
+// way a lost connection is reported.
+func TestFaultOnGonePeer(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) { testFaultOnGonePeer(t, b) })
+	}
+}
+
+func testFaultOnGonePeer(t *testing.T, backend string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	var stderr strings.Builder
+	cmd, sc := startHelper(t, "fault-on-gone", func(cmd *exec.Cmd) {
+		cmd.Stderr = &stderr
+		cmd.Env = append(cmd.Env, addr0Env+"="+gone, "DSMEXEC_FAULT="+backend)
+	})
+	if !sc.Scan() || sc.Text() != "CONNECT <nil>" {
+		t.Fatalf("helper: %q %v", sc.Text(), sc.Err())
+	}
+	exited := make(chan error, 1)
+	go func() {
+		for sc.Scan() {
+			t.Logf("helper: %s", sc.Text())
+		}
+		exited <- cmd.Wait()
+	}()
+	start := time.Now()
+	select {
+	case err := <-exited:
+		msg := stderr.String()
+		if err == nil || !strings.Contains(msg, "rank 0") || !strings.Contains(msg, "page 0") {
+			t.Fatalf("rank exited with %v, stderr:\n%s; want a failure naming rank 0 and page 0", err, msg)
+		}
+		t.Logf("rank exited %v after connecting: %s", time.Since(start), strings.TrimSpace(msg))
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the rank still runs 20 s after faulting on a page of a gone rank; stderr:\n%s", stderr.String())
+	}
 }
 
 // pair makes a two-rank region in this process: two Memories, each with

@@ -1,12 +1,9 @@
 package dsm
 
 import (
-	"bufio"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +16,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/dsmexec/dsmexec/internal/auth"
-	acceptloop "github.com/dsmexec/dsmexec/internal/listen"
 	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pagemem"
 	"github.com/dsmexec/dsmexec/internal/uffd"
@@ -46,7 +41,8 @@ const (
 )
 
 // connectBody is the CONNECT request: every rank's pager address and the
-// time by which the mesh must be up.
+// rendezvous deadline, from which the page server derives how long it
+// tries to connect to a peer before it declares the peer lost.
 type connectBody struct {
 	Addrs    []string
 	Deadline int64 // Unix nanoseconds
@@ -59,9 +55,12 @@ func pagerMain() int {
 	// exited, and exits when the control socket closes. SIGKILL still ends it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	setName(pagerName)
-	// One P: the loop runs on this goroutine, which init runs locked to the
-	// main thread; other goroutines exist only while connecting.
-	runtime.GOMAXPROCS(1)
+	// Two Ps: the loop runs on this goroutine, which init runs locked to
+	// the main thread and which keeps its P while it parks in epoll_wait
+	// (a raw system call); the other P runs the goroutines that make the
+	// memory mesh's connections on demand (handshakes, dial retries) at
+	// once, instead of after sysmon's 10 ms preemption of the loop.
+	runtime.GOMAXPROCS(2)
 	if err := unix.SetNonblock(fdControl, true); err != nil {
 		fmt.Fprintf(os.Stderr, "dsm pager: control socket: %v\n", err)
 		return 1
@@ -102,11 +101,12 @@ type pager struct {
 	u     *uffd.FD
 	d     *driver
 	ep    int
-	peers []*rawConn // by rank; nil for this rank
+	peers []*rawConn // by rank; nil until this rank needs that peer or it connects
 	lost  []bool
 	msgs  []uffd.Msg
 	evs   []unix.EpollEvent
 	maxIn int // largest frame body a peer may send
+	net   memNet
 
 	spin, busySpin time.Duration
 	yield          bool
@@ -122,7 +122,8 @@ type pager struct {
 const (
 	tagControl = 0
 	tagUffd    = 1
-	tagPeer0   = 2 // + rank
+	tagWake    = 2 // the eventfd of the connecting goroutines
+	tagPeer0   = 3 // + rank
 )
 
 func (p *pager) logf(format string, args ...any) {
@@ -160,9 +161,6 @@ func (p *pager) reply(id uint32, err error, body []byte) {
 	}
 	p.ctl.queue(wire.ChanControl, ctlReply, p.cfg.Rank, hdr[:], body)
 }
-
-// errRankGone: the control socket ended, the rank is gone.
-var errRankGone = errors.New("dsm: the rank went away")
 
 func (p *pager) run() int {
 	cfg := p.cfg
@@ -205,19 +203,13 @@ func (p *pager) run() int {
 		return 1
 	}
 	p.configureSpin(cb.Addrs)
-	if err := p.connect(ln, cb.Addrs, token, time.Unix(0, cb.Deadline)); err != nil {
-		if errors.Is(err, errRankGone) {
-			return 0
-		}
-		p.reply(0, err, nil)
-		p.ctl.flushWait(1000)
-		return 1
-	}
 	if err := p.setupEpoll(); err != nil {
 		p.reply(0, fmt.Errorf("dsm: rank %d: page server: %w", cfg.Rank, err), nil)
 		p.ctl.flushWait(1000)
 		return 1
 	}
+	// The memory mesh is made on demand: nothing is dialled here.
+	p.startNet(ln, cb.Addrs, token, time.Until(time.Unix(0, cb.Deadline)))
 	p.reply(0, nil, nil)
 	if p.ctl.flushWait(30000) != nil {
 		return 0
@@ -265,209 +257,6 @@ func (p *pager) configureSpin(addrs []string) {
 	}
 }
 
-// connect builds the memory mesh: dial every higher rank, accept every
-// lower one, each connection authenticated. It watches the control socket
-// all along: if the rank goes away, connect returns errRankGone at once.
-// The connections end up as raw descriptors for the loop.
-func (p *pager) connect(ln net.Listener, addrs []string, token []byte, deadline time.Time) error {
-	n, self := len(addrs), p.cfg.Rank
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	var wake [2]int
-	if err := unix.Pipe2(wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return fmt.Errorf("dsm: rank %d: page server: pipe: %w", self, err)
-	}
-	defer unix.Close(wake[0])
-	defer unix.Close(wake[1])
-
-	type result struct {
-		rank int
-		c    *net.TCPConn
-		r    *bufio.Reader
-		err  error
-	}
-	results := make(chan result, 2*n)
-	var mu sync.Mutex
-	finished := false // after connect returns, the pipe's descriptors may be reused
-	notify := func(r result) {
-		mu.Lock()
-		defer mu.Unlock()
-		if finished {
-			if r.c != nil {
-				r.c.Close()
-			}
-			return
-		}
-		results <- r
-		unix.Write(wake[1], []byte{1})
-	}
-	claimed := make([]bool, n)
-	defer func() {
-		mu.Lock()
-		finished = true
-		mu.Unlock()
-	}()
-	// Accept from every lower rank on the hardened accept loop (package
-	// listen: it survives EMFILE, bounds and times out unauthenticated
-	// connections, rate-limits its warnings). Strangers never stop it.
-	srv := acceptloop.New(ln, acceptloop.Config{
-		Name:              fmt.Sprintf("memory of rank %d", self),
-		MaxPending:        2*n + 64,
-		MaxPendingPerHost: n + 16,
-		HandshakeTimeout:  10 * time.Second,
-		Warnf:             p.logf,
-	})
-	go srv.Serve(func(c net.Conn, g *acceptloop.Gate) {
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			c.Close()
-			return
-		}
-		r := bufio.NewReaderSize(tc, 64<<10)
-		placed := -1
-		from, err := auth.Accept(tc, r, token, self, time.Now().Add(10*time.Second), func(from int) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if from < 0 || from >= self {
-				return fmt.Errorf("dsm: memory of rank %d does not accept connections from %d", self, from)
-			}
-			if claimed[from] {
-				return fmt.Errorf("dsm: memory of rank %d is already connected", from)
-			}
-			claimed[from] = true
-			placed = from
-			return nil
-		})
-		if err != nil {
-			g.Refuse("authentication failed", err)
-			tc.Close()
-			return
-		}
-		if !g.Authenticated() {
-			// Dropped meanwhile (handshake timeout, eviction, Close): let
-			// the rank connect again.
-			mu.Lock()
-			if placed >= 0 {
-				claimed[placed] = false
-			}
-			mu.Unlock()
-			tc.Close()
-			return
-		}
-		tc.SetNoDelay(true)
-		notify(result{rank: from, c: tc, r: r})
-	})
-	for j := self + 1; j < n; j++ {
-		go func() {
-			c, r, err := dialPeer(ctx, addrs[j], token, self, j)
-			notify(result{rank: j, c: c, r: r, err: err})
-		}()
-	}
-	conns := make([]*net.TCPConn, n)
-	readers := make([]*bufio.Reader, n)
-	closeAll := func() {
-		srv.Close()
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-		// Connections that arrive after this are closed by their sender's
-		// notify being drained here.
-		for {
-			select {
-			case r := <-results:
-				if r.c != nil {
-					r.c.Close()
-				}
-			default:
-				return
-			}
-		}
-	}
-	for got := 0; got < n-1; {
-		select {
-		case r := <-results:
-			if r.err != nil {
-				closeAll()
-				return r.err
-			}
-			conns[r.rank], readers[r.rank] = r.c, r.r
-			got++
-			continue
-		default:
-		}
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			closeAll()
-			var missing []int
-			for j := range n {
-				if j != self && conns[j] == nil {
-					missing = append(missing, j)
-				}
-			}
-			return fmt.Errorf("dsm: memory of rank %d: no connection with ranks %v: %w", self, missing, context.DeadlineExceeded)
-		}
-		pfd := []unix.PollFd{{Fd: int32(p.ctl.fd), Events: unix.POLLIN}, {Fd: int32(wake[0]), Events: unix.POLLIN}}
-		ms := int(min(wait, time.Second) / time.Millisecond)
-		if _, err := unix.Poll(pfd, ms+1); err != nil && err != unix.EINTR {
-			closeAll()
-			return fmt.Errorf("dsm: memory of rank %d: poll: %w", self, err)
-		}
-		if pfd[0].Revents != 0 {
-			k, err := p.ctl.fill()
-			if err != nil {
-				closeAll()
-				return errRankGone
-			}
-			if k > 0 {
-				closeAll()
-				return fmt.Errorf("dsm: memory of rank %d: control request while connecting", self)
-			}
-		}
-		if pfd[1].Revents != 0 {
-			var b [64]byte
-			unix.Read(wake[0], b[:])
-		}
-	}
-	srv.Close()
-	p.peers = make([]*rawConn, n)
-	p.lost = make([]bool, n)
-	var firstErr error
-	for j, c := range conns {
-		if c == nil {
-			continue
-		}
-		left, _ := readers[j].Peek(readers[j].Buffered())
-		fd, err := detach(c)
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("dsm: memory of rank %d: connection with rank %d: %w", self, j, err)
-		}
-		if err == nil {
-			p.peers[j] = newRawConn(fd, j, left)
-		}
-	}
-	return firstErr
-}
-
-// dialPeer connects to rank j's memory and proves this rank's identity.
-func dialPeer(ctx context.Context, addr string, token []byte, self, j int) (*net.TCPConn, *bufio.Reader, error) {
-	tc, err := mesh.DialRetry(ctx, addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dsm: memory of rank %d: dial rank %d at %s: %w", self, j, addr, err)
-	}
-	r := bufio.NewReaderSize(tc, 64<<10)
-	hd := time.Now().Add(10 * time.Second)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(hd) {
-		hd = dl
-	}
-	if err := auth.Dial(tc, r, token, self, j, hd); err != nil {
-		tc.Close()
-		return nil, nil, fmt.Errorf("dsm: memory of rank %d: authenticate with rank %d at %s: %w", self, j, addr, err)
-	}
-	return tc, r, nil
-}
-
 // detach takes the socket out of Go's hands: a duplicate descriptor
 // (non-blocking, like the original) that the netpoller does not watch.
 func detach(c *net.TCPConn) (int, error) {
@@ -491,48 +280,12 @@ func detach(c *net.TCPConn) (int, error) {
 	return fd, nil
 }
 
-func (p *pager) setupEpoll() error {
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	p.ep = ep
-	add := func(fd, tag int) error {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(tag)}
-		return os.NewSyscallError("epoll_ctl", unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev))
-	}
-	if err := add(p.ctl.fd, tagControl); err != nil {
-		return err
-	}
-	if err := add(p.u.Fd(), tagUffd); err != nil {
-		return err
-	}
-	for j, c := range p.peers {
-		if c != nil {
-			if err := add(c.fd, tagPeer0+j); err != nil {
-				return err
-			}
-		}
-	}
-	p.msgs = make([]uffd.Msg, 64)
-	p.evs = make([]unix.EpollEvent, 2+len(p.peers))
-	return nil
-}
-
 // loop serves until CLOSE or until the rank goes away. It waits in
 // epoll_wait; after any event it keeps polling without blocking (timeout 0)
 // for p.spin, and for p.busySpin while this rank waits for a fault or a
 // lock, so that the answer is picked up without a wake-up of this thread;
 // then it parks. Idle, it costs nothing.
 func (p *pager) loop() int {
-	// What the handshakes read ahead: frames a fast peer sent right after
-	// connecting, which no epoll event will announce.
-	for _, c := range p.peers {
-		if c != nil {
-			p.parsePeer(c)
-		}
-	}
-	p.flushPeers()
 	last := time.Now()
 	timeout := 0
 	for {
@@ -549,6 +302,8 @@ func (p *pager) loop() int {
 				}
 			case tagUffd:
 				p.onFaults()
+			case tagWake:
+				p.onHandoffs()
 			default:
 				p.onPeer(tag-tagPeer0, ev.Events)
 			}
@@ -579,6 +334,9 @@ func (p *pager) loop() int {
 			timeout = int(time.Until(p.closeDeadline)/time.Millisecond) + 1
 		default:
 			timeout = -1
+		}
+		if p.net.yielded > 0 {
+			timeout = p.checkYielded(now, timeout)
 		}
 	}
 }
@@ -674,8 +432,11 @@ func (p *pager) onFaults() {
 
 // onPeer reads what rank j sent and hands every whole frame to the driver.
 func (p *pager) onPeer(j int, events uint32) {
+	if j < 0 || j >= len(p.peers) {
+		return
+	}
 	c := p.peers[j]
-	if c == nil || c.closed {
+	if c == nil || c.closed || c.state != peerUp {
 		return
 	}
 	if events&unix.EPOLLOUT != 0 {
@@ -724,9 +485,18 @@ func (p *pager) parsePeer(c *rawConn) {
 	}
 }
 
-// peerLost closes rank j's connection and fails what depended on it.
+// peerLost closes rank j's connection (or forgets the one being made)
+// and fails what depended on it.
 func (p *pager) peerLost(j int, err error) {
-	p.drop(p.peers[j])
+	c := p.peers[j]
+	if c != nil {
+		if c.state == peerYielded {
+			p.net.yielded--
+		}
+		p.drop(c)
+		c.state = peerGone
+		c.out = nil
+	}
 	if p.closing || p.lost[j] {
 		return
 	}
@@ -738,7 +508,7 @@ func (p *pager) peerLost(j int, err error) {
 }
 
 func (p *pager) drop(c *rawConn) {
-	if c.closed {
+	if c.closed || c.fd < 0 {
 		return
 	}
 	unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
@@ -747,16 +517,20 @@ func (p *pager) drop(c *rawConn) {
 
 // send implements transport: the frame is queued and written at the end
 // of the loop iteration (flushPeers), after every local action of the
-// batch, in order.
+// batch, in order. The first frame for a rank this page server has no
+// connection with starts one (connectTo); frames queue until it is up.
 func (p *pager) send(to int, typ uint8, hdr, data []byte) error {
-	if to < 0 || to >= len(p.peers) || p.peers[to] == nil {
+	if to < 0 || to >= len(p.peers) || to == p.cfg.Rank {
 		return fmt.Errorf("no peer %d", to)
 	}
-	c := p.peers[to]
-	if c.closed || c.wrShut {
+	c := p.peer(to)
+	if c.closed || c.wrShut || c.state == peerGone {
 		return nil // lost (already reported) or closing
 	}
 	c.queue(wire.ChanDSM, typ, p.cfg.Rank, hdr, data)
+	if c.state == peerIdle {
+		p.connectTo(c)
+	}
 	return nil
 }
 
@@ -764,8 +538,8 @@ func (p *pager) send(to int, typ uint8, hdr, data []byte) error {
 func (p *pager) close() {}
 
 func (p *pager) flushPeers() {
-	for _, c := range p.peers {
-		if c != nil && !c.closed && (len(c.out) > 0 || c.pollOut || (p.closing && !c.wrShut)) {
+	for _, c := range p.net.conns {
+		if c.state == peerUp && !c.closed && (len(c.out) > 0 || c.pollOut || (p.closing && !c.wrShut)) {
 			p.flushPeer(c)
 		}
 	}
@@ -795,25 +569,32 @@ func (p *pager) watchOut(c *rawConn, tag int, on bool) {
 	c.pollOut = on
 }
 
-// beginClose says goodbye to every peer; the loop replies to CLOSE when
-// every peer has closed its side too, or after 5 s.
+// beginClose says goodbye to every connected peer (a connection still
+// being made says it once it is up); the loop replies to CLOSE when every
+// peer has closed its side too, or after 5 s.
 func (p *pager) beginClose(id uint32) {
 	if p.closing {
 		return
 	}
 	p.closing, p.closeID, p.closeDeadline = true, id, time.Now().Add(5*time.Second)
-	for _, c := range p.peers {
-		if c != nil && !c.closed {
+	for _, c := range p.net.conns {
+		if c.state == peerUp && !c.closed {
 			c.queue(wire.ChanControl, typeBye, p.cfg.Rank)
 		}
 	}
 }
 
-// closed reports whether every peer connection has ended.
+// closed reports whether every peer connection has ended and none is
+// being made.
 func (p *pager) closed() bool {
-	for _, c := range p.peers {
-		if c != nil && !c.closed {
+	for _, c := range p.net.conns {
+		switch c.state {
+		case peerDialing, peerYielded:
 			return false
+		case peerUp:
+			if !c.closed {
+				return false
+			}
 		}
 	}
 	return true

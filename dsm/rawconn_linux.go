@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/wire"
 	"golang.org/x/sys/unix"
@@ -20,6 +21,12 @@ type rawConn struct {
 	in   []byte // in[r:w] is read but not yet parsed
 	r, w int
 	out  []byte // written by queue, not yet accepted by the kernel
+
+	// A memory-mesh peer's connection is made on demand (memnet_linux.go):
+	// fd is -1 and out collects frames until state is peerUp.
+	state peerState
+	since time.Time // when this page server started to connect (budget)
+	until time.Time // peerYielded: by when the peer's own dial must arrive
 
 	pollOut bool // EPOLLOUT is asked for (out did not fit)
 	bye     bool // the peer said goodbye: its EOF is normal
@@ -166,7 +173,7 @@ func (c *rawConn) readFrameWait(maxBody int) (wire.Frame, error) {
 }
 
 func (c *rawConn) close() {
-	if !c.closed {
+	if !c.closed && c.fd >= 0 {
 		c.closed = true
 		unix.Close(c.fd)
 	}

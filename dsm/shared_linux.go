@@ -102,7 +102,7 @@ func newSigsegv(m *Memory, region *pagemem.Region) error {
 func (s *sigsegvImpl) endpoint() string { return s.ln.Addr().String() }
 
 func (s *sigsegvImpl) connect(addrs []string, deadline time.Time) error {
-	return s.d.connect(s.ln, addrs, s.m.cfg.Token, deadline)
+	return s.d.connectLazy(s.ln, addrs, s.m.cfg.Token, deadline)
 }
 
 // run implements faulter: catch a fault in fn, fetch the page, retry.

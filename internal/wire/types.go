@@ -32,6 +32,10 @@ const (
 	TypeRingReply uint8 = 33
 	TypeMeshOK    uint8 = 34
 
+	// The memory mesh's acceptor, after the handshake: 0 accepted, 1 my
+	// own dial to you wins (dsm).
+	TypeMemVerdict uint8 = 38
+
 	// The rank ↔ page server control socket (dsm).
 	TypePagerConfig  uint8 = 40
 	TypePagerConnect uint8 = 41
@@ -51,6 +55,7 @@ var ControlTypes = map[uint8]string{
 	TypeJoin: "JOIN", TypeTable: "TABLE", TypeCell: "CELL", TypeStats: "STATS", TypeBye: "BYE",
 	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN", TypeLost: "LOST",
 	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY", TypeMeshOK: "MESH OK",
+	TypeMemVerdict:  "VERDICT",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
 	TypePagerStats: "STATS", TypePagerClose: "CLOSE", TypePagerReset: "RESETSTATS", TypePagerListen: "LISTEN",
 	TypePagerReply: "REPLY", TypePagerFatal: "FATAL",
