@@ -5,7 +5,9 @@
 #            region), every rank's line there, status 0
 #   cluster  cluster-up.sh 8 (needs root): 64 ranks over 8 namespace hosts
 #            × 8 slots (real sshd): hello, then the counter example
-#            (-n 100) exact; mpirun holds no connection per rank
+#            (-n 100) exact; mpirun holds no connection per rank; a host
+#            with a hard limit of 64 open files (prlimit on its sshd) is
+#            refused within 5 s, naming it
 #
 # Default: all. After every case no process of the job may remain. Every
 # wait is bounded. Prints PASS/FAIL per case with its time, SKIP with a
@@ -23,6 +25,7 @@ NP=${SCALE_NP:-256}
 K=${SCALE_HOSTS:-8}
 SLOTS=${SCALE_SLOTS:-8}
 STATE=/run/dsm-cluster
+SSHD=$(command -v sshd || echo /usr/sbin/sshd)
 work=$(mktemp -d /tmp/test-scale.XXXXXX)
 chmod 755 "$work"
 BIN=$work/bin
@@ -148,10 +151,37 @@ cluster() {
 	mpi_cluster "$work/hello" -np "$np" -machinefile "$work/machinefile" "$BIN/hello"
 	n=$(grep -c "^\[rank [0-9]*@10\.77\.0\.[0-9]*\] hello from rank [0-9]* of $np " "$work/hello")
 	if [ "$RC" = 0 ] && [ "$n" = "$np" ] && [ "$FDS" -le $((K + 8)) ]; then
-		pass "$name: $np ranks said hello, ${MS}ms (first run: copies), mpirun held at most $FDS sockets"
+		pass "$name: $np ranks said hello, ${MS}ms, mpirun held at most $FDS sockets"
 	else
 		fail "$name: status $RC after ${MS}ms, $n of $np hello lines, mpirun held $FDS sockets (want ≤ $((K + 8)))"
 		show "$work/hello.err"
+	fi
+	cluster_no_left "$name"
+
+	# A host whose hard limit of open files is too low (its sshd's, which
+	# the agent inherits: prlimit) is refused before any rank starts,
+	# naming the host, within 5 s.
+	name="host 2 with a hard limit of 64 open files"
+	local pid i
+	pid=$(cat "$STATE/h2/sshd.pid")
+	prlimit --pid "$pid" --nofile=64:64
+	mpi_cluster "$work/lim" -np "$np" -machinefile "$work/machinefile" "$BIN/hello"
+	# A hard limit cannot be raised again without CAP_SYS_RESOURCE:
+	# restart host 2's sshd instead, with this script's limits.
+	kill "$pid"
+	for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	ip netns exec dsm-h2 "$SSHD" -f "$STATE/h2/sshd_config" -E "$STATE/h2/sshd.log"
+	for i in $(seq 1 50); do
+		ip netns exec dsm-l ssh -F "$STATE/ssh_config" dsm2@10.77.0.12 true 2>/dev/null && break
+		sleep 0.1
+	done
+	if [ "$RC" = 1 ] && [ "$MS" -lt 5000 ] && [ ! -s "$work/lim" ] &&
+		grep -q "^mpirun: error: a job of $np ranks needs ~[0-9]* open files per process.*, the hard limit on 10\.77\.0\.12 is 64$" "$work/lim.err" &&
+		grep -q "^mpirun: hint: raise it with ulimit -Hn .* on 10\.77\.0\.12" "$work/lim.err"; then
+		pass "$name: '$(grep -m1 '^mpirun: error' "$work/lim.err")' after ${MS}ms"
+	else
+		fail "$name: status $RC after ${MS}ms (want 1 within 5 s, the limit named, no output)"
+		show "$work/lim.err"
 	fi
 	cluster_no_left "$name"
 
