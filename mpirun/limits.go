@@ -14,7 +14,13 @@ import (
 // limitsJob describes the job for the descriptor formulas of package
 // limits.
 func (cfg *config) limitsJob() limits.Job {
-	j := limits.Job{Size: cfg.np, DSM: cfg.dsmSize > 0}
+	j := limits.Job{Size: cfg.np, DSM: cfg.dsmSize > 0, Mesh: limits.CurrentMesh, Pagers: limits.CurrentPagers}
+	for _, hp := range cfg.plan.hosts {
+		if len(hp.ranks) > 0 {
+			j.Hosts++
+			j.PerHost = max(j.PerHost, len(hp.ranks))
+		}
+	}
 	fault := os.Getenv("DSMEXEC_FAULT")
 	for _, a := range cfg.apps {
 		for _, v := range append(append([]envVar(nil), cfg.genv...), a.env...) {

@@ -21,7 +21,7 @@ func TestFileLimitRefused(t *testing.T) {
 	if r.status != 1 {
 		t.Errorf("status %d, want 1; stderr:\n%s", r.status, r.stderr)
 	}
-	want := "mpirun: error: 100 ranks need ~131 open files per process (mpirun itself ~326), the hard limit here is 64\n" +
+	want := "mpirun: error: a job of 100 ranks needs ~131 open files per process (mpirun itself ~326), the hard limit here is 64\n" +
 		"mpirun: hint: raise it with ulimit -Hn (as root) or /etc/security/limits.conf\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)

@@ -9,11 +9,14 @@ if [ "$(id -u)" != 0 ]; then
 	exit 0
 fi
 fail=0
-for t in scripts/test-cluster.sh scripts/test-pmi.sh; do
-	if [ -f "$t" ]; then
+# test-scale.sh cluster: 64 ranks over 8 namespace hosts (hello, counter
+# exact). Its one-host case (256 ranks) needs connections on demand and runs
+# in make test-scale until then.
+for t in scripts/test-cluster.sh scripts/test-pmi.sh "scripts/test-scale.sh cluster"; do
+	if [ -f "${t%% *}" ]; then
 		echo "== $t"
 		start=$(date +%s)
-		bash "$t" || { echo "FAIL $t"; fail=1; }
+		bash $t || { echo "FAIL $t"; fail=1; }
 		echo "== $t took $(( $(date +%s) - start ))s"
 	fi
 done

@@ -4,14 +4,24 @@
 // that a job too big for the host is refused with the number to change
 // instead of timing out half-connected.
 //
-// The formulas live here and nowhere else. They describe today's design,
-// in which every rank connects to every other rank on two meshes (the
-// application's and its page server's) during rank.Init: a rank's
-// descriptors grow with the job's size N. Connections on demand (issue 13,
-// item 1) will bound a rank's mesh descriptors by the peers it talks to
-// (O(log N) for collectives), and one page server per host (item 2) will
-// replace the per-rank page servers' N-1 memory connections by H-1 per
-// host; both change the N terms below, and must change them here.
+// The formulas live here and nowhere else. They depend on how ranks
+// connect, which issue 13 changes in two steps, each a switch here:
+//
+//   - [Mesh]: [AllToAll] (every rank connects to every other rank during
+//     rank.Init: a rank's descriptors grow with the job's size N) or
+//     [OnDemand] (a rank connects to a peer on first use: its descriptors
+//     grow with the peers it talks to, [Peers]: the collectives' O(log N)
+//     partners plus [ProgramPeers] for the program's own point-to-point
+//     partners, such as its neighbours on the same host).
+//   - [Pagers]: [PagerPerRank] (every rank has its own page server, on a
+//     memory mesh of N(N-1)/2 connections) or [PagerPerHost] (one page
+//     server per host: H-1 memory connections to the other hosts' and one
+//     Unix socket per local rank).
+//
+// mpirun builds its [Job] with Mesh and Pagers set to [CurrentMesh] and
+// [CurrentPagers], what rank and dsm do today; the merge that changes
+// them changes those two constants (mpirun's TestFileFormulas measures a
+// real job against the formulas).
 package limits
 
 import (
@@ -31,10 +41,10 @@ import (
 // The rank figures include one descriptor that rank's message engine
 // (rank/engine.go) added: N+14 before it, N+15 with it.
 const (
-	rankFixed    = 16 // + N-1 application mesh connections; userfaultfd backend
-	rankNoDSM    = 13 // + N-1: -dsm-size 0 (no memory mesh, no page server)
-	sigsegvFixed = 14 // + 2(N-1): the rank serves its own pages on the memory mesh
-	pagerFixed   = 13 // + N-1 memory mesh connections (userfaultfd backend)
+	rankFixed    = 16 // + Peers() application mesh connections; userfaultfd backend
+	rankNoDSM    = 13 // + Peers(): -dsm-size 0 (no memory mesh, no page server)
+	sigsegvFixed = 14 // + Peers() + memory peers: the rank serves its own pages on the memory mesh
+	pagerFixed   = 13 // + memory peers (N-1 today; userfaultfd backend)
 	mpirunFixed  = 10
 	// mpirun per rank it forks: stdout and stderr pipes and the rank's
 	// master connection. Per remote host: the SSH connection (the agent
@@ -48,36 +58,134 @@ const (
 // (files, its own sockets).
 const Slack = 16
 
+// Connect is how the ranks of a job connect to each other.
+type Connect int
+
+const (
+	// AllToAll: every rank connects to every other rank, on each mesh,
+	// during rank.Init.
+	AllToAll Connect = iota
+	// OnDemand: a rank connects to a peer on first use (issue 13 item 1).
+	OnDemand
+)
+
+// PagerModel is how page servers are placed.
+type PagerModel int
+
+const (
+	// PagerPerRank: every rank (userfaultfd backend) has its own page
+	// server process, connected to every other rank's.
+	PagerPerRank PagerModel = iota
+	// PagerPerHost: one page server per host serves its ranks over Unix
+	// sockets and connects to the other hosts' (issue 13 item 2).
+	PagerPerHost
+)
+
+// What the code does today: the merges of issue 13 items 1 and 2 change
+// these (and only these) for the formulas to follow.
+const (
+	CurrentMesh   = AllToAll
+	CurrentPagers = PagerPerRank
+)
+
+// ProgramPeers is what the formulas allow, with connections on demand,
+// for the peers a program talks to beyond the collectives' (its
+// point-to-point partners: ring and grid neighbours, a master and its
+// workers). A program that talks to more peers than this and the
+// collectives' needs more descriptors than the check assumed.
+const ProgramPeers = 16
+
 // Job is what the formulas need to know about a job.
 type Job struct {
 	Size int // N: ranks in the job
+	// PerHost: the most ranks on one host (0: Size, all on one host).
+	PerHost int
+	// Hosts: the hosts running ranks (0: 1).
+	Hosts int
 	// DSM: the job has a shared region (-dsm-size > 0).
 	DSM bool
 	// SIGSEGV: the ranks use the sigsegv backend (DSMEXEC_FAULT=sigsegv),
 	// which serves pages from the rank itself.
 	SIGSEGV bool
+	// Mesh and Pagers: how the job connects (the zero values are
+	// AllToAll and PagerPerRank; mpirun sets CurrentMesh, CurrentPagers).
+	Mesh   Connect
+	Pagers PagerModel
+}
+
+// CollectivePeers is an upper bound on the peers one rank of n exchanges
+// messages with in the collectives (internal/collective) called with
+// root 0: the dissemination barrier's 2⌈log₂n⌉ (rank ± 2^k), recursive
+// doubling's ⌊log₂n⌋ partners (rank XOR 2^k) and its fold partner, the
+// binomial trees' parent and children (among rank ± 2^k), and the hellos
+// to rank ± 1: 3⌈log₂n⌉ + 1, at most n-1. The scale simulation
+// (internal/remote, TestScaleSimulation) checks it against the peers the
+// real algorithms touch.
+func CollectivePeers(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return min(n-1, 3*ceilLog2(n)+1)
+}
+
+func ceilLog2(n int) int {
+	k := 0
+	for 1<<k < n {
+		k++
+	}
+	return k
+}
+
+// Peers is the application-mesh connections of one rank.
+func (j Job) Peers() int {
+	n := max(j.Size-1, 0)
+	if j.Mesh == AllToAll {
+		return n
+	}
+	return min(n, CollectivePeers(j.Size)+ProgramPeers)
+}
+
+func (j Job) perHost() int {
+	if j.PerHost <= 0 {
+		return j.Size
+	}
+	return j.PerHost
+}
+
+func (j Job) hosts() int { return max(j.Hosts, 1) }
+
+// memPeers is the memory-mesh connections of one page server.
+func (j Job) memPeers() int {
+	if j.Pagers == PagerPerHost {
+		return j.hosts() - 1 + j.perHost() // other hosts' page servers, local ranks' sockets
+	}
+	n := max(j.Size-1, 0)
+	if j.Mesh == AllToAll {
+		return n
+	}
+	return min(n, CollectivePeers(j.Size)+ProgramPeers) // pages come from the ranks one talks to, roughly
 }
 
 // RankFDs is the descriptors one rank process holds, its page server's
 // included when the rank serves its own pages (sigsegv backend).
 func (j Job) RankFDs() int {
-	n := max(j.Size-1, 0)
+	p := j.Peers()
 	switch {
 	case !j.DSM:
-		return rankNoDSM + n + Slack
+		return rankNoDSM + p + Slack
 	case j.SIGSEGV:
-		return sigsegvFixed + 2*n + Slack
+		return sigsegvFixed + p + j.memPeers() + Slack
 	}
-	return rankFixed + n + Slack
+	return rankFixed + p + Slack
 }
 
-// PagerFDs is the descriptors of one rank's page server process (0 when it
-// has none).
+// PagerFDs is the descriptors of one page server process (0 when there is
+// none): one per rank, or one per host.
 func (j Job) PagerFDs() int {
 	if !j.DSM || j.SIGSEGV {
 		return 0
 	}
-	return pagerFixed + max(j.Size-1, 0) + Slack
+	return pagerFixed + j.memPeers() + Slack
 }
 
 // ProcessFDs is the most descriptors any rank-side process of the job
@@ -91,13 +199,17 @@ func MpirunFDs(localRanks, remoteHosts, directRemote int) int {
 	return mpirunFixed + mpirunPerLocalRank*localRanks + mpirunPerRemoteHost*remoteHosts + directRemote + Slack
 }
 
-// Dials is the TCP connections the ranks of one host open at once during
-// rank.Init: rank i dials every rank above it, on each mesh. ranks lists
-// the host's ranks.
+// Dials is the TCP connections the ranks of one host open: with AllToAll
+// all at once during rank.Init (rank i dials every rank above it, on each
+// mesh); OnDemand at most half of each rank's peers (a pair has one
+// connection), as they are first used. ranks lists the host's ranks.
 func (j Job) Dials(ranks []int) int {
 	meshes := 1
-	if j.DSM {
-		meshes = 2
+	if j.DSM && (j.SIGSEGV || j.Pagers == PagerPerRank) {
+		meshes = 2 // the memory mesh between ranks too (page servers per host: H-1, not counted)
+	}
+	if j.Mesh == OnDemand {
+		return len(ranks) * ((j.Peers() + 1) / 2) * meshes
 	}
 	d := 0
 	for _, r := range ranks {
@@ -153,13 +265,13 @@ func (e *TooFew) Error() string {
 		where = "on " + e.Host
 	}
 	if e.Need == 0 {
-		return fmt.Sprintf("%d ranks need ~%d open files in mpirun, the hard limit %s is %d", e.Size, e.Mpirun, where, e.Hard)
+		return fmt.Sprintf("a job of %d ranks needs ~%d open files in mpirun, the hard limit %s is %d", e.Size, e.Mpirun, where, e.Hard)
 	}
 	also := ""
 	if e.Mpirun > e.Need {
 		also = fmt.Sprintf(" (mpirun itself ~%d)", e.Mpirun)
 	}
-	return fmt.Sprintf("%d ranks need ~%d open files per process%s, the hard limit %s is %d", e.Size, e.Need, also, where, e.Hard)
+	return fmt.Sprintf("a job of %d ranks needs ~%d open files per process%s, the hard limit %s is %d", e.Size, e.Need, also, where, e.Hard)
 }
 
 // Check compares the descriptors a host's rank processes need (need) and

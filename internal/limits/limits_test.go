@@ -51,9 +51,9 @@ func TestCheck(t *testing.T) {
 		host     string
 		want     string
 	}{
-		{131, 326, "", "100 ranks need ~131 open files per process (mpirun itself ~326), the hard limit here is 64"},
-		{131, 0, "node7", "100 ranks need ~131 open files per process, the hard limit on node7 is 64"},
-		{40, 326, "", "100 ranks need ~326 open files in mpirun, the hard limit here is 64"},
+		{131, 326, "", "a job of 100 ranks needs ~131 open files per process (mpirun itself ~326), the hard limit here is 64"},
+		{131, 0, "node7", "a job of 100 ranks needs ~131 open files per process, the hard limit on node7 is 64"},
+		{40, 326, "", "a job of 100 ranks needs ~326 open files in mpirun, the hard limit here is 64"},
 	} {
 		err := Check(100, c.need, c.mp, c.host, 64)
 		if err == nil || err.Error() != c.want {
@@ -94,5 +94,35 @@ func TestRaiseAndExplain(t *testing.T) {
 	}
 	if Explain(os.ErrNotExist) != "" {
 		t.Error("Explain(ENOENT) is not empty")
+	}
+}
+
+// The formulas after issue 13's changes: with connections on demand a
+// rank's descriptors grow with log N, not N; with one page server per host
+// the page server's with the hosts and its local ranks.
+func TestFormulasOnDemand(t *testing.T) {
+	for _, c := range []struct{ n, want int }{{1, 0}, {2, 1}, {8, 7}, {9, 8}, {64, 19}, {256, 25}, {1000, 31}, {1024, 31}} {
+		if got := CollectivePeers(c.n); got != c.want {
+			t.Errorf("CollectivePeers(%d) = %d, want %d", c.n, got, c.want)
+		}
+	}
+	j := Job{Size: 1000, PerHost: 10, Hosts: 100, DSM: true, Mesh: OnDemand, Pagers: PagerPerHost}
+	if got, want := j.Peers(), 31+ProgramPeers; got != want {
+		t.Errorf("Peers = %d, want %d", got, want)
+	}
+	if got, want := j.RankFDs(), rankFixed+31+ProgramPeers+Slack; got != want {
+		t.Errorf("RankFDs = %d, want %d", got, want)
+	}
+	if got, want := j.PagerFDs(), pagerFixed+99+10+Slack; got != want {
+		t.Errorf("PagerFDs = %d, want %d", got, want)
+	}
+	// 256 ranks on one host: the goal of ≤ 32 descriptors per rank needs
+	// the fixed ones and the collectives' peers only.
+	one := Job{Size: 256, DSM: true, Mesh: OnDemand, Pagers: PagerPerHost}
+	if got := one.RankFDs() - Slack - ProgramPeers; got > 41 {
+		t.Errorf("256 ranks on one host: %d descriptors per rank before slack", got)
+	}
+	if got := j.Dials([]int{0, 1, 2}); got != 3*24 {
+		t.Errorf("Dials on demand = %d, want %d", got, 3*24)
 	}
 }

@@ -306,9 +306,17 @@ func (a *agent) startRelay(spec RelaySpec) error {
 		return fmt.Errorf("remote: agent: %w", err)
 	}
 	a.relay = r
+	if relayOpened != nil {
+		relayOpened(spec, r.Addr())
+	}
 	go r.Serve()
 	return nil
 }
+
+// relayOpened, when set (only by the scale simulation, scale_test.go),
+// hears the address of every relay an agent opens: the simulation's ranks
+// are goroutines, not processes the agent starts with DSMEXEC_MASTER.
+var relayOpened func(spec RelaySpec, addr string)
 
 // localIPToward returns this host's address on the route to reach
 // (connecting a UDP socket sends nothing); 127.0.0.1 without reach.

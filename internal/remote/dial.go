@@ -472,7 +472,16 @@ func (h *Host) keepAlive(every time.Duration) {
 
 // DialAll connects to every target in parallel. hosts[i] and errs[i]
 // belong to targets[i]; exactly one of them is nil.
+// At most maxParallelDials are in progress at once: mpirun fans out to
+// every host itself (no tree of agents), and this bounds its CPU (key
+// exchanges) and the burst of connections it opens.
 func DialAll(ctx context.Context, targets []Target, opts Options) (hosts []*Host, errs []error) {
+	return dialAll(ctx, targets, opts, Dial)
+}
+
+// dialAll is DialAll with the dial function given (the scale simulation
+// gives a fake one).
+func dialAll(ctx context.Context, targets []Target, opts Options, dial func(context.Context, Target, Options) (*Host, error)) (hosts []*Host, errs []error) {
 	hosts = make([]*Host, len(targets))
 	errs = make([]error, len(targets))
 	sem := make(chan struct{}, maxParallelDials)
@@ -488,7 +497,7 @@ func DialAll(ctx context.Context, targets []Target, opts Options) (hosts []*Host
 				return
 			}
 			defer func() { <-sem }()
-			hosts[i], errs[i] = Dial(ctx, t, opts)
+			hosts[i], errs[i] = dial(ctx, t, opts)
 		}()
 	}
 	wg.Wait()

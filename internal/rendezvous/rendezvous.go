@@ -492,6 +492,20 @@ func (m *Master) Where(ctx context.Context) {
 	m.mu.Unlock()
 }
 
+// Conns says how the master reaches the ranks that joined: direct is the
+// ranks with a connection of their own (each an open file of mpirun's),
+// relays the relays attached (each one host, whatever its ranks).
+func (m *Master) Conns() (direct, relays int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.conns {
+		if c != nil && c.port() == nil {
+			direct++
+		}
+	}
+	return direct, len(m.ports)
+}
+
 // Reports returns what every rank reported so far.
 func (m *Master) Reports() []Report {
 	m.mu.Lock()
