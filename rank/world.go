@@ -68,6 +68,8 @@ type World struct {
 	finErr  error
 	done    chan struct{}
 
+	tr *tracer // nil: not tracing (trace.go)
+
 	blocked atomic.Pointer[blockedIn] // the call a goroutine waits in, for mpirun -timeout
 	recvRec recvRecord                // the same, for point-to-point calls
 }
@@ -208,6 +210,7 @@ func (w *World) Finalize() error {
 		}
 		close(w.done)
 		w.e.shutdown(5 * time.Second)
+		w.tr.stopTrace() // the last piece leaves before the connection closes
 		if w.master != nil {
 			w.master.Bye()
 			w.master.Close()
@@ -298,6 +301,9 @@ func newWorld(rank, size int, host, launch string) *World {
 func initSingleton() (*World, error) {
 	w := newWorld(0, 1, "localhost", "singleton")
 	size, err := dsmSizeFromEnv(os.Getenv)
+	if err == nil {
+		err = w.startTrace(os.Getenv, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +348,9 @@ func initMpirun(env *launchEnv) (*World, error) {
 		Host:      env.host,
 		Pid:       os.Getpid(),
 	})
+	if err == nil {
+		err = w.startTraceMpirun(master)
+	}
 	if err != nil {
 		ln.Close()
 		mem.Close()

@@ -117,6 +117,10 @@ type Config struct {
 	// they are told comes before the rank's exit.
 	OnAbort  func(rank, code int)
 	OnFailed func(rank, lostPeer int, msg string)
+	// OnTrace takes a piece of a rank's trace stream (role 0: the rank,
+	// 1: its page server); nil: pieces are dropped. Called from the
+	// rank's connection's reader, in order.
+	OnTrace func(rank int, role uint8, piece []byte)
 }
 
 // Master is the launcher's rendezvous socket.
@@ -364,6 +368,10 @@ func (m *Master) handle(rank int, typ uint8, body []byte) {
 		}
 	case TypeStats:
 		json.Unmarshal(body, &rep.Stats)
+	case TypeTrace, TypeClock:
+		m.mu.Unlock()
+		m.trace(rank, typ, body)
+		return
 	case TypeBye:
 		rep.Finalized = true
 	case TypeAbort, TypeFailed:
