@@ -37,6 +37,11 @@ type config struct {
 	summaryOff    bool   // -summary=false given: no table even if ranks reported values
 	format        string // table, csv, json
 	reportFile    string
+	traceFile     string // -trace (trace.go)
+	traceLimit    int64  // -trace-limit, bytes per rank
+	reportHTML    string // -report-html
+	traceOut      *os.File
+	htmlOut       *os.File
 	verbose       bool
 	version       bool
 

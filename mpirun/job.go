@@ -48,6 +48,7 @@ type driver struct {
 	joined  []bool // Joined sent to the machine
 	exits   []proc.Exit
 	reps    []rendezvous.Report
+	traces  *traceSink // -trace, -report-html (trace.go)
 }
 
 type fired struct {
@@ -85,7 +86,9 @@ func startJob(cfg *config, stdin, stdout, stderr *os.File) int {
 	}
 	defer d.cancel()
 	d.spec = d.specs(token, stdin)
-	return d.run()
+	code := d.run()
+	d.finishTrace(stderr)
+	return code
 }
 
 func newDriver(cfg *config, stdout, stderr *os.File) (*driver, error) {
@@ -173,7 +176,15 @@ func (d *driver) listen() (string, error) {
 			addr = net.JoinHostPort(reach[0].String(), "0")
 		}
 	}
-	m, err := rendezvous.Listen(addr, rendezvous.Config{Size: d.cfg.np, Token: tok, Timeout: d.cfg.rdvTimeout, Logf: d.vlogf,
+	var onTrace func(int, uint8, []byte)
+	if d.cfg.tracing() {
+		ts, err := newTraceSink(d.cfg.traceFile)
+		if err != nil {
+			return "", fmt.Errorf("a folder for the traces: %w", err)
+		}
+		d.traces, onTrace = ts, ts.add
+	}
+	m, err := rendezvous.Listen(addr, rendezvous.Config{Size: d.cfg.np, Token: tok, Timeout: d.cfg.rdvTimeout, Logf: d.vlogf, OnTrace: onTrace,
 		Warnf:    d.masterWarnf,
 		OnFailed: func(rank, peer int, msg string) { d.send(launch.Failure{Rank: rank, LostPeer: peer, Msg: msg}) },
 		OnAbort:  func(rank, code int) { d.send(launch.Aborted{Rank: rank, Code: code}) },
@@ -229,6 +240,7 @@ func (d *driver) specs(token string, stdin *os.File) func(int) proc.Spec {
 	if cfg.verbose {
 		extra = append(extra, "DSMEXEC_VERBOSE=1")
 	}
+	extra = append(extra, cfg.traceEnv()...)
 	in0 := rankStdin(stdin)
 	type key struct {
 		a     *app

@@ -73,6 +73,16 @@ options (Open MPI's and MPICH's spellings are accepted where shown):
                            -summary=false)
   -report-format F         table, csv or json (implies -summary)
   -report-file FILE        write the summary to FILE instead of stderr
+  -trace FILE              record every rank's calls, page faults and lock
+                           waits; write them to FILE as trace-event JSON
+                           (open it in ui.perfetto.dev or chrome://tracing)
+  -trace-limit SIZE        stop recording a rank past SIZE (default 256MiB)
+  -report-html FILE        write one self-contained HTML page: the ranks,
+                           the message matrix, a timeline, the page heat
+                           map and false sharing (records as -trace does)
+  -merge-traces OUT FILE...
+                           merge the DSMEXEC_TRACE=FILE traces of a job
+                           started by Hydra or Slurm into OUT, and exit
   -v                       explain what mpirun does (placement, master
                            address, fault backend, ...)
   --version                print mpirun's version and Go's
@@ -160,6 +170,9 @@ func report(stderr io.Writer, e *cliError) int {
 }
 
 func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
+	if len(args) > 0 && (args[0] == "-merge-traces" || args[0] == "--merge-traces") {
+		return mergeTraces(args[1:], stderr)
+	}
 	cfg, cerr := parseArgs(args)
 	switch cerr {
 	case nil:

@@ -27,7 +27,7 @@ func parseArgs(args []string) (*config, *cliError) {
 	if len(args) == 0 {
 		return nil, errNoArgs
 	}
-	cfg := &config{dsmSize: defaultDSMSize, format: "table"}
+	cfg := &config{dsmSize: defaultDSMSize, format: "table", traceLimit: defaultTraceLimit}
 	parts := splitParts(args)
 	for i, part := range parts {
 		a := &app{}
@@ -159,6 +159,9 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.format, "report-format", "table", "")
 	fs.StringVar(&c.reportFile, "report-file", "", "")
+	fs.StringVar(&c.traceFile, "trace", "", "")
+	fs.Var(sizeValue{&c.traceLimit}, "trace-limit", "")
+	fs.StringVar(&c.reportHTML, "report-html", "", "")
 	fs.BoolVar(&c.verbose, "v", false, "")
 	fs.BoolVar(&c.version, "version", false, "")
 }
@@ -180,6 +183,9 @@ func (c *config) check() *cliError {
 	}
 	if c.format != "table" || c.reportFile != "" {
 		c.summary, c.summaryOff = true, false
+	}
+	if cerr := c.openOutputs(); cerr != nil {
+		return cerr
 	}
 	envs := c.genv
 	for _, a := range c.apps {

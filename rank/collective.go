@@ -91,6 +91,9 @@ func run[R any](c Communicator, call func() string, f func(t collective.Transpor
 		return zero, err
 	}
 	defer done()
+	if end := traceColl(c, call); end != nil {
+		defer end()
+	}
 	r, err := f(t)
 	if err != nil {
 		var zero R

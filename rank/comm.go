@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dsmexec/dsmexec/internal/collective"
+	"github.com/dsmexec/dsmexec/internal/trace"
 )
 
 // group is what a communicator is to the engine: its members (as world
@@ -159,6 +160,7 @@ func (g *group) Send(to, tag int, b []byte) error {
 			return err
 		}
 	}
+	defer g.w.tr.send(trace.KindSend, g, to, tag, len(b)).End(trace.Args{})
 	if err := g.e.send(g.p2p, g.worldRank(to), tag, b); err != nil {
 		return g.w.check(callTo("Send", to, tag), err)
 	}
@@ -190,7 +192,9 @@ func (g *group) RecvStatus(from, tag int) ([]byte, Status, error) {
 		return []byte{}, Status{Source: ProcNull, Tag: AnyTag}, nil
 	}
 	gen := g.w.enterRecv(callRecv, from, tag)
+	sp := g.w.tr.recv(trace.KindRecv, g, from, tag)
 	_, b, st, err := g.e.recv(g, g.p2p, g.worldRank(from), tag, nil, false)
+	g.w.tr.recvEnd(sp, g, st, err, false)
 	g.w.leave(gen)
 	if err != nil {
 		return nil, st, g.w.check(callFrom("Recv", from, tag), err)
@@ -212,7 +216,9 @@ func (g *group) RecvInto(from, tag int, buf []byte) (int, Status, error) {
 		}
 	}
 	gen := g.w.enterRecv(callRecvInto, from, tag)
+	sp := g.w.tr.recv(trace.KindRecv, g, from, tag)
 	n, _, st, err := g.e.recv(g, g.p2p, g.worldRank(from), tag, buf, true)
+	g.w.tr.recvEnd(sp, g, st, err, false)
 	g.w.leave(gen)
 	if err != nil {
 		if errors.Is(err, ErrTruncate) {
@@ -235,7 +241,9 @@ func (g *group) Probe(from, tag int) (Status, error) {
 		return Status{Source: ProcNull, Tag: AnyTag}, nil
 	}
 	gen := g.w.enterRecv(callProbe, from, tag)
+	sp := g.w.tr.recv(trace.KindProbe, g, from, tag)
 	st, _, err := g.e.probe(g, g.p2p, g.worldRank(from), tag, true)
+	g.w.tr.recvEnd(sp, g, st, err, true)
 	g.w.leave(gen)
 	if err != nil {
 		return st, g.w.check(call, err)
@@ -252,7 +260,9 @@ func (g *group) Iprobe(from, tag int) (Status, bool, error) {
 	if from == ProcNull {
 		return Status{Source: ProcNull, Tag: AnyTag}, true, nil
 	}
+	sp := g.w.tr.iprobe(g, from, tag)
 	st, ok, err := g.e.probe(g, g.p2p, g.worldRank(from), tag, false)
+	g.w.tr.iprobeEnd(sp, g, st, ok)
 	if err != nil && !ok {
 		return st, false, g.w.check(call, err)
 	}
@@ -272,6 +282,7 @@ func (g *group) Sendrecv(to, sendTag int, b []byte, from, recvTag int) ([]byte, 
 	if err := g.recvArgs(call, from, recvTag); err != nil {
 		return nil, Status{}, err
 	}
+	sp := g.w.tr.sendrecv(g, to, sendTag, len(b), from, recvTag)
 	var r *Request
 	if from != ProcNull {
 		r = g.e.irecv(g, g.p2p, g.worldRank(from), recvTag)
@@ -282,10 +293,12 @@ func (g *group) Sendrecv(to, sendTag int, b []byte, from, recvTag int) ([]byte, 
 		}
 	}
 	if r == nil {
+		sp.End(trace.Args{Peer: -1, Tag: -1})
 		return []byte{}, Status{Source: ProcNull, Tag: AnyTag}, nil
 	}
 	gen := g.w.enterRecv(callSendrecv, from, recvTag)
 	st, err := r.waitRaw()
+	g.w.tr.recvEnd(sp, g, st, err, false)
 	g.w.leave(gen)
 	if err != nil {
 		return nil, st, g.w.check(call, err)
@@ -313,7 +326,9 @@ func (g *group) Isend(to, tag int, b []byte) *Request {
 	if to == ProcNull {
 		return doneRequest(Status{}, nil, nil)
 	}
+	sp := g.w.tr.send(trace.KindSend, g, to, tag, len(b))
 	r := doneRequest(Status{}, nil, g.e.send(g.p2p, g.worldRank(to), tag, b))
+	sp.End(trace.Args{})
 	r.g = g
 	return r
 }

@@ -55,6 +55,8 @@ func (w *World) check(call func() string, err error) error {
 	} else if errors.Is(err, collective.ErrTransport) {
 		lost = anyPeer // a collective another rank saw fail
 	}
+	w.tr.lost(lost)
+	w.tr.stopTrace()
 	if w.master != nil {
 		w.master.Failed(lost, msg)
 	}
@@ -74,6 +76,7 @@ const anyPeer = -2
 // A singleton exits with code.
 func (w *World) Abort(code int) {
 	fmt.Fprintf(os.Stderr, "rank %d: Abort(%d)\n", w.rank, code)
+	w.tr.stopTrace()
 	if w.master != nil {
 		w.master.Abort(code)
 	}

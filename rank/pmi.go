@@ -38,6 +38,9 @@ func initPMI(cfg pmi.Config) (*World, error) {
 	w := newWorld(c.Rank(), c.Size(), host, c.Launcher())
 	w.pmi = c
 	verbosef("rank %d: world of %d formed through %s", w.rank, w.size, c.Launcher())
+	if err := w.startTrace(os.Getenv, nil); err != nil {
+		return fail(err)
+	}
 
 	// The job secret: made by rank 0, read by the others after a fence.
 	var token []byte

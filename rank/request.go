@@ -29,6 +29,7 @@ type Request struct {
 	err      error
 	w        *waiter // who to wake on completion (under engine.mu)
 	returned bool    // Waitany returned it already
+	traced   bool    // its message was recorded as taken (trace.go)
 	wt       waiter
 	pooled   bool
 }
@@ -52,6 +53,10 @@ func doneRequest(st Status, buf []byte, err error) *Request {
 func (r *Request) Wait() (Status, error) {
 	if r == nil {
 		return Status{Source: ProcNull, Tag: AnyTag}, nil
+	}
+	if t := r.tracer(); t != nil {
+		sp := t.wait(r)
+		defer func() { t.waitEnd(sp, r) }()
 	}
 	if !r.done.Load() {
 		e := r.e
@@ -90,12 +95,14 @@ func (r *Request) Test() (bool, Status, error) {
 	if r == nil {
 		return true, Status{Source: ProcNull, Tag: AnyTag}, nil
 	}
+	start := r.tracer().now()
 	if !r.done.Load() {
 		r.e.tryProgress()
 		if !r.done.Load() {
 			return false, Status{}, nil
 		}
 	}
+	r.tracer().test(r, start)
 	return true, r.st, r.fatal()
 }
 
@@ -136,6 +143,26 @@ func Waitall(reqs ...*Request) error {
 // such request is left (all nil or returned). Requests complete in any
 // order; among several complete ones the lowest index is returned.
 func Waitany(reqs ...*Request) (int, Status, error) {
+	var t *tracer
+	for _, r := range reqs {
+		if t = r.tracer(); t != nil {
+			break
+		}
+	}
+	if t == nil {
+		return waitany(reqs)
+	}
+	sp := t.wait(nil)
+	i, st, err := waitany(reqs)
+	if i >= 0 {
+		t.waitEnd(sp, reqs[i])
+	} else {
+		t.waitEnd(sp, nil)
+	}
+	return i, st, err
+}
+
+func waitany(reqs []*Request) (int, Status, error) {
 	var e *engine
 	var g *group
 	var first *Request
@@ -304,7 +331,9 @@ func (e *engine) probe(g *group, ctx uint32, from, tag int, wait bool) (Status, 
 
 // send sends one message to world rank `to` on ctx.
 func (e *engine) send(ctx uint32, to, tag int, b []byte) error {
+	e.ctr.sent(to, len(b))
 	if to == e.rank {
+		e.ctr.arrived(to, len(b))
 		e.sendSelf(ctx, tag, b)
 		return nil
 	}

@@ -72,6 +72,7 @@ type World struct {
 	od        *mesh.Lazy // the application mesh (nil: singleton, in-process tests)
 	lostMu    sync.Mutex // od and lostEarly
 	lostEarly []lostNote // mpirun's LOST before od existed
+	tr        *tracer    // nil: not tracing (trace.go)
 
 	blocked atomic.Pointer[blockedIn] // the call a goroutine waits in, for mpirun -timeout
 	recvRec recvRecord                // the same, for point-to-point calls
@@ -203,11 +204,10 @@ func (w *World) Finalize() error {
 				errs = append(errs, fmt.Errorf("rank %d: finalize barrier: %w", w.rank, err))
 			}
 		}
+		if w.master != nil {
+			w.master.Stats(w.stats())
+		}
 		if w.mem != nil {
-			if w.master != nil {
-				st := w.mem.Stats()
-				w.master.Stats(rendezvous.Stats{Backend: w.mem.Backend(), DSM: st.Map(), Columns: dsm.StatColumns, Raw: st.Raw(), RawColumns: dsm.RawColumns})
-			}
 			if err := w.mem.Close(); err != nil {
 				errs = append(errs, err)
 			}
@@ -218,6 +218,7 @@ func (w *World) Finalize() error {
 			w.e.settleLinks()
 		}
 		w.e.shutdown(5 * time.Second)
+		w.tr.stopTrace() // the last piece leaves before the connection closes
 		if w.master != nil {
 			w.master.Bye()
 			w.master.Close()
@@ -308,6 +309,9 @@ func newWorld(rank, size int, host, launch string) *World {
 func initSingleton() (*World, error) {
 	w := newWorld(0, 1, "localhost", "singleton")
 	size, err := dsmSizeFromEnv(os.Getenv)
+	if err == nil {
+		err = w.startTrace(os.Getenv, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -353,6 +357,9 @@ func initMpirun(env *launchEnv) (*World, error) {
 		Host:      env.host,
 		Pid:       os.Getpid(),
 	})
+	if err == nil {
+		err = w.startTraceMpirun(master)
+	}
 	if err != nil {
 		ln.Close()
 		mem.Close()

@@ -33,6 +33,7 @@ type Client struct {
 	// acks: the master's answers to Abort and Failed; watching: Join
 	// succeeded and watch reads them.
 	acks     chan uint8
+	clock    chan [4]int64 // the master's CLOCK answers (trace.go)
 	watching atomic.Bool
 }
 
@@ -54,7 +55,7 @@ func Dial(ctx context.Context, addr string, token []byte, rank int) (*Client, er
 		tc.Close()
 		return nil, fmt.Errorf("rendezvous: rank %d: authenticate with master at %s: %w", rank, addr, err)
 	}
-	return &Client{rank: rank, c: tc, r: r, w: wire.NewWriter(tc, rank), lost: make(chan struct{}), acks: make(chan uint8, 2)}, nil
+	return &Client{rank: rank, c: tc, r: r, w: wire.NewWriter(tc, rank), lost: make(chan struct{}), acks: make(chan uint8, 2), clock: make(chan [4]int64, 1)}, nil
 }
 
 // LocalIP is the address of this host's interface that reaches the master:
@@ -115,6 +116,8 @@ func (c *Client) watch() {
 			case c.acks <- f.Type:
 			default:
 			}
+		case TypeClock:
+			c.clockAnswer(f.Body)
 		}
 	}
 }

@@ -89,6 +89,18 @@ type Stats struct {
 	// json reports, in the order of RawColumns.
 	Raw        map[string]float64 `json:"raw,omitempty"`
 	RawColumns []string           `json:"raw_columns,omitempty"`
+	// Peers is the rank's message counts, indexed by world rank.
+	Peers []PeerCount `json:"peers,omitempty"`
+}
+
+// PeerCount is what one rank sent to one peer and what arrived from it
+// (every message that entered the rank's engine, matched or not):
+// point-to-point, collective and barrier traffic.
+type PeerCount struct {
+	SentMsgs     uint64 `json:"sent_msgs"`
+	SentBytes    uint64 `json:"sent_bytes"`
+	ArrivedMsgs  uint64 `json:"arrived_msgs"`
+	ArrivedBytes uint64 `json:"arrived_bytes"`
 }
 
 // Report is everything the master learned about one rank.
@@ -118,6 +130,10 @@ type Config struct {
 	// they are told comes before the rank's exit.
 	OnAbort  func(rank, code int)
 	OnFailed func(rank, lostPeer int, msg string)
+	// OnTrace takes a piece of a rank's trace stream (role 0: the rank,
+	// 1: its page server); nil: pieces are dropped. Called from the
+	// rank's connection's reader, in order.
+	OnTrace func(rank int, role uint8, piece []byte)
 }
 
 // Master is the launcher's rendezvous socket.
@@ -411,6 +427,10 @@ func (m *Master) handle(rank int, typ uint8, body []byte) {
 		}
 	case TypeStats:
 		json.Unmarshal(body, &rep.Stats)
+	case TypeTrace, TypeClock:
+		m.mu.Unlock()
+		m.trace(rank, typ, body)
+		return
 	case TypeBye:
 		rep.Finalized = true
 	case TypeAbort, TypeFailed:

@@ -24,6 +24,8 @@ const (
 	TypeJoins  uint8 = 19 // relay → master only
 	TypeWarn   uint8 = 20 // relay → master only
 	TypeLost   uint8 = 21 // master → rank, master → relay, relay → master
+	TypeTrace  uint8 = 26 // rank → master: a piece of a trace stream
+	TypeClock  uint8 = 27 // rank ↔ master: a clock sample
 
 	// Meshes: the application mesh (rank) and the memory mesh (page servers).
 	TypeMeshBye   uint8 = 30

@@ -1,0 +1,361 @@
+package rank
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dsmexec/dsmexec/internal/rendezvous"
+	"github.com/dsmexec/dsmexec/internal/trace"
+)
+
+// tracer records this rank's calls for mpirun -trace, -report-html and
+// DSMEXEC_TRACE (docs/TRACING.md). A nil *tracer is off: every method
+// starts with a nil check and returns a zero trace.Span, whose End does
+// nothing, so a call site costs a predictable branch and no allocation.
+//
+// Flow ids (the arrows from a send to the receive that took it) need no
+// bytes on the wire: messages from one rank to another with one context
+// and tag are received in the order they were sent (MPI's non-overtaking
+// rule), so the k-th such message sent and the k-th received are the same
+// one. Both ends count per (peer, context, tag) and record the same id, a
+// hash of (sender, receiver, context, tag, k). Two cases can swap the
+// arrows of two such identical messages (never draw one to a wrong
+// peer or tag): two goroutines sending them at once, and receive
+// requests of one (source, tag) waited for in another order than posted.
+type tracer struct {
+	rec  *trace.Recorder
+	rank int
+
+	mu   sync.Mutex
+	sent map[chanKey]uint64 // messages sent per (to, ctx, tag)
+	got  map[chanKey]uint64 // messages received per (from, ctx, tag)
+
+	file     *os.File      // DSMEXEC_TRACE=FILE: the stream goes there
+	stop     chan struct{} // ends the pump
+	done     <-chan error  // the pump's result
+	stopOnce sync.Once
+}
+
+type chanKey struct {
+	peer int
+	ctx  uint32
+	tag  int
+}
+
+// flowID is the id both ends of a message compute (never 0).
+func flowID(src, dst int, ctx uint32, tag int, k uint64) uint64 {
+	h := uint64(14695981039346656037)
+	for _, v := range [5]uint64{uint64(src), uint64(dst), uint64(ctx), uint64(tag), k} {
+		h ^= v
+		h *= 1099511628211
+		h ^= h >> 29
+	}
+	return h | 1
+}
+
+// sendFlow numbers a message about to be sent to world rank to.
+func (t *tracer) sendFlow(to int, ctx uint32, tag int) uint64 {
+	t.mu.Lock()
+	k := chanKey{to, ctx, tag}
+	t.sent[k]++
+	n := t.sent[k]
+	t.mu.Unlock()
+	return flowID(t.rank, to, ctx, tag, n)
+}
+
+// recvFlow numbers a message received from world rank from; peek leaves
+// the count (Probe: the next receive takes the same message).
+func (t *tracer) recvFlow(from int, ctx uint32, tag int, peek bool) uint64 {
+	t.mu.Lock()
+	k := chanKey{from, ctx, tag}
+	n := t.got[k] + 1
+	if !peek {
+		t.got[k] = n
+	}
+	t.mu.Unlock()
+	return flowID(from, t.rank, ctx, tag, n)
+}
+
+// send begins a Send (or Sendrecv) slice; to is a communicator rank.
+func (t *tracer) send(k trace.Kind, g *group, to, tag, n int) trace.Span {
+	if t == nil || to == ProcNull {
+		return trace.Span{}
+	}
+	wr := g.worldRank(to)
+	return t.rec.Begin(k, trace.Args{Peer: wr, Tag: tag, Bytes: int64(n), Comm: int(g.p2p), Flow: t.sendFlow(wr, g.p2p, tag)})
+}
+
+// recv begins a receive-like slice (Recv, Probe, Wait).
+func (t *tracer) recv(k trace.Kind, g *group, from, tag int) trace.Span {
+	if t == nil {
+		return trace.Span{}
+	}
+	if from >= 0 {
+		from = g.worldRank(from)
+	}
+	return t.rec.Begin(k, trace.Args{Peer: from, Tag: tag, Comm: int(g.p2p)})
+}
+
+// recvEnd ends a receive-like slice with what it took (st in the
+// communicator's ranks); peek for probes.
+func (t *tracer) recvEnd(sp trace.Span, g *group, st Status, err error, peek bool) {
+	if t == nil {
+		return
+	}
+	if err != nil || st.Source < 0 {
+		sp.End(trace.Args{Peer: -1, Tag: -1})
+		return
+	}
+	src := g.worldRank(st.Source)
+	sp.End(trace.Args{Peer: src, Tag: st.Tag, Bytes: int64(st.Count), Flow: t.recvFlow(src, g.p2p, st.Tag, peek)})
+}
+
+// collKinds maps a collective's call name (up to "(") to its kind.
+var collKinds = map[string]trace.Kind{
+	"Barrier": trace.KindBarrier, "Finalize": trace.KindFinalize,
+	"Bcast": trace.KindBcast, "BcastSlice": trace.KindBcast,
+	"Gather": trace.KindGather, "GatherSlice": trace.KindGather,
+	"Allgather": trace.KindAllgather, "AllgatherSlice": trace.KindAllgather,
+	"Scatter": trace.KindScatter, "ScatterSlice": trace.KindScatter,
+	"Reduce": trace.KindReduce, "ReduceLoc": trace.KindReduce, "ReduceFunc": trace.KindReduce,
+	"ReduceScatter": trace.KindReduce,
+	"Allreduce":     trace.KindAllreduce, "AllreduceLoc": trace.KindAllreduce, "AllreduceFunc": trace.KindAllreduce,
+	"Alltoall": trace.KindAlltoall, "AlltoallSlice": trace.KindAlltoall,
+	"Scan": trace.KindScan, "Exscan": trace.KindScan,
+}
+
+// traceColl begins a collective's slice on c (nil when c does not trace;
+// else the func that ends it); call is its description
+// ("Bcast(root 2)"), formatted only when tracing. The slice's bytes are
+// what this rank sent during it.
+func traceColl(c Communicator, call func() string) func() {
+	var g *group
+	switch x := c.(type) {
+	case *World:
+		g = x.group
+	case *Comm:
+		g = x.group
+	}
+	if g == nil || g.w.tr == nil {
+		return nil
+	}
+	t := g.w.tr
+	name := call()
+	root := 0
+	if i := strings.IndexByte(name, '('); i >= 0 {
+		if rest, ok := strings.CutPrefix(name[i+1:], "root "); ok {
+			if j := strings.IndexAny(rest, ",)"); j > 0 {
+				root, _ = strconv.Atoi(rest[:j])
+			}
+		}
+		name = name[:i]
+	}
+	k, ok := collKinds[name]
+	if !ok {
+		k = trace.KindAllreduce
+	}
+	before := t.sentBytes(g.w)
+	sp := t.rec.Begin(k, trace.Args{Peer: root, Comm: int(g.collCtx)})
+	return func() { sp.End(trace.Args{Bytes: t.sentBytes(g.w) - before}) }
+}
+
+// sentBytes is everything this rank has sent so far.
+func (t *tracer) sentBytes(w *World) int64 {
+	var n uint64
+	for i := range w.e.ctr.peers {
+		n += w.e.ctr.peers[i].sentBytes.Load()
+	}
+	return int64(n)
+}
+
+// lost records that a peer was lost.
+func (t *tracer) lost(peer int) {
+	if t != nil {
+		t.rec.Instant(fmt.Sprintf("lost rank %d", peer))
+	}
+}
+
+// startTrace makes the recorder DSMEXEC_TRACE asks for and starts
+// shipping it: to mpirun (ship, nil when there is none) or to the file.
+func (w *World) startTrace(getenv func(string) string, ship func([]byte) error) error {
+	rec, file, err := trace.FromEnv(getenv, trace.Config{
+		Rank: w.rank, Size: w.size, Host: w.host, PID: os.Getpid(),
+		Warn: func(m string) { fmt.Fprintln(os.Stderr, "rank: warning: "+m) },
+	})
+	if err != nil {
+		return fmt.Errorf("rank %d: %w", w.rank, err)
+	}
+	if rec == nil {
+		return nil
+	}
+	t := &tracer{rec: rec, rank: w.rank, sent: map[chanKey]uint64{}, got: map[chanKey]uint64{}, stop: make(chan struct{})}
+	if file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			return fmt.Errorf("rank %d: DSMEXEC_TRACE: %w", w.rank, err)
+		}
+		t.file = f
+		ship = func(b []byte) error { _, err := f.Write(b); return err }
+	}
+	if ship == nil {
+		fmt.Fprintf(os.Stderr, "rank %d: warning: DSMEXEC_TRACE=%s but no mpirun to ship the trace to; not tracing\n", w.rank, trace.ToMaster)
+		return nil
+	}
+	t.done = rec.Pump(200*time.Millisecond, ship, t.stop)
+	w.tr = t
+	return nil
+}
+
+// setClock records this rank's clock offset measured against the
+// reference (mpirun's clock, or rank 0's under PMI).
+func (t *tracer) setClock(samples []trace.ClockSample) {
+	if t == nil {
+		return
+	}
+	off, bound, err := trace.Offset(samples)
+	if err != nil {
+		return
+	}
+	t.rec.SetClock(-off, bound)
+}
+
+// stopTrace ships what is left (Finalize, before the connection to mpirun
+// closes; or a rank about to exit). It waits at most a few seconds.
+func (t *tracer) stopTrace() {
+	if t == nil {
+		return
+	}
+	first := false
+	t.stopOnce.Do(func() { close(t.stop); first = true })
+	if !first {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	select {
+	case err := <-t.done:
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "rank %d: warning: shipping the trace: %v\n", t.rank, err)
+		}
+	case <-ctx.Done():
+	}
+	if t.file != nil {
+		t.file.Close()
+	}
+}
+
+// sendrecv begins a Sendrecv slice: the send's peer, bytes and flow at
+// the begin, the receive's at the end (recvEnd).
+func (t *tracer) sendrecv(g *group, to, tag, n, from, recvTag int) trace.Span {
+	if t == nil {
+		return trace.Span{}
+	}
+	a := trace.Args{Peer: -1, Tag: recvTag, Bytes: int64(n), Comm: int(g.p2p)}
+	if to != ProcNull {
+		a.Peer = g.worldRank(to)
+		a.Flow = t.sendFlow(a.Peer, g.p2p, tag)
+	}
+	return t.rec.Begin(trace.KindSendrecv, a)
+}
+
+// iprobe: an Iprobe is recorded only when it found a message (a polling
+// loop would fill the trace with empty ones).
+func (t *tracer) iprobe(g *group, from, tag int) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+func (t *tracer) iprobeEnd(start time.Time, g *group, st Status, ok bool) {
+	if t == nil || !ok || st.Source < 0 {
+		return
+	}
+	src := g.worldRank(st.Source)
+	t.rec.Complete(0, trace.KindIprobe, start, time.Now(), trace.Args{Peer: src, Tag: st.Tag, Bytes: int64(st.Count), Comm: int(g.p2p), Flow: t.recvFlow(src, g.p2p, st.Tag, true)})
+}
+
+// tracer is the tracer of the world a request belongs to (nil for
+// requests made complete: sends, ProcNull).
+func (r *Request) tracer() *tracer {
+	if r == nil || r.g == nil {
+		return nil
+	}
+	return r.g.w.tr
+}
+
+// wait begins a Wait (or Waitany: r nil) slice.
+func (t *tracer) wait(r *Request) trace.Span {
+	if t == nil {
+		return trace.Span{}
+	}
+	if r == nil || r.e == nil || r.g == nil { // Waitany, a send (complete at post), a null request
+		return t.rec.Begin(trace.KindWait, trace.Args{Peer: -1, Tag: -1})
+	}
+	from := r.from
+	if from >= 0 {
+		from = r.g.worldRank(from)
+	}
+	return t.rec.Begin(trace.KindWait, trace.Args{Peer: from, Tag: r.tag, Comm: int(r.g.p2p)})
+}
+
+// waitEnd ends a Wait slice; r is the request it returned (nil: none).
+func (t *tracer) waitEnd(sp trace.Span, r *Request) {
+	if t == nil {
+		return
+	}
+	sp.End(t.took(r))
+}
+
+// test records a Test that found r complete, from start to now.
+func (t *tracer) test(r *Request, start time.Time) {
+	if t == nil {
+		return
+	}
+	t.rec.Complete(0, trace.KindTest, start, time.Now(), t.took(r))
+}
+
+// took is the result of a call that gave the receive request r's message
+// to the program: its source, tag, bytes and flow, the first time only
+// (a second Wait of r returns the same at once but takes nothing).
+func (t *tracer) took(r *Request) trace.Args {
+	if r == nil || r.traced || r.e == nil || r.g == nil || r.err != nil || r.st.Source < 0 {
+		return trace.Args{Peer: -1, Tag: -1}
+	}
+	r.traced = true
+	src := r.g.worldRank(r.st.Source)
+	return trace.Args{Peer: src, Tag: r.st.Tag, Bytes: int64(r.st.Count), Flow: t.recvFlow(src, r.g.p2p, r.st.Tag, false)}
+}
+
+// now is time.Now when t is on (a call's start), else the zero time.
+func (t *tracer) now() time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// startTraceMpirun starts tracing under mpirun (after the table came):
+// pieces go to mpirun on the rendezvous connection, the clock is measured
+// against mpirun's (8 samples, the one with the shortest round trip).
+func (w *World) startTraceMpirun(master *rendezvous.Client) error {
+	if err := w.startTrace(os.Getenv, func(b []byte) error { return master.Trace(0, b) }); err != nil || w.tr == nil {
+		return err
+	}
+	raw, err := master.Clock(8, 2*time.Second)
+	if err != nil && len(raw) == 0 {
+		fmt.Fprintf(os.Stderr, "rank %d: warning: trace clock not aligned: %v\n", w.rank, err)
+		return nil
+	}
+	samples := make([]trace.ClockSample, len(raw))
+	for i, s := range raw {
+		samples[i] = trace.ClockSample{T0: s[0], T1: s[1], T2: s[2], T3: s[3]}
+	}
+	w.tr.setClock(samples)
+	return nil
+}
