@@ -48,6 +48,8 @@ type driver struct {
 	joined  []bool // Joined sent to the machine
 	exits   []proc.Exit
 	reps    []rendezvous.Report
+
+	detector *detector // -deadlock-after (deadlock.go)
 }
 
 type fired struct {

@@ -19,6 +19,9 @@ type Client struct {
 	// Where, if set before Join, answers the master's question of which
 	// call this rank is blocked in.
 	Where func() string
+	// State, if set before Join, answers the master's STATE question
+	// (mpirun's deadlock detector): question in, answer out.
+	State func(question []byte) []byte
 
 	rank int
 	c    *net.TCPConn
@@ -101,6 +104,12 @@ func (c *Client) watch() {
 				where = c.Where()
 			}
 			c.w.Write(wire.ChanControl, TypeWhere, 0, []byte(where))
+		case TypeState:
+			var answer []byte
+			if c.State != nil {
+				answer = c.State(f.Body)
+			}
+			c.w.Write(wire.ChanControl, TypeState, 0, answer)
 		case TypeAbort, TypeFailed:
 			select {
 			case c.acks <- f.Type:

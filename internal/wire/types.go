@@ -23,6 +23,7 @@ const (
 	TypeFailed uint8 = 18
 	TypeJoins  uint8 = 19 // relay → master only
 	TypeWarn   uint8 = 20 // relay → master only
+	TypeState  uint8 = 22 // master → rank, rank → master: the deadlock detector's question
 
 	// Meshes: the application mesh (rank) and the memory mesh (page servers).
 	TypeMeshBye   uint8 = 30
@@ -47,7 +48,7 @@ const (
 var ControlTypes = map[uint8]string{
 	TypeHello: "HELLO", TypeChallenge: "CHALLENGE", TypeProof: "PROOF", TypeReject: "REJECT",
 	TypeJoin: "JOIN", TypeTable: "TABLE", TypeCell: "CELL", TypeStats: "STATS", TypeBye: "BYE",
-	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN",
+	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN", TypeState: "STATE",
 	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
 	TypePagerStats: "STATS", TypePagerClose: "CLOSE", TypePagerReset: "RESETSTATS", TypePagerListen: "LISTEN",
