@@ -20,22 +20,29 @@ import (
 // summaryRow is one rank's line of the -summary report; its JSON form is
 // an element of the -report-format=json "ranks" (README: "Reports").
 type summaryRow struct {
-	Rank        int            `json:"rank"`
-	Host        string         `json:"host"`
-	Started     bool           `json:"started"`
-	Pid         int            `json:"pid,omitempty"`
-	ExitCode    int            `json:"exit_code"` // -1 if killed by a signal or never started
-	Signal      string         `json:"signal,omitempty"`
-	Status      int            `json:"status"` // exit code, or 128+signal
-	WallSeconds float64        `json:"wall_seconds"`
-	UserSeconds float64        `json:"user_seconds"`
-	SysSeconds  float64        `json:"sys_seconds"`
-	MaxRSSBytes int64          `json:"max_rss_bytes"`
-	Backend     string         `json:"backend,omitempty"`
-	DSM         map[string]any `json:"dsm,omitempty"`    // raw: counts and bytes as integers, times in seconds
-	Values      map[string]any `json:"values,omitempty"` // what the rank reported: numbers as numbers, durations in seconds
+	Rank        int     `json:"rank"`
+	Host        string  `json:"host"`
+	Started     bool    `json:"started"`
+	Pid         int     `json:"pid,omitempty"`
+	ExitCode    int     `json:"exit_code"` // -1 if killed by a signal or never started
+	Signal      string  `json:"signal,omitempty"`
+	Status      int     `json:"status"` // exit code, or 128+signal
+	WallSeconds float64 `json:"wall_seconds"`
+	UserSeconds float64 `json:"user_seconds"`
+	SysSeconds  float64 `json:"sys_seconds"`
+	MaxRSSBytes int64   `json:"max_rss_bytes"`
+	Backend     string  `json:"backend,omitempty"`
+	// Messages this rank sent, and that arrived at it (point-to-point,
+	// collective and barrier traffic; see rank/counters.go).
+	MsgsSent      uint64         `json:"msgs_sent"`
+	BytesSent     uint64         `json:"bytes_sent"`
+	MsgsReceived  uint64         `json:"msgs_received"`
+	BytesReceived uint64         `json:"bytes_received"`
+	DSM           map[string]any `json:"dsm,omitempty"`    // raw: counts and bytes as integers, times in seconds
+	Values        map[string]any `json:"values,omitempty"` // what the rank reported: numbers as numbers, durations in seconds
 
 	dsmText map[string]string // the DSM counters as the table shows them
+	counted bool              // the rank reported message counts
 	valText map[string]string
 }
 
@@ -44,8 +51,13 @@ type summary struct {
 	DSMColumns []string     `json:"dsm_columns"`       // order of the raw DSM counters
 	Columns    []string     `json:"columns"`           // order of the values ranks reported
 	Ranks      []summaryRow `json:"ranks"`
+	// Messages[i][j] and Bytes[i][j]: what rank i sent to rank j, as rank
+	// i counted it (absent when no rank reported counts).
+	Messages [][]uint64 `json:"messages,omitempty"`
+	Bytes    [][]uint64 `json:"bytes,omitempty"`
 
 	dsmShown []string // the table's DSM columns
+	msgs     bool     // some rank reported message counts
 }
 
 // orderedKeys collects names in first-seen order.
@@ -82,6 +94,7 @@ func (d *driver) summary(reps []rendezvous.Report) summary {
 			shown.add(sortedKeys(rep.Stats.DSM)...) // counters without a declared order go last
 			cols.add(rep.Columns...)
 			row.DSM = rawDSM(rep.Stats)
+			s.addPeers(r, len(d.exits), &row, rep.Stats.Peers)
 			raw.add(sortedKeys(row.DSM)...)
 			for c, v := range rep.Values {
 				if row.Values == nil {
@@ -92,6 +105,7 @@ func (d *driver) summary(reps []rendezvous.Report) summary {
 		}
 		s.Ranks = append(s.Ranks, row)
 	}
+	s.fillMatrix()
 	s.DSMColumns, s.Columns = raw.list, cols.list
 	for _, c := range shown.list {
 		if !allZero(s.Ranks, c) {
@@ -219,7 +233,7 @@ func (d *driver) writeSummary(reps []rendezvous.Report, stderr *os.File) error {
 }
 
 // csvHeader is the first columns of -report-format=csv (README: "Reports").
-var csvHeader = []string{"rank", "host", "pid", "exit_code", "signal", "status", "wall_seconds", "user_seconds", "sys_seconds", "max_rss_bytes", "backend"}
+var csvHeader = []string{"rank", "host", "pid", "exit_code", "signal", "status", "wall_seconds", "user_seconds", "sys_seconds", "max_rss_bytes", "backend", "msgs_sent", "bytes_sent", "msgs_received", "bytes_received"}
 
 func (s summary) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
@@ -233,6 +247,7 @@ func (s summary) writeCSV(w io.Writer) error {
 		rec := []string{
 			strconv.Itoa(r.Rank), r.Host, pid, strconv.Itoa(r.ExitCode), r.Signal, strconv.Itoa(r.Status),
 			ftoa(r.WallSeconds), ftoa(r.UserSeconds), ftoa(r.SysSeconds), strconv.FormatInt(r.MaxRSSBytes, 10), r.Backend,
+			utoa(r.MsgsSent), utoa(r.BytesSent), utoa(r.MsgsReceived), utoa(r.BytesReceived),
 		}
 		for _, c := range s.DSMColumns {
 			rec = append(rec, csvCell(r.DSM[c]))
@@ -257,3 +272,41 @@ func csvCell(v any) string {
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', 6, 64) }
+
+func utoa(u uint64) string { return strconv.FormatUint(u, 10) }
+
+// addPeers takes rank r's message counts (indexed by world rank) into its
+// row and the matrices.
+func (s *summary) addPeers(r, np int, row *summaryRow, peers []rendezvous.PeerCount) {
+	if len(peers) == 0 {
+		return
+	}
+	if s.Messages == nil {
+		s.Messages, s.Bytes = make([][]uint64, np), make([][]uint64, np)
+	}
+	if r >= np {
+		return
+	}
+	s.msgs, row.counted = true, true
+	s.Messages[r], s.Bytes[r] = make([]uint64, np), make([]uint64, np)
+	for j, p := range peers {
+		row.MsgsSent += p.SentMsgs
+		row.BytesSent += p.SentBytes
+		row.MsgsReceived += p.ArrivedMsgs
+		row.BytesReceived += p.ArrivedBytes
+		if j < np {
+			s.Messages[r][j], s.Bytes[r][j] = p.SentMsgs, p.SentBytes
+		}
+	}
+}
+
+// fillMatrix fills the matrix rows of ranks that reported no
+// counts (they died before Finalize) with zeros, so that every row has np
+// cells.
+func (s *summary) fillMatrix() {
+	for i := range s.Messages {
+		if s.Messages[i] == nil {
+			s.Messages[i], s.Bytes[i] = make([]uint64, len(s.Messages)), make([]uint64, len(s.Messages))
+		}
+	}
+}

@@ -26,13 +26,13 @@ func TestReportFormats(t *testing.T) {
 	if err != nil || len(recs) != 4 {
 		t.Fatalf("csv: %v\n%s", err, b)
 	}
-	want := "rank,host,pid,exit_code,signal,status,wall_seconds,user_seconds,sys_seconds,max_rss_bytes,backend,faults,bytes_in,zero,mean_seconds,answer,time,only_one"
+	want := "rank,host,pid,exit_code,signal,status,wall_seconds,user_seconds,sys_seconds,max_rss_bytes,backend,msgs_sent,bytes_sent,msgs_received,bytes_received,faults,bytes_in,zero,mean_seconds,answer,time,only_one"
 	if h := strings.Join(recs[0], ","); h != want {
 		t.Fatalf("csv header\n %s, want\n %s", h, want)
 	}
 	for i, rec := range recs[1:] {
 		col := func(name string) string { return rec[indexOf(recs[0], name)] }
-		for _, c := range []string{"rank", "pid", "exit_code", "status", "max_rss_bytes", "faults", "bytes_in", "answer"} {
+		for _, c := range []string{"rank", "pid", "exit_code", "status", "max_rss_bytes", "msgs_sent", "bytes_sent", "msgs_received", "bytes_received", "faults", "bytes_in", "answer"} {
 			if _, err := strconv.ParseInt(col(c), 10, 64); err != nil {
 				t.Errorf("rank %d: %s = %q, not an integer", i, c, col(c))
 			}

@@ -51,6 +51,9 @@ func (s summary) writeTable(w io.Writer, width int) error {
 // cells are the table's header and rows as text.
 func (s summary) cells() (head []string, rows [][]string) {
 	head = []string{"RANK", "HOST", "PID", "EXIT", "WALL", "CPU", "MAX RSS"}
+	if s.msgs {
+		head = append(head, "msgs sent/recv", "msg bytes sent/recv")
+	}
 	head = append(append(head, s.dsmShown...), s.Columns...)
 	for _, r := range s.Ranks {
 		row := []string{strconv.Itoa(r.Rank), r.Host, "-", "not started", "-", "-", "-"}
@@ -63,6 +66,13 @@ func (s summary) cells() (head []string, rows [][]string) {
 				strconv.Itoa(r.Rank), r.Host, strconv.Itoa(r.Pid), exit,
 				roundDur(r.WallSeconds), roundDur(r.UserSeconds + r.SysSeconds), bytesString(r.MaxRSSBytes),
 			}
+		}
+		switch {
+		case s.msgs && r.counted:
+			row = append(row, fmt.Sprintf("%d/%d", r.MsgsSent, r.MsgsReceived),
+				bytesString(int64(r.BytesSent))+"/"+bytesString(int64(r.BytesReceived)))
+		case s.msgs:
+			row = append(row, "-", "-")
 		}
 		for _, c := range s.dsmShown {
 			row = append(row, orDash(r.dsmText[c]))

@@ -56,6 +56,8 @@ type engine struct {
 
 	bgStop chan struct{}
 	bgDone chan struct{}
+
+	ctr counters // messages per peer (counters.go)
 }
 
 // waiter is a goroutine blocked in the engine: until ready() says so, it
@@ -90,6 +92,7 @@ func newEngine(rank, size int) *engine {
 		hard:    make([]bool, size),
 		members: map[uint32][]bool{},
 		limit:   defaultUnexpectedLimit,
+		ctr:     newCounters(size),
 	}
 }
 
@@ -528,6 +531,7 @@ func (e *engine) freeMsgLocked(m *msg) {
 func (e *engine) arriveLocked(m *msg) (dst []byte, alloc, stall bool) {
 	e.q.seq++
 	m.seq = e.q.seq
+	e.ctr.arrived(m.src, m.total)
 	if r := e.q.findPosted(m.ctx, m.src, m.tag); r != nil {
 		e.q.unpost(r)
 		m.req = r

@@ -303,7 +303,9 @@ func (e *engine) probe(g *group, ctx uint32, from, tag int, wait bool) (Status, 
 
 // send sends one message to world rank `to` on ctx.
 func (e *engine) send(ctx uint32, to, tag int, b []byte) error {
+	e.ctr.sent(to, len(b))
 	if to == e.rank {
+		e.ctr.arrived(to, len(b))
 		e.sendSelf(ctx, tag, b)
 		return nil
 	}

@@ -195,11 +195,10 @@ func (w *World) Finalize() error {
 				errs = append(errs, fmt.Errorf("rank %d: finalize barrier: %w", w.rank, err))
 			}
 		}
+		if w.master != nil {
+			w.master.Stats(w.stats())
+		}
 		if w.mem != nil {
-			if w.master != nil {
-				st := w.mem.Stats()
-				w.master.Stats(rendezvous.Stats{Backend: w.mem.Backend(), DSM: st.Map(), Columns: dsm.StatColumns, Raw: st.Raw(), RawColumns: dsm.RawColumns})
-			}
 			if err := w.mem.Close(); err != nil {
 				errs = append(errs, err)
 			}

@@ -76,6 +76,18 @@ type Stats struct {
 	// json reports, in the order of RawColumns.
 	Raw        map[string]float64 `json:"raw,omitempty"`
 	RawColumns []string           `json:"raw_columns,omitempty"`
+	// Peers is the rank's message counts, indexed by world rank.
+	Peers []PeerCount `json:"peers,omitempty"`
+}
+
+// PeerCount is what one rank sent to one peer and what arrived from it
+// (every message that entered the rank's engine, matched or not):
+// point-to-point, collective and barrier traffic.
+type PeerCount struct {
+	SentMsgs     uint64 `json:"sent_msgs"`
+	SentBytes    uint64 `json:"sent_bytes"`
+	ArrivedMsgs  uint64 `json:"arrived_msgs"`
+	ArrivedBytes uint64 `json:"arrived_bytes"`
 }
 
 // Report is everything the master learned about one rank.
