@@ -156,7 +156,7 @@ func (d *driver) printStacks(ranks []int, why string) {
 		return
 	}
 	q, _ := json.Marshal(deadlock.Question{Round: 0, AfterNS: -1, Stacks: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), stacksWait)
 	answers := d.master.State(ctx, ranks, q)
 	cancel()
 	reps := d.master.Reports()
@@ -188,6 +188,10 @@ func (d *driver) printStacks(ranks []int, why string) {
 		d.out.Printf(proc.Stderr, "mpirun: %s: the ranks' goroutine stacks are in %s", why, strings.Join(files, ", "))
 	}
 }
+
+// stacksWait bounds the wait for the ranks' stacks (a loaded machine
+// may take a while to dump and send them).
+const stacksWait = 3 * time.Second
 
 // rankName is "rank 2 (pid 1234)" or, on several hosts, "rank 2 on node1
 // (pid 1234)".
