@@ -143,15 +143,49 @@ func TestMatmulMsgReportsBytes(t *testing.T) {
 	}
 }
 
-// TestDeadlockTimeout: the deadlock example hangs; mpirun -timeout ends it
-// and exits non-zero.
+// TestDeadlockDetected: the deadlock example hangs; mpirun's deadlock
+// detector names every rank's wait and ends the job with status 3.
+func TestDeadlockDetected(t *testing.T) {
+	for _, np := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("np%d", np), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, filepath.Join(bin, "mpirun"), "-np", fmt.Sprint(np), "-deadlock-after", "1s",
+				filepath.Join(bin, "deadlock"))
+			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("mpirun did not end the deadlocked job within 60s:\n%s", out)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+				t.Fatalf("want exit status 3, got %v:\n%s", err, out)
+			}
+			var waits []string
+			for r := 0; r < np; r++ {
+				partner := r ^ 1
+				if partner >= np {
+					partner = r
+				}
+				waits = append(waits, fmt.Sprintf("rank %d waits in Recv(from %d, tag 0)", r, partner))
+			}
+			want := "mpirun: deadlock: " + strings.Join(waits, ", ") + "; nobody can send"
+			if !strings.Contains(string(out), want) {
+				t.Fatalf("want %q:\n%s", want, out)
+			}
+		})
+	}
+}
+
+// TestDeadlockTimeout: with the deadlock detector off, mpirun -timeout
+// ends the deadlock example and exits non-zero.
 func TestDeadlockTimeout(t *testing.T) {
 	for _, np := range []int{1, 2, 3} {
 		t.Run(fmt.Sprintf("np%d", np), func(t *testing.T) {
 			t.Parallel() // each waits out its timeout
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, filepath.Join(bin, "mpirun"), "-np", fmt.Sprint(np), "-timeout", "3s",
+			cmd := exec.CommandContext(ctx, filepath.Join(bin, "mpirun"), "-np", fmt.Sprint(np), "-deadlock-after", "0", "-timeout", "3s",
 				filepath.Join(bin, "deadlock"))
 			out, err := cmd.CombinedOutput()
 			if ctx.Err() != nil {

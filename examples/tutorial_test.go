@@ -25,6 +25,8 @@ import (
 //     TestTutorialCommands, in order, in a folder whose bin/ is this
 //     test's build, and must succeed (a command whose output block says
 //     "timed out" must exit 124, like mpirun -timeout; one whose output
+//     block says "mpirun: deadlock:" must exit 3, like mpirun's deadlock
+//     detector; one whose output
 //     block says a rank "exited with status" must fail). In the plain block
 //     of output that follows, every line that starts with "[rank ",
 //     "mpirun: " or "rank," (a CSV header) must be printed by the
@@ -219,13 +221,14 @@ func TestTutorialCommands(t *testing.T) {
 			continue
 		}
 		var expect []string
-		timedOut, fails := false, false
+		timedOut, fails, deadlocked := false, false, false
 		if i+1 < len(blocks) && blocks[i+1].lang == "" {
 			for _, l := range strings.Split(blocks[i+1].body, "\n") {
 				if strings.HasPrefix(l, "[rank ") || strings.HasPrefix(l, "mpirun: ") || strings.HasPrefix(l, "rank,") {
 					expect = append(expect, l)
 				}
 				timedOut = timedOut || strings.Contains(l, "timed out")
+				deadlocked = deadlocked || strings.HasPrefix(l, "mpirun: deadlock:")
 				fails = fails || strings.Contains(l, "exited with status")
 			}
 		}
@@ -243,9 +246,11 @@ func TestTutorialCommands(t *testing.T) {
 				switch {
 				case timedOut && (!errors.As(err, &ee) || ee.ExitCode() != 124):
 					t.Fatalf("%q: want exit status 124 (timed out), got %v:\n%s", c, err, o)
+				case deadlocked && (!errors.As(err, &ee) || ee.ExitCode() != 3):
+					t.Fatalf("%q: want exit status 3 (deadlock), got %v:\n%s", c, err, o)
 				case fails && !errors.As(err, &ee):
 					t.Fatalf("%q: want a non-zero exit status (a rank failed), got %v:\n%s", c, err, o)
-				case !timedOut && !fails && err != nil:
+				case !timedOut && !fails && !deadlocked && err != nil:
 					t.Fatalf("%q: %v:\n%s", c, err, o)
 				}
 			}

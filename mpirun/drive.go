@@ -26,6 +26,7 @@ func (d *driver) run() int {
 		Summary: cfg.summary, SummaryOff: cfg.summaryOff,
 	})
 	d.queue = append(d.queue, launch.Begin{})
+	d.startDetector()
 	for {
 		for _, a := range d.machine.Step(d.next()) {
 			if code, exit := d.do(a); exit {
@@ -147,6 +148,7 @@ func (d *driver) start(r int) {
 // output was sent, so its output is closed too.
 func (d *driver) exited(e proc.Exit) launch.Event {
 	d.exits[e.Rank] = e
+	d.noteExit(e.Rank)
 	d.queue = append(d.queue, launch.OutputClosed{Rank: e.Rank})
 	switch {
 	case errors.Is(e.Err, remote.ErrAgentGone):
@@ -221,6 +223,7 @@ func (d *driver) tellWhere(a launch.AskWhere) {
 			d.out.Printf(proc.Stderr, "mpirun: %s was not waiting in a dsmexec call (computing, or in a page fault)", a.Who[i])
 		}
 	}
+	d.printStacks(a.Ranks, "timeout")
 }
 
 // reports returns what the ranks told the master. A rank that exited

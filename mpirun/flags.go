@@ -27,6 +27,7 @@ type config struct {
 	dsmSize       int64
 	timeout       time.Duration
 	grace         time.Duration
+	deadlockAfter time.Duration // 0: no deadlock detector
 	rdvTimeout    time.Duration
 	tagOutput     bool
 	timestamps    bool   // --timestamp-output

@@ -49,6 +49,8 @@ type driver struct {
 	exits   []proc.Exit
 	reps    []rendezvous.Report
 	traces  *traceSink // -trace, -report-html (trace.go)
+
+	detector *detector // -deadlock-after (deadlock.go)
 }
 
 type fired struct {

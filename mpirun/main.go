@@ -55,6 +55,10 @@ options (Open MPI's and MPICH's spellings are accepted where shown):
                            and exit 124; 0 means never (default 0)
   -grace D                 time between SIGTERM and SIGKILL when the job is
                            stopped (default 1s)
+  -deadlock-after D        when every running rank has waited in a dsmexec
+                           call for D with no message in flight, name the
+                           wait-for cycle, print the ranks' stacks and exit
+                           3 (default 2s; 0 turns it off)
   -rendezvous-timeout D    time for every rank to report to mpirun's master
                            (default 30s); not enforced when no rank ever
                            reports (a program that does not use dsmexec)
@@ -101,7 +105,7 @@ or a port are forked; other hosts are reached over SSH with your keys and
 ~/.ssh/known_hosts, and the program is copied into ~/.cache/dsmexec there.
 
 exit status: that of the first rank that failed (128+signal if killed by
-one), 124 after -timeout, 128+signal if mpirun was interrupted, 2 for a
+one), 124 after -timeout, 3 after a deadlock (-deadlock-after), 128+signal if mpirun was interrupted, 2 for a
 usage error, 1 for other errors of mpirun (a host that cannot be reached
 or is lost during the job), 0 when every rank exited 0.
 

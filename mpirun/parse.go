@@ -143,6 +143,7 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 	fs.Var(sizeValue{&c.dsmSize}, "dsm-size", "")
 	fs.Var(secondsValue{&c.timeout}, "timeout", "")
 	fs.DurationVar(&c.grace, "grace", time.Second, "")
+	fs.DurationVar(&c.deadlockAfter, "deadlock-after", 2*time.Second, "")
 	fs.DurationVar(&c.rdvTimeout, "rendezvous-timeout", 30*time.Second, "")
 	fs.BoolVar(&c.tagOutput, "tag-output", true, "")
 	for _, name := range []string{"l", "prepend-rank"} {
@@ -175,6 +176,9 @@ func (c *config) check() *cliError {
 	}
 	if c.timeout < 0 || c.grace < 0 || c.rdvTimeout <= 0 || c.sshTimeout < 0 {
 		return usageErr("durations look like 500ms, 30s, 2m", "negative or zero duration: -timeout %v, -grace %v, -rendezvous-timeout %v, -ssh-timeout %v", c.timeout, c.grace, c.rdvTimeout, c.sshTimeout)
+	}
+	if c.deadlockAfter < 0 {
+		return usageErr("-deadlock-after 2s; 0 turns the deadlock detector off", "negative duration: -deadlock-after %v", c.deadlockAfter)
 	}
 	switch c.format {
 	case "table", "csv", "json":

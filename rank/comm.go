@@ -24,6 +24,7 @@ type group struct {
 	index        []int // world rank -> communicator rank or -1; nil: the world
 	p2p, collCtx uint32
 	freed        atomic.Bool
+	collSeq      atomic.Int64 // collective calls entered (state.go)
 
 	collT collective.Transport
 }
@@ -50,6 +51,7 @@ func newGroup(w *World, rank, size int, ranks []int, p2p uint32) *group {
 			members[i] = i
 		}
 	}
+	w.addGroup(g)
 	g.e.register(g.p2p, members)
 	g.e.register(g.collCtx, members)
 	g.collT = collective.Sequenced(&collTransport{g: g, tag: tagColl})
@@ -191,7 +193,7 @@ func (g *group) RecvStatus(from, tag int) ([]byte, Status, error) {
 	if from == ProcNull {
 		return []byte{}, Status{Source: ProcNull, Tag: AnyTag}, nil
 	}
-	gen := g.w.enterRecv(callRecv, from, tag)
+	gen := g.w.enterRecv(g, callRecv, from, tag)
 	sp := g.w.tr.recv(trace.KindRecv, g, from, tag)
 	_, b, st, err := g.e.recv(g, g.p2p, g.worldRank(from), tag, nil, false)
 	g.w.tr.recvEnd(sp, g, st, err, false)
@@ -215,7 +217,7 @@ func (g *group) RecvInto(from, tag int, buf []byte) (int, Status, error) {
 			return 0, Status{Source: ProcNull, Tag: AnyTag}, nil
 		}
 	}
-	gen := g.w.enterRecv(callRecvInto, from, tag)
+	gen := g.w.enterRecv(g, callRecvInto, from, tag)
 	sp := g.w.tr.recv(trace.KindRecv, g, from, tag)
 	n, _, st, err := g.e.recv(g, g.p2p, g.worldRank(from), tag, buf, true)
 	g.w.tr.recvEnd(sp, g, st, err, false)
@@ -240,7 +242,7 @@ func (g *group) Probe(from, tag int) (Status, error) {
 	if from == ProcNull {
 		return Status{Source: ProcNull, Tag: AnyTag}, nil
 	}
-	gen := g.w.enterRecv(callProbe, from, tag)
+	gen := g.w.enterRecv(g, callProbe, from, tag)
 	sp := g.w.tr.recv(trace.KindProbe, g, from, tag)
 	st, _, err := g.e.probe(g, g.p2p, g.worldRank(from), tag, true)
 	g.w.tr.recvEnd(sp, g, st, err, true)
@@ -296,7 +298,7 @@ func (g *group) Sendrecv(to, sendTag int, b []byte, from, recvTag int) ([]byte, 
 		sp.End(trace.Args{Peer: -1, Tag: -1})
 		return []byte{}, Status{Source: ProcNull, Tag: AnyTag}, nil
 	}
-	gen := g.w.enterRecv(callSendrecv, from, recvTag)
+	gen := g.w.enterRecv(g, callSendrecv, from, recvTag)
 	st, err := r.waitRaw()
 	g.w.tr.recvEnd(sp, g, st, err, false)
 	g.w.leave(gen)
@@ -378,7 +380,7 @@ func (c *Comm) coll(call func() string) (collective.Transport, func(), error) {
 	if err := c.live(call); err != nil {
 		return nil, nil, err
 	}
-	return c.collT, c.w.enter(call), nil
+	return c.collT, c.enterColl(call), nil
 }
 
 // Barrier blocks until every rank of the communicator has called Barrier.
@@ -442,7 +444,7 @@ func (g *group) split(name string, color, key int) (*Comm, error) {
 		return nil, &callError{call: call(), err: ErrConcurrentSplit}
 	}
 	defer g.w.splitMu.Unlock()
-	defer g.w.enter(call)()
+	defer g.enterColl(call)()
 	// Every member contributes its color, key and the lowest context id it
 	// has never used; the new contexts start at the largest of those, so
 	// no member can already use them for another communicator.

@@ -98,6 +98,8 @@ type recvRecord struct {
 	from  atomic.Int64
 	tag   atomic.Int64
 	since atomic.Int64
+	g     atomic.Pointer[group]      // the communicator (from is its rank)
+	reqs  atomic.Pointer[[]*Request] // Waitany's requests
 }
 
 const (
@@ -112,9 +114,10 @@ const (
 var callNames = [...]string{callRecv: "Recv", callRecvInto: "RecvInto", callProbe: "Probe", callSendrecv: "Sendrecv",
 	callWait: "Wait on Irecv", callWaitany: "Waitany on Irecv"}
 
-func (w *World) enterRecv(call int32, from, tag int) uint64 {
+func (w *World) enterRecv(g *group, call int32, from, tag int) uint64 {
 	r := &w.recvRec
 	gen := r.gen.Add(1)
+	r.g.Store(g)
 	r.from.Store(int64(from))
 	r.tag.Store(int64(tag))
 	r.since.Store(time.Now().UnixNano())

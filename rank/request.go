@@ -69,7 +69,7 @@ func (r *Request) Wait() (Status, error) {
 		e.mu.Unlock()
 		var gen uint64
 		if r.g != nil {
-			gen = r.g.w.enterRecv(callWait, r.g.commRank(r.from), r.tag)
+			gen = r.g.w.enterRecv(r.g, callWait, r.g.commRank(r.from), r.tag)
 		}
 		e.block(&r.wt)
 		if r.g != nil {
@@ -204,7 +204,8 @@ func waitany(reqs []*Request) (int, Status, error) {
 	e.mu.Unlock()
 	var gen uint64
 	if g != nil {
-		gen = g.w.enterRecv(callWaitany, g.commRank(first.from), first.tag)
+		g.w.recvRec.reqs.Store(&reqs)
+		gen = g.w.enterRecv(g, callWaitany, g.commRank(first.from), first.tag)
 	}
 	e.block(w)
 	if g != nil {

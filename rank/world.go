@@ -76,6 +76,8 @@ type World struct {
 
 	blocked atomic.Pointer[blockedIn] // the call a goroutine waits in, for mpirun -timeout
 	recvRec recvRecord                // the same, for point-to-point calls
+	callGen atomic.Uint64             // collective calls begun (state.go)
+	groups  groups                    // the communicators this rank is in (state.go)
 }
 
 // blockedIn is a blocking call in progress; call describes it, formatted
@@ -83,13 +85,8 @@ type World struct {
 type blockedIn struct {
 	call  func() string
 	since time.Time
-}
-
-// enter records that the caller blocks in call; the returned func ends it.
-func (w *World) enter(call func() string) func() {
-	b := &blockedIn{call: call, since: time.Now()}
-	w.blocked.Store(b)
-	return func() { w.blocked.CompareAndSwap(b, nil) }
+	g     *group // the communicator of the collective (enterColl)
+	seq   int64  // its number among g's collectives
 }
 
 // where says which call this rank waits in, for mpirun's -timeout report.
@@ -160,7 +157,7 @@ func (w *World) coll(call func() string) (collective.Transport, func(), error) {
 	if w.finalized() {
 		return nil, nil, &callError{call: call(), err: ErrFinalized}
 	}
-	return w.collT, w.enter(call), nil
+	return w.collT, w.group.enterColl(call), nil
 }
 
 // Report adds a cell to this rank's row of the table mpirun prints at the
@@ -337,6 +334,7 @@ func initMpirun(env *launchEnv) (*World, error) {
 	w.master = master
 	master.Where = w.where
 	master.OnLost = w.peerLost
+	master.State = w.answerState
 	ip := master.LocalIP()
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
 	if err != nil {

@@ -217,3 +217,15 @@ func Trim(gs []Goroutine) string {
 	}
 	return b.String()
 }
+
+// InCalls counts the goroutines of the program (those with a frame of
+// its own code) that are inside a dsmexec call.
+func InCalls(gs []Goroutine) int {
+	n := 0
+	for i := range gs {
+		if gs[i].hasUser() && gs[i].inCall() {
+			n++
+		}
+	}
+	return n
+}

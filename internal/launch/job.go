@@ -106,6 +106,8 @@ func (j *Job) Step(ev Event) []Action {
 		j.onFired(ev.Timer)
 	case RendezvousFailed:
 		j.onRendezvousFailed(ev)
+	case Deadlocked:
+		j.onDeadlocked(ev)
 	case Closed:
 		j.onClosed(ev)
 	case ReportWritten:
@@ -303,6 +305,18 @@ func (j *Job) onTimeout() {
 		status: 124,
 		msg:    fmt.Sprintf("error: job timed out after %v; rank%s %s still running", j.cfg.Timeout, plural(len(live)), strings.Join(still, ", ")),
 		hint:   "raise -timeout if the job needs longer, or find out where those ranks wait",
+	})
+}
+
+func (j *Job) onDeadlocked(ev Deadlocked) {
+	if j.stopping || j.closing {
+		return
+	}
+	j.blame(true) // a failure that came first is still the cause
+	j.stop(&cause{
+		status: StatusDeadlock,
+		msg:    fmt.Sprintf("error: job deadlocked: every running rank waited for another for %v; stopped it", ev.After),
+		hint:   "the stacks above show where each rank waits; -deadlock-after 0 turns the detector off",
 	})
 }
 

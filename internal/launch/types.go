@@ -142,6 +142,17 @@ type Reason struct{ Why, Hint string }
 // ReportWritten answers WriteReport.
 type ReportWritten struct{ Err string }
 
+// Deadlocked: mpirun's deadlock detector found every live rank waiting
+// for another for at least After (Text, its words, is printed already).
+// The job stops with StatusDeadlock.
+type Deadlocked struct {
+	Text  string
+	After time.Duration
+}
+
+// StatusDeadlock is mpirun's exit status after a deadlock.
+const StatusDeadlock = 3
+
 func (Begin) event()            {}
 func (Started) event()          {}
 func (StartFailed) event()      {}
@@ -155,6 +166,7 @@ func (Fired) event()            {}
 func (RendezvousFailed) event() {}
 func (Closed) event()           {}
 func (ReportWritten) event()    {}
+func (Deadlocked) event()       {}
 
 // An Action is what the driver must do.
 type Action interface{ action() }

@@ -23,6 +23,9 @@ type Client struct {
 	// (its connection ended before it finalized). It runs on the
 	// connection's reader and must not block for long.
 	OnLost func(rank int, msg string)
+	// State, if set before Join, answers the master's STATE question
+	// (mpirun's deadlock detector): question in, answer out.
+	State func(question []byte) []byte
 
 	rank int
 	c    *net.TCPConn
@@ -111,6 +114,12 @@ func (c *Client) watch() {
 			if json.Unmarshal(f.Body, &li) == nil && c.OnLost != nil {
 				c.OnLost(li.Rank, li.Msg)
 			}
+		case TypeState:
+			var answer []byte
+			if c.State != nil {
+				answer = c.State(f.Body)
+			}
+			c.w.Write(wire.ChanControl, TypeState, 0, answer)
 		case TypeAbort, TypeFailed:
 			select {
 			case c.acks <- f.Type:

@@ -151,6 +151,8 @@ type Master struct {
 	whereC    chan struct{} // closed when every asked rank answered Where
 	whereN    int
 	whereWant int
+	stateMu   sync.Mutex    // one State at a time (state.go)
+	state     *stateRound   // the State in progress, under mu
 	done      chan struct{} // closed when the table was sent
 	errc      chan error
 	lost      []bool // TypeLost was sent for the rank
@@ -437,6 +439,8 @@ func (m *Master) handle(rank int, typ uint8, body []byte) {
 		m.mu.Unlock()
 		m.fatal(rank, typ, body)
 		return
+	case TypeState:
+		m.stateAnswerLocked(rank, body)
 	case TypeWhere:
 		rep.Where = string(body)
 		m.whereN++

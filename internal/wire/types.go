@@ -24,6 +24,7 @@ const (
 	TypeJoins  uint8 = 19 // relay → master only
 	TypeWarn   uint8 = 20 // relay → master only
 	TypeLost   uint8 = 21 // master → rank, master → relay, relay → master
+	TypeState  uint8 = 22 // master → rank, rank → master: the deadlock detector's question
 	TypeTrace  uint8 = 26 // rank → master: a piece of a trace stream
 	TypeClock  uint8 = 27 // rank ↔ master: a clock sample
 
@@ -55,7 +56,7 @@ const (
 var ControlTypes = map[uint8]string{
 	TypeHello: "HELLO", TypeChallenge: "CHALLENGE", TypeProof: "PROOF", TypeReject: "REJECT",
 	TypeJoin: "JOIN", TypeTable: "TABLE", TypeCell: "CELL", TypeStats: "STATS", TypeBye: "BYE",
-	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN", TypeLost: "LOST",
+	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN", TypeLost: "LOST", TypeState: "STATE",
 	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY", TypeMeshOK: "MESH OK",
 	TypeMemVerdict:  "VERDICT",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
