@@ -897,3 +897,52 @@ func (e *engine) shutdown(timeout time.Duration) {
 		e.poller.close()
 	}
 }
+
+// recvWithin is recv into a new slice that gives up after d: ok false and
+// no message taken if none arrived by then. With d 0 it takes only a
+// complete message already filed, without driving progress. A receive
+// whose message started arriving before the time ran out waits for the
+// rest.
+func (e *engine) recvWithin(ctx uint32, from, tag int, d time.Duration) ([]byte, bool, error) {
+	e.mu.Lock()
+	if d <= 0 {
+		m := e.q.findUnexpected(ctx, from, tag)
+		if m == nil || !m.complete {
+			e.mu.Unlock()
+			return nil, false, nil
+		}
+	}
+	r := e.getReqLocked()
+	r.ctx, r.from, r.tag = ctx, from, tag
+	r.wt.req = r
+	r.w = &r.wt
+	e.postLocked(r)
+	e.mu.Unlock()
+	if !r.done.Load() {
+		r.wt.deadline = time.Now().Add(d)
+		e.block(&r.wt)
+		r.wt.deadline = time.Time{}
+	}
+	e.mu.Lock()
+	if !r.done.Load() && r.plist != nil {
+		e.q.unpost(r)
+		e.putReqLocked(r)
+		e.mu.Unlock()
+		return nil, false, nil
+	}
+	e.mu.Unlock()
+	if !r.done.Load() {
+		e.block(&r.wt) // matched: the payload is on its way
+	}
+	b, err := r.buf, r.err
+	e.mu.Lock()
+	e.putReqLocked(r)
+	e.mu.Unlock()
+	return b, err == nil, err
+}
+
+// RecvWithin makes the collective transport a collective.TimedReceiver, so
+// that collectives say their mismatch hellos only after waiting.
+func (t *collTransport) RecvWithin(from int, d time.Duration) ([]byte, bool, error) {
+	return t.g.e.recvWithin(t.g.collCtx, t.g.worldRank(from), t.tag, d)
+}

@@ -36,6 +36,8 @@ type call struct {
 	// nothing more, so the algorithm runs to its end without blocking.
 	broken bool
 	seqd   *sequenced // the transport's state, if it is Sequenced
+	// helloed is set once this call said its lazy hellos.
+	helloed bool
 
 	hdrOnly []byte // a header-sized scratch buffer
 }
@@ -54,7 +56,12 @@ func begin(t Transport, k Kind) (*call, error) {
 		}
 		c.h.seq = seq
 		c.seqd = s
-		if size > 1 && !k.rooted() {
+		switch {
+		case size == 1:
+		case s.timed != nil:
+			c.dropHellos(s, (c.rank+1)%size)
+			c.dropHellos(s, (c.rank-1+size)%size)
+		case !k.rooted():
 			c.hello(s)
 		}
 		if c.broken {
@@ -142,6 +149,107 @@ func (c *call) hello(s *sequenced) {
 			s.hello[q] = c.h.seq
 		}
 	}
+}
+
+// Lazy hellos (a transport that is a TimedReceiver): a call sends its
+// hellos (to the same ranks as above) only once it has waited helloAfter
+// for a message, so a call whose messages come promptly sends none. Any
+// receive skips the hellos it meets: one of this call, or a stale one of
+// an earlier call whose kind was this rank's kind then (a rank that waited
+// in a call where this rank did not receive from it afterwards). Stale
+// hellos do not pile up: at the start of every call this rank drops those
+// already arrived from its neighbours, and in Bcast and Scatter from its
+// children in the tree (the ranks that say hello to it), without waiting.
+
+// sayHello sends this call's hellos (lazy hellos).
+func (c *call) sayHello() {
+	c.helloed = true
+	h := c.h
+	h.step = stepHello
+	msg := make([]byte, hdrLen)
+	h.put(msg)
+	for _, r := range helloTargets(c.h.kind, c.rank, c.size, int(c.h.root)) {
+		_ = c.t.Send(r, msg) // a lost peer is seen by the receives
+	}
+}
+
+// badHello checks a hello from rank from against this rank's calls: nil
+// if it names this call or an earlier one of the same kind here, else the
+// mismatch. A hello of a later call is a mismatch too: a receive needed a
+// message of this call that the sender never sent.
+func (c *call) badHello(from int, h header) *MismatchError {
+	m := &MismatchError{Rank: from, Call: h.kind, Seq: h.seq, Other: c.rank, OtherCall: c.h.kind, OtherSeq: c.h.seq}
+	switch {
+	case h.seq == c.h.seq:
+		if h.kind == c.h.kind {
+			return nil
+		}
+	case h.seq < c.h.seq:
+		k, ok := c.seqd.kindOf(h.seq)
+		if !ok || k == h.kind {
+			return nil // (too old to check: it was checked by the calls since)
+		}
+		m.OtherCall, m.OtherSeq = k, h.seq
+	}
+	return m
+}
+
+// dropHellos drops the hellos of this or earlier calls that have arrived
+// from rank q, without waiting; the first other message stays first in
+// the stash (lazy hellos).
+func (c *call) dropHellos(s *sequenced, q int) {
+	if q == c.rank {
+		return
+	}
+	if s.stash == nil {
+		s.stash = make([][][]byte, c.size)
+	}
+	for !c.broken {
+		if len(s.stash[q]) == 0 {
+			msg, ok, err := s.timed.RecvWithin(q, 0)
+			if !ok || err != nil {
+				return // (an error comes again to the receive that needs q)
+			}
+			s.stash[q] = append(s.stash[q], msg)
+		}
+		h, err := parseHeader(s.stash[q][0])
+		if err != nil || h.step != stepHello || h.seq > c.h.seq {
+			return
+		}
+		if m := c.badHello(q, h); m != nil {
+			c.breakCall(m)
+			return
+		}
+		c.pop(s, q)
+	}
+}
+
+func (c *call) pop(s *sequenced, q int) []byte {
+	msg := s.stash[q][0]
+	s.stash[q][0] = nil
+	s.stash[q] = s.stash[q][1:]
+	return msg
+}
+
+// next is the next message from rank from: from the stash, else from the
+// transport; a call with lazy hellos says them once it has waited
+// helloAfter.
+func (c *call) next(from int) ([]byte, error) {
+	s := c.seqd
+	if s == nil || s.timed == nil {
+		return c.t.Recv(from)
+	}
+	if len(s.stash) > from && len(s.stash[from]) > 0 {
+		return c.pop(s, from), nil
+	}
+	if !c.helloed {
+		msg, ok, err := s.timed.RecvWithin(from, helloAfter)
+		if ok || err != nil {
+			return msg, err
+		}
+		c.sayHello()
+	}
+	return c.t.Recv(from)
 }
 
 // takeHello receives the hello of call seq from rank prev.
@@ -234,7 +342,19 @@ func (c *call) setRoot(root int) error {
 			Reason: fmt.Sprintf("root %d out of range for %d ranks", root, c.size), Err: ErrBadRoot}
 	}
 	c.h.root = uint32(root)
-	if c.seqd != nil && c.size > 1 {
+	if s := c.seqd; s != nil && c.size > 1 && s.timed != nil {
+		if treeDown(c.h.kind) {
+			vr := c.vrank()
+			for m := span(vr, c.size) / 2; m > 0; m /= 2 {
+				if vr+m < c.size {
+					c.dropHellos(s, c.abs(vr+m))
+				}
+			}
+		}
+		if c.broken {
+			return c.err
+		}
+	} else if s != nil && c.size > 1 {
 		c.hello(c.seqd)
 		if c.broken {
 			return c.err
@@ -349,7 +469,7 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 	if c.broken {
 		return nil, false
 	}
-	msg, err := c.t.Recv(from)
+	msg, err := c.next(from)
 	if err != nil {
 		c.failTransport("receive from", from, step, err)
 		return nil, false
@@ -363,8 +483,15 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 		c.takeNotice(from, msg)
 		return nil, false
 	}
-	if h.step == stepHello && h.kind == c.h.kind && h.seq == c.h.seq {
-		if s, ok := c.t.(*sequenced); ok && len(s.hello) == c.size && s.hello[from] == c.h.seq {
+	if s := c.seqd; s != nil && h.step == stepHello {
+		if s.timed != nil {
+			if m := c.badHello(from, h); m != nil {
+				c.breakCall(m)
+				return nil, false
+			}
+			return c.recv(from, step)
+		}
+		if h.kind == c.h.kind && h.seq == c.h.seq && len(s.hello) == c.size && s.hello[from] == c.h.seq {
 			s.hello[from] = 0
 			return c.recv(from, step)
 		}

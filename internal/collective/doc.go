@@ -66,10 +66,12 @@
 //     needed nothing from the odd one learns it in its next call. On a
 //     Sequenced transport the error then sticks: every later call returns
 //     it at once (the message streams cannot be realigned). To keep two
-//     ranks in different calls from waiting for each other, every call on
-//     a Sequenced transport starts with a header-only hello to rank-1 and
-//     rank+1 (and, in Bcast and Scatter, to the tree parent), received
-//     lazily; a wait around a longer cycle can still block, as in MPI.
+//     ranks in different calls from waiting for each other, a call on a
+//     Sequenced transport sends a header-only hello to rank-1 and rank+1
+//     (and, in Bcast and Scatter, to the tree parent): over a transport
+//     that is a [TimedReceiver] only once it has waited 2 ms for a
+//     message (so a call whose messages come promptly sends none), else at
+//     its start; a wait around a longer cycle can still block, as in MPI.
 //   - Bcast and Scatter failures reach the ranks below the failing one;
 //     Gather failures reach root.
 //   - A lost peer fails the ranks that depend on it with [ErrTransport], as

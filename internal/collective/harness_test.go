@@ -31,6 +31,21 @@ func memWorld(t testing.TB, n int, reorder, seq bool) testWorld {
 	return w
 }
 
+// eagerEnd hides the transport's RecvWithin: a Sequenced transport over it
+// says its hellos at the start of every call.
+type eagerEnd struct{ Transport }
+
+// eagerWorld is memWorld with eager hellos.
+func eagerWorld(t testing.TB, n int, reorder bool) testWorld {
+	m := transporttest.NewMemNet(n, reorder, uint64(n)*7919)
+	t.Cleanup(m.Close)
+	w := testWorld{abort: m.Close}
+	for _, e := range m.Ends() {
+		w.ends = append(w.ends, Sequenced(eagerEnd{e}))
+	}
+	return w
+}
+
 func memWorldNet(t testing.TB, n int) (testWorld, *transporttest.MemNet) {
 	m := transporttest.NewMemNet(n, false, 1)
 	t.Cleanup(m.Close)

@@ -51,56 +51,67 @@ func TestCallMismatch(t *testing.T) {
 	if testing.Short() {
 		maxN = 5
 	}
-	for n := 2; n <= maxN; n++ {
-		calls := mismatchCalls(n)
-		for _, a := range calls {
-			for _, b := range calls {
-				if a.kind == b.kind {
-					continue
-				}
-				for _, odd := range someRanks(n) {
-					name := fmt.Sprintf("N=%d/%v-vs-%v/odd=%d", n, a.kind, b.kind, odd)
-					t.Run(name, func(t *testing.T) {
-						w := memWorld(t, n, n%2 == 1, true)
-						type outcome struct{ first, second error }
-						out := make([]outcome, n)
-						w.run(t, func(r int, tr Transport) error {
-							// One good call first, so that the mismatch is call #2.
-							if err := Barrier(tr); err != nil {
-								return err
-							}
-							if r == odd {
-								out[r].first = b.call(tr)
-							} else {
-								out[r].first = a.call(tr)
-							}
-							out[r].second = Barrier(tr)
-							return nil
-						})
-						for r, o := range out {
-							err := o.first
-							if err == nil {
-								err = o.second
-							}
-							var m *MismatchError
-							if !errors.As(err, &m) {
-								t.Errorf("%s: rank %d: got %v then %v, want a *MismatchError", name, r, o.first, o.second)
-								continue
-							}
-							// Both calls named, or (for a rank still in call #2 when
-							// the others had moved on) the odd call and the call ahead.
-							both := strings.Contains(err.Error(), a.kind.String()) && strings.Contains(err.Error(), b.kind.String())
-							ahead := m.Seq != m.OtherSeq
-							if !both && !ahead || !strings.Contains(err.Error(), "call #2") ||
-								!strings.HasPrefix(err.Error(), "collective: collective mismatch: rank ") {
-								t.Errorf("%s: rank %d: error does not name both calls: %v", name, r, err)
-							}
-							// Broken for good: the next call fails at once.
-							if o.second == nil || o.second.Error() != err.Error() {
-								t.Errorf("%s: rank %d: after the mismatch got %v, want %v", name, r, o.second, err)
-							}
+	for _, eager := range []bool{false, true} {
+		for n := 2; n <= maxN; n++ {
+			if eager && n > 5 {
+				break // eager hellos: the design before lazy ones, checked at fewer sizes
+			}
+			calls := mismatchCalls(n)
+			for _, a := range calls {
+				for _, b := range calls {
+					if a.kind == b.kind {
+						continue
+					}
+					for _, odd := range someRanks(n) {
+						name := fmt.Sprintf("N=%d/%v-vs-%v/odd=%d", n, a.kind, b.kind, odd)
+						if eager {
+							name = "eager/" + name
 						}
-					})
+						t.Run(name, func(t *testing.T) {
+							w := memWorld(t, n, n%2 == 1, true)
+							if eager {
+								w = eagerWorld(t, n, n%2 == 1)
+							}
+							type outcome struct{ first, second error }
+							out := make([]outcome, n)
+							w.run(t, func(r int, tr Transport) error {
+								// One good call first, so that the mismatch is call #2.
+								if err := Barrier(tr); err != nil {
+									return err
+								}
+								if r == odd {
+									out[r].first = b.call(tr)
+								} else {
+									out[r].first = a.call(tr)
+								}
+								out[r].second = Barrier(tr)
+								return nil
+							})
+							for r, o := range out {
+								err := o.first
+								if err == nil {
+									err = o.second
+								}
+								var m *MismatchError
+								if !errors.As(err, &m) {
+									t.Errorf("%s: rank %d: got %v then %v, want a *MismatchError", name, r, o.first, o.second)
+									continue
+								}
+								// Both calls named, or (for a rank still in call #2 when
+								// the others had moved on) the odd call and the call ahead.
+								both := strings.Contains(err.Error(), a.kind.String()) && strings.Contains(err.Error(), b.kind.String())
+								ahead := m.Seq != m.OtherSeq
+								if !both && !ahead || !strings.Contains(err.Error(), "call #2") ||
+									!strings.HasPrefix(err.Error(), "collective: collective mismatch: rank ") {
+									t.Errorf("%s: rank %d: error does not name both calls: %v", name, r, err)
+								}
+								// Broken for good: the next call fails at once.
+								if o.second == nil || o.second.Error() != err.Error() {
+									t.Errorf("%s: rank %d: after the mismatch got %v, want %v", name, r, o.second, err)
+								}
+							}
+						})
+					}
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package collective
 import (
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Transport carries the messages of the collectives on a channel of their
@@ -37,13 +38,29 @@ type Sequencer interface {
 	NextSeq() uint32
 }
 
+// TimedReceiver may be implemented by a Transport so that a Sequenced
+// transport says hello lazily (see call.hello): RecvWithin is Recv that
+// gives up after d, returning ok false and taking no message if none from
+// rank from arrived by then; with d 0 it only takes a message that has
+// already arrived, without waiting or making progress. An error is a
+// failure as in Recv.
+type TimedReceiver interface {
+	RecvWithin(from int, d time.Duration) (msg []byte, ok bool, err error)
+}
+
+// helloAfter is how long a call on a TimedReceiver waits for a message
+// before it sends its hellos.
+var helloAfter = 2 * time.Millisecond
+
 // Sequenced returns a Transport that forwards to t, numbers the calls
 // (implements Sequencer with a counter starting at 1) and remembers a call
 // mismatch: once the ranks' calls have been out of step (a *MismatchError),
 // every later call returns that error at once. Wrap each rank's transport
 // once, per communicator, and use the result for every collective call.
 func Sequenced(t Transport) Transport {
-	return &sequenced{Transport: t}
+	s := &sequenced{Transport: t}
+	s.timed, _ = t.(TimedReceiver)
+	return s
 }
 
 type sequenced struct {
@@ -55,8 +72,13 @@ type sequenced struct {
 	// a mismatch found later (a message of an earlier call arrives).
 	kinds [64]Kind
 	// hello[r] is the call whose hello (see call.hello) from rank r this
-	// rank has not received yet; 0 if none.
+	// rank has not received yet; 0 if none (eager hellos only).
 	hello []uint32
+	// timed is the transport's TimedReceiver: hellos are lazy.
+	timed TimedReceiver
+	// stash[r] holds messages from rank r taken early while dropping
+	// stale hellos (lazy hellos only), in arrival order.
+	stash [][][]byte
 }
 
 func (s *sequenced) NextSeq() uint32 {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // MemNet is an in-memory world of n ranks: one unbounded FIFO queue per
@@ -144,7 +145,29 @@ func (e *MemEnd) Send(to int, msg []byte) error {
 }
 
 func (e *MemEnd) Recv(from int) ([]byte, error) {
+	msg, _, err := e.recv(from, -1)
+	return msg, err
+}
+
+// RecvWithin is Recv that gives up after d (collective.TimedReceiver); with
+// d 0 it only takes a message already there.
+func (e *MemEnd) RecvWithin(from int, d time.Duration) ([]byte, bool, error) {
+	return e.recv(from, d)
+}
+
+// recv waits without a limit when d < 0.
+func (e *MemEnd) recv(from int, d time.Duration) ([]byte, bool, error) {
 	m := e.net
+	expired := d == 0
+	if d > 0 {
+		t := time.AfterFunc(d, func() {
+			m.mu.Lock()
+			expired = true
+			m.mu.Unlock()
+			m.cond.Broadcast()
+		})
+		defer t.Stop()
+	}
 	if from < 0 || from >= m.n || from == e.rank {
 		panic(fmt.Sprintf("fake: rank %d receives from rank %d of %d", e.rank, from, m.n))
 	}
@@ -153,16 +176,19 @@ func (e *MemEnd) Recv(from int) ([]byte, error) {
 	for {
 		switch {
 		case m.closed:
-			return nil, fmt.Errorf("fake: receive from rank %d: world closed", from)
+			return nil, false, fmt.Errorf("fake: receive from rank %d: world closed", from)
 		case m.down[e.rank]:
-			return nil, fmt.Errorf("fake: receive from rank %d: rank %d is down", from, e.rank)
+			return nil, false, fmt.Errorf("fake: receive from rank %d: rank %d is down", from, e.rank)
 		}
 		if q := m.inbox[from][e.rank]; len(q) > 0 {
 			m.inbox[from][e.rank] = q[1:]
-			return q[0], nil
+			return q[0], true, nil
 		}
 		if m.down[from] && len(m.inflight[from][e.rank]) == 0 {
-			return nil, fmt.Errorf("fake: receive from rank %d: rank %d is down", from, from)
+			return nil, false, fmt.Errorf("fake: receive from rank %d: rank %d is down", from, from)
+		}
+		if expired {
+			return nil, false, nil
 		}
 		m.cond.Wait()
 	}
