@@ -529,7 +529,7 @@ func (m *Lazy) finish(c *Conn, dialed bool) {
 			m.kickLocked(c.Rank)
 			m.mu.Unlock()
 			if m.cfg.Failed != nil {
-				m.cfg.Failed(c.Rank, fmt.Errorf("mesh: %s %d: set up the connection to %s %d: %w", m.name(), m.cfg.Rank, m.name(), c.Rank, err))
+				m.cfg.Failed(c.Rank, fmt.Errorf("mesh: %s %d: set up the connection to %s %d at %s: %w", m.name(), m.cfg.Rank, m.name(), c.Rank, m.cfg.Addrs[c.Rank], err))
 			}
 			return
 		}
