@@ -452,6 +452,9 @@ func (m *Lazy) accept(nc net.Conn, g *listen.Gate) {
 				normal = true
 				return errCrossing
 			}
+		case stFailed:
+			normal = true
+			return fmt.Errorf("mesh: %s %d gave up on %s %d", m.name(), m.cfg.Rank, m.name(), from)
 		default:
 			normal = true
 			return fmt.Errorf("mesh: %s %d already has a connection to %d", m.name(), m.cfg.Rank, from)
