@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/shm"
 	"github.com/dsmexec/dsmexec/internal/wire"
@@ -570,12 +571,30 @@ func (e *engine) installPendingLocked() bool {
 	return true
 }
 
-// settleLinks installs the pending links now if nobody drives (Finalize,
-// before the BYEs go to every link).
+// settleLinks installs the pending links (Finalize, after the mesh
+// closed and before the BYEs go to every link): at once if nobody drives,
+// else it waits for the driver (kicked by addLink) to do it.
 func (e *engine) settleLinks() {
 	e.mu.Lock()
 	if e.driver == nil {
 		e.installPendingLocked()
+	}
+	if len(e.pend) == 0 || e.poller == nil {
+		e.mu.Unlock()
+		return
+	}
+	w := newWaiter()
+	w.cond = func() bool { return len(e.pend) == 0 || e.closed != nil }
+	w.deadline = time.Now().Add(5 * time.Second)
+	e.connWait = append(e.connWait, w)
+	e.mu.Unlock()
+	e.block(w)
+	e.mu.Lock()
+	for i, x := range e.connWait {
+		if x == w {
+			e.connWait = append(e.connWait[:i], e.connWait[i+1:]...)
+			break
+		}
 	}
 	e.mu.Unlock()
 }

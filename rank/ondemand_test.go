@@ -33,8 +33,8 @@ func openFds() int {
 }
 
 func init() {
-	// ringtalk: every rank talks only to its ring neighbours; before
-	// Finalize each has at most 2 application connections.
+	// ringtalk: every rank talks only to its ring neighbours, and has at
+	// most 2 application connections.
 	programs["ringtalk"] = func(w *World) error {
 		r, n := w.Rank(), w.Size()
 		next, prev := (r+1)%n, (r+n-1)%n
@@ -55,6 +55,11 @@ func init() {
 		if links > 2 || made > 2 {
 			return fmt.Errorf("rank %d talked to its two neighbours over %d links (%d connections)", r, links, made)
 		}
+		// Exit without Finalize: its barrier would connect a rank still in
+		// the loop to partners of the barrier, and spoil the count. What
+		// this rank sent is received all the same (a link's messages
+		// before its EOF are; mpirun's LOST is ignored for a linked peer).
+		os.Exit(0)
 		return nil
 	}
 	// crossing: every rank sends to every other at once before receiving
@@ -142,6 +147,46 @@ func init() {
 		os.Exit(0)
 		return nil
 	}
+	// stopped: rank 1 stops itself (SIGSTOP: alive for mpirun, its master
+	// connection open, but it answers no handshake); rank 0's Send to it
+	// fails once DSMEXEC_TIMEOUT has passed with a PeerError naming rank 1
+	// and its address, then rank 0 kills it (its pid is in RANK_TEST_DIR).
+	programs["stopped"] = func(w *World) error {
+		pidFile := os.Getenv("RANK_TEST_DIR") + "/pid1"
+		if w.Rank() == 1 {
+			if err := os.WriteFile(pidFile+".tmp", []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+				return err
+			}
+			os.Rename(pidFile+".tmp", pidFile)
+			for { // (stopped again if anything continues it; rank 0 kills it)
+				syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			}
+		}
+		// Wait until rank 1 is stopped (state T in /proc/PID/stat).
+		pid := 0
+		for end := time.Now().Add(10 * time.Second); ; {
+			if b, rerr := os.ReadFile(pidFile); rerr == nil {
+				pid, _ = strconv.Atoi(string(b))
+				if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(st), ") T ") {
+					break
+				}
+			}
+			if time.Now().After(end) {
+				return fmt.Errorf("rank 1 did not stop (pid %d)", pid)
+			}
+			time.Sleep(10 * time.Millisecond) // polls a condition, bounded
+		}
+		err := w.Send(1, 0, []byte("x"))
+		syscall.Kill(pid, syscall.SIGKILL)
+		var pe *PeerError
+		ok := errors.As(err, &pe) && pe.Rank == 1 && strings.Contains(err.Error(), "no connection to rank 1 at 127.0.0.1:")
+		if !ok {
+			return fmt.Errorf("Send to a stopped rank returned %v, want a PeerError naming rank 1 and its address", err)
+		}
+		fmt.Println("send failed:", err)
+		os.Exit(0)
+		return nil
+	}
 	// fds: after Init and one Barrier, print the open fds and connections.
 	programs["fds"] = func(w *World) error {
 		if err := w.Barrier(); err != nil {
@@ -190,6 +235,18 @@ func TestKilledBeforeConnect(t *testing.T) {
 		}
 		t.Logf("%s", strings.TrimSpace(outs[r]))
 	}
+}
+
+// TestUnreachablePeer: a peer that mpirun does not report lost but that
+// answers no handshake is retried until the timeout, then the call fails
+// naming it and its address.
+func TestUnreachablePeer(t *testing.T) {
+	dir := t.TempDir()
+	outs, errs := startJob(t, "stopped", 2, "DSMEXEC_TIMEOUT=3s", "RANK_TEST_DIR="+dir)
+	if errs[0] != nil || !strings.Contains(outs[0], "send failed: rank: lost rank 1: mesh: rank 0: no connection to rank 1 at ") {
+		t.Fatalf("rank 0: %v\n%s\nrank 1: %v\n%s", errs[0], outs[0], errs[1], outs[1])
+	}
+	t.Logf("%s", strings.TrimSpace(outs[0]))
 }
 
 // TestFdsAtScale: 64 ranks (no shared region: DSMEXEC_DSM_SIZE=0, so the

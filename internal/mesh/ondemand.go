@@ -452,6 +452,9 @@ func (m *Lazy) accept(nc net.Conn, g *listen.Gate) {
 				normal = true
 				return errCrossing
 			}
+		case stFailed:
+			normal = true
+			return fmt.Errorf("mesh: %s %d gave up on %s %d", m.name(), m.cfg.Rank, m.name(), from)
 		default:
 			normal = true
 			return fmt.Errorf("mesh: %s %d already has a connection to %d", m.name(), m.cfg.Rank, from)
@@ -529,7 +532,7 @@ func (m *Lazy) finish(c *Conn, dialed bool) {
 			m.kickLocked(c.Rank)
 			m.mu.Unlock()
 			if m.cfg.Failed != nil {
-				m.cfg.Failed(c.Rank, fmt.Errorf("mesh: %s %d: set up the connection to %s %d: %w", m.name(), m.cfg.Rank, m.name(), c.Rank, err))
+				m.cfg.Failed(c.Rank, fmt.Errorf("mesh: %s %d: set up the connection to %s %d at %s: %w", m.name(), m.cfg.Rank, m.name(), c.Rank, m.cfg.Addrs[c.Rank], err))
 			}
 			return
 		}
