@@ -211,7 +211,11 @@ func (m *lazyMesh) attach(p *lazyPeer, h handoff, verdict []byte) {
 		c.SetWriteDeadline(time.Time{})
 	}
 	if m.closing {
-		c.(*net.TCPConn).CloseWrite()
+		// Closing: close() may already wait for the readers, so no new
+		// one starts; what was queued went out, then the BYE.
+		c.Close()
+		p.conn, p.state = nil, peerGone
+		return
 	}
 	m.readers.Add(1)
 	go m.read(p, c, io.MultiReader(bytes.NewReader(h.left), c))
