@@ -3,6 +3,7 @@ package dsm
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -35,13 +36,14 @@ type lazyMesh struct {
 }
 
 type lazyPeer struct {
-	rank  int
-	state peerState
-	conn  net.Conn
-	w     *wire.Writer
-	out   [][]byte // frames queued until the connection is up
-	since time.Time
-	bye   bool // the peer said goodbye: its EOF is normal
+	rank   int
+	state  peerState
+	conn   net.Conn
+	w      *wire.Writer
+	out    [][]byte // frames queued until the connection is up
+	since  time.Time
+	cancel func() // stops the dial running for this peer
+	bye    bool   // the peer said goodbye: its EOF is normal
 }
 
 // connectLazy starts the sigsegv backend's memory mesh: accepting at
@@ -112,7 +114,9 @@ func (m *lazyMesh) send(to int, typ uint8, hdr, data []byte) error {
 func (m *lazyMesh) startDial(p *lazyPeer) {
 	m.dials++
 	j, deadline := p.rank, p.since.Add(m.md.budget)
-	go func() { m.handle(m.md.dial(j, deadline)) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	go func() { m.handle(m.md.dial(ctx, j, deadline)) }()
 }
 
 // handle takes a connection or a dial's end from a goroutine.
@@ -127,12 +131,19 @@ func (m *lazyMesh) handle(h handoff) {
 			writeFD(fd, refusal(dc, m.md.self, h.rank))
 			closeFD(fd)
 		} else {
+			if p.cancel != nil {
+				p.cancel() // a dial of ours loses
+			}
 			m.attach(p, h, accepted(m.md.self))
 		}
 		m.mu.Unlock()
 		return
 	}
 	m.dials--
+	if p.cancel != nil {
+		p.cancel()
+		p.cancel = nil
+	}
 	for len(m.queue) > 0 && m.dials < maxDials {
 		q := m.peers[m.queue[0]]
 		m.queue = m.queue[1:]
@@ -200,7 +211,11 @@ func (m *lazyMesh) attach(p *lazyPeer, h handoff, verdict []byte) {
 		c.SetWriteDeadline(time.Time{})
 	}
 	if m.closing {
-		c.(*net.TCPConn).CloseWrite()
+		// Closing: close() may already wait for the readers, so no new
+		// one starts; what was queued went out, then the BYE.
+		c.Close()
+		p.conn, p.state = nil, peerGone
+		return
 	}
 	m.readers.Add(1)
 	go m.read(p, c, io.MultiReader(bytes.NewReader(h.left), c))

@@ -2,6 +2,7 @@ package dsm
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -228,7 +229,9 @@ func (p *pager) connectTo(c *rawConn) {
 func (p *pager) startDial(c *rawConn) {
 	p.net.dials++
 	j, deadline := c.rank, c.since.Add(p.net.budget)
-	go func() { p.post(p.net.dial(j, deadline)) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() { p.post(p.net.dial(ctx, j, deadline)) }()
 }
 
 // dialEnded frees a dial slot and gives it to the next waiting rank.
@@ -250,12 +253,15 @@ func (p *pager) dialEnded() {
 // handshake deadline each, backoff between them, until deadline. A
 // refused connection after the rendezvous means the page server is gone
 // (its listener was open before it joined): it is retried twice only.
-func (p *memDialer) dial(j int, deadline time.Time) handoff {
+func (p *memDialer) dial(ctx context.Context, j int, deadline time.Time) handoff {
 	self, addr := p.self, p.addrs[j]
 	backoff := 20 * time.Millisecond
 	refused := 0
 	var last error
 	for {
+		if ctx.Err() != nil {
+			return handoff{rank: j, fd: -1, err: ctx.Err()} // not needed any more
+		}
 		now := time.Now()
 		if !now.Before(deadline) {
 			if last == nil {
@@ -267,7 +273,7 @@ func (p *memDialer) dial(j int, deadline time.Time) handoff {
 		if deadline.Before(ad) {
 			ad = deadline
 		}
-		h, err := p.dialOnce(j, addr, ad)
+		h, err := p.dialOnce(ctx, j, addr, ad)
 		if err == nil {
 			return h
 		}
@@ -284,16 +290,19 @@ func (p *memDialer) dial(j int, deadline time.Time) handoff {
 		if t := time.Until(deadline); sleep > t {
 			sleep = t
 		}
-		time.Sleep(max(sleep, 0))
+		select {
+		case <-time.After(max(sleep, 0)):
+		case <-ctx.Done():
+		}
 		backoff = min(2*backoff, time.Second)
 	}
 }
 
 // dialOnce is one attempt: connect, handshake, verdict.
-func (p *memDialer) dialOnce(j int, addr string, deadline time.Time) (handoff, error) {
+func (p *memDialer) dialOnce(ctx context.Context, j int, addr string, deadline time.Time) (handoff, error) {
 	self := p.self
 	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial("tcp", addr)
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return handoff{}, err
 	}
@@ -423,6 +432,10 @@ func (p *pager) onIncoming(h handoff) {
 func (p *pager) onDialed(h handoff) {
 	p.dialEnded()
 	c := p.peers[h.rank]
+	if c.cancel != nil {
+		c.cancel()
+		c.cancel = nil
+	}
 	if c.state != peerDialing {
 		// Up through the peer's dial meanwhile, or lost: not needed.
 		if h.fd >= 0 {

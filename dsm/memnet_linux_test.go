@@ -254,3 +254,56 @@ func TestSimultaneousDials(t *testing.T) {
 		})
 	}
 }
+
+// TestDecide: the rule for an incoming connection keeps the lower rank's
+// dial when both dial, and never takes a second connection.
+func TestDecide(t *testing.T) {
+	for _, c := range []struct {
+		st      peerState
+		self, j int
+		want    decision
+	}{
+		{peerIdle, 1, 2, takeIt},
+		{peerIdle, 2, 1, takeIt},
+		{peerDialing, 1, 2, mineWins}, // lower rank: its own dial wins
+		{peerDialing, 2, 1, takeIt},   // higher rank: the lower one's dial wins
+		{peerYielded, 2, 1, takeIt},   // the dial it was told to wait for
+		{peerUp, 1, 2, refuseUp},
+		{peerUp, 2, 1, refuseUp},
+		{peerGone, 2, 1, refuseGone},
+	} {
+		if got := decide(c.st, c.self, c.j); got != c.want {
+			t.Errorf("decide(state %d, self %d, from %d) = %d, want %d", c.st, c.self, c.j, got, c.want)
+		}
+	}
+}
+
+// TestDialQueue: one rank faults at once on pages homed at more ranks than
+// it may dial at a time (maxDials): the dials past the cap wait for a
+// slot, and every fault is served.
+func TestDialQueue(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			const n = maxDials + 4
+			ms := group(t, n, 1<<20, b)
+			ps := ms[0].PageSize()
+			for r, m := range ms {
+				m.StoreInt64(r*ps, int64(1000+r)) // page r, homed at rank r
+			}
+			var wg sync.WaitGroup
+			for k := 1; k < n; k++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if v := ms[0].LoadInt64(k * ps); v != int64(1000+k) {
+						t.Errorf("rank 0 read %d on page %d, want %d", v, k, 1000+k)
+					}
+				}()
+			}
+			wg.Wait()
+			if c := memConns(t, ms)[0]; c != n-1 {
+				t.Errorf("rank 0 has %d memory connections, want %d", c, n-1)
+			}
+		})
+	}
+}

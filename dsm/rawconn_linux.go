@@ -27,6 +27,8 @@ type rawConn struct {
 	state peerState
 	since time.Time // when this page server started to connect (budget)
 	until time.Time // peerYielded: by when the peer's own dial must arrive
+	// cancel stops the dial running for this peer (nil when none runs).
+	cancel func()
 
 	pollOut bool // EPOLLOUT is asked for (out did not fit)
 	bye     bool // the peer said goodbye: its EOF is normal
