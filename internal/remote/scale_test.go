@@ -127,6 +127,16 @@ func TestScaleSimulation(t *testing.T) {
 		err  error
 	}
 	results := make(chan joined, n)
+	rdvStart := time.Now()
+	dialing := make(chan struct{}, 64)
+	var lastDial, readyAt atomic.Int64
+	go func() {
+		select {
+		case <-m.Ready():
+			readyAt.Store(int64(time.Since(rdvStart)))
+		case <-ctx.Done():
+		}
+	}()
 	for range hosts {
 		var o opened
 		select {
@@ -136,7 +146,18 @@ func TestScaleSimulation(t *testing.T) {
 		}
 		for _, r := range o.spec.Ranks {
 			go func() {
+				// Real ranks start one after another (an agent forks
+				// them in turn); 1,000 handshakes at once on a loaded
+				// machine could take longer than their 10 s bound.
+				select {
+				case dialing <- struct{}{}:
+				case <-ctx.Done():
+					results <- joined{rank: r, err: ctx.Err()}
+					return
+				}
 				c, err := rendezvous.Dial(ctx, o.addr, tok, r)
+				<-dialing
+				lastDial.Store(int64(time.Since(rdvStart)))
 				if err != nil {
 					results <- joined{rank: r, err: err}
 					return
@@ -176,6 +197,7 @@ func TestScaleSimulation(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the master never sent the table")
 	}
+	rdvTime := time.Since(rdvStart)
 
 	// What crossed each host's link, and what mpirun holds.
 	direct, attached := m.Conns()
@@ -238,15 +260,27 @@ func TestScaleSimulation(t *testing.T) {
 		}
 	}
 
+	// Under the common hard limit of 1024 open files, the job is refused
+	// today and accepted once ranks connect on demand with a page server
+	// per host.
 	j := limits.Job{Size: n, PerHost: perHost, Hosts: hosts, DSM: true, Mesh: limits.OnDemand, Pagers: limits.PagerPerHost}
 	today := limits.Job{Size: n, PerHost: perHost, Hosts: hosts, DSM: true}
+	agentFDs := limits.MpirunFDs(perHost, 0, 0)
+	if err := limits.Check(n, j.ProcessFDs(), agentFDs, names[0], 1024); err != nil {
+		t.Errorf("on demand, per-host page servers: %v", err)
+	}
+	refused := limits.Check(n, today.ProcessFDs(), agentFDs, names[0], 1024)
+	if refused == nil {
+		t.Errorf("today's all-to-all job of %d ranks passes a hard limit of 1024", n)
+	}
 	t.Logf("scale simulation, %d ranks on %d hosts (%d per host):", n, hosts, perHost)
 	t.Logf("  launch: mpirun dialled %d hosts, at most %d at once (%d rounds; at %v per SSH connection %v on the fake clock)", fan.dials, fan.peak, fan.rounds, simDialCost, fan.elapsed)
+	t.Logf("  rendezvous of %d goroutine ranks through %d relays: %v (real time, this machine; the last handshake done after %v, the table sent after %v)", n, hosts, rdvTime.Round(time.Millisecond), time.Duration(lastDial.Load()).Round(time.Millisecond), time.Duration(readyAt.Load()).Round(time.Millisecond))
 	t.Logf("  rendezvous: %d join batches for %d ranks; the table (%d bytes) sent %d times in all, once per host; per link at most %d bytes down, %d up", batches, n, tableBytes, hosts, maxDown, maxUp)
 	t.Logf("  mpirun: %d connections (%d SSH, %d rank connections, 1 listener)", mpirunConns, attached, direct)
 	t.Logf("  collectives: %d messages; peers per rank min %d, median %d, max %d (limits.CollectivePeers = %d)", pat.msgs, pat.min, pat.median, pat.max, limits.CollectivePeers(n))
 	t.Logf("  connections after Barrier + Allreduce: rank ≤ %d, agent %d, page server %d (+ up to %d to other hosts on faults)", maxRank, agentConns, pagerConns, hosts-1)
-	t.Logf("  open files (limits): rank %d, page server %d with connections on demand and a page server per host; today %d and %d", j.RankFDs(), j.PagerFDs(), today.RankFDs(), today.PagerFDs())
+	t.Logf("  open files (limits): rank %d, page server %d with connections on demand and a page server per host; today %d and %d (under a hard limit of 1024: %v)", j.RankFDs(), j.PagerFDs(), today.RankFDs(), today.PagerFDs(), refused)
 }
 
 // simDialCost is the fake clock's time for one SSH connection (TCP, key
