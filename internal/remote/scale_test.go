@@ -263,7 +263,7 @@ func TestScaleSimulation(t *testing.T) {
 	// Under the common hard limit of 1024 open files, the job is refused
 	// today and accepted once ranks connect on demand with a page server
 	// per host.
-	j := limits.Job{Size: n, PerHost: perHost, Hosts: hosts, DSM: true, Mesh: limits.OnDemand, Pagers: limits.PagerPerHost}
+	j := limits.Job{Size: n, PerHost: perHost, Hosts: hosts, DSM: true, Mesh: limits.OnDemand, MemMesh: limits.OnDemand, Pagers: limits.PagerPerHost}
 	today := limits.Job{Size: n, PerHost: perHost, Hosts: hosts, DSM: true}
 	agentFDs := limits.MpirunFDs(perHost, 0, 0)
 	if err := limits.Check(n, j.ProcessFDs(), agentFDs, names[0], 1024); err != nil {
