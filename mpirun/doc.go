@@ -47,7 +47,7 @@
 // With -machinefile (or -host) ranks are placed on the listed hosts by
 // internal/hostfile. Entries naming this machine are forked as above; the
 // others are reached over SSH (internal/remote), one connection per host,
-// all hosts at once. On each, mpirun checks that the program's architecture
+// all hosts in parallel (at most 16 SSH handshakes at a time). On each, mpirun checks that the program's architecture
 // fits, copies itself and the program into the host's cache
 // (~/.cache/dsmexec/<sha256>/), skipping what is there already, and starts
 // itself in its hidden agent mode ("mpirun -agent"), which starts that

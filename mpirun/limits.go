@@ -14,7 +14,7 @@ import (
 // limitsJob describes the job for the descriptor formulas of package
 // limits.
 func (cfg *config) limitsJob() limits.Job {
-	j := limits.Job{Size: cfg.np, DSM: cfg.dsmSize > 0, Mesh: limits.CurrentMesh, Pagers: limits.CurrentPagers}
+	j := limits.Job{Size: cfg.np, DSM: cfg.dsmSize > 0, Mesh: limits.CurrentMesh, MemMesh: limits.CurrentMemMesh, Pagers: limits.CurrentPagers}
 	for _, hp := range cfg.plan.hosts {
 		if len(hp.ranks) > 0 {
 			j.Hosts++

@@ -5,23 +5,29 @@
 // instead of timing out half-connected.
 //
 // The formulas live here and nowhere else. They depend on how ranks
-// connect, which issue 13 changes in two steps, each a switch here:
+// connect, which issue 13 changes in steps, each a switch here (a [Job]
+// field):
 //
-//   - [Mesh]: [AllToAll] (every rank connects to every other rank during
-//     rank.Init: a rank's descriptors grow with the job's size N) or
-//     [OnDemand] (a rank connects to a peer on first use: its descriptors
-//     grow with the peers it talks to, [Peers]: the collectives' O(log N)
-//     partners plus [ProgramPeers] for the program's own point-to-point
-//     partners, such as its neighbours on the same host).
-//   - [Pagers]: [PagerPerRank] (every rank has its own page server, on a
-//     memory mesh of N(N-1)/2 connections) or [PagerPerHost] (one page
-//     server per host: H-1 memory connections to the other hosts' and one
-//     Unix socket per local rank).
+//   - Mesh, the application mesh: [AllToAll] (every rank connects to
+//     every other rank during rank.Init: a rank's descriptors grow with
+//     the job's size N) or [OnDemand] (a rank connects to a peer on first
+//     use: its descriptors grow with the peers it talks to, [Job.Peers]:
+//     the collectives' O(log N) partners, [CollectivePeers], plus
+//     [ProgramPeers] for the program's own point-to-point partners, such
+//     as its neighbours on the same host).
+//   - MemMesh, the memory mesh between page servers: AllToAll or
+//     OnDemand (a page server connects to the page servers it faults on;
+//     estimated like the application mesh: a program whose ranks fault on
+//     every other rank's pages needs up to N-1 and is told at the fault
+//     when it runs out).
+//   - Pagers: [PagerPerRank] (every rank has its own page server) or
+//     [PagerPerHost] (one page server per host: at most H-1 memory
+//     connections to the other hosts' and one Unix socket per local rank).
 //
-// mpirun builds its [Job] with Mesh and Pagers set to [CurrentMesh] and
-// [CurrentPagers], what rank and dsm do today; the merge that changes
-// them changes those two constants (mpirun's TestFileFormulas measures a
-// real job against the formulas).
+// mpirun builds its Job with [CurrentMesh], [CurrentMemMesh] and
+// [CurrentPagers], what rank and dsm do today; the merge that changes one
+// changes its constant (mpirun's TestFileFormulas measures a real job
+// against the formulas).
 package limits
 
 import (
@@ -84,8 +90,9 @@ const (
 // What the code does today: the merges of issue 13 items 1 and 2 change
 // these (and only these) for the formulas to follow.
 const (
-	CurrentMesh   = AllToAll
-	CurrentPagers = PagerPerRank
+	CurrentMesh    = AllToAll
+	CurrentMemMesh = AllToAll
+	CurrentPagers  = PagerPerRank
 )
 
 // ProgramPeers is what the formulas allow, with connections on demand,
@@ -107,10 +114,12 @@ type Job struct {
 	// SIGSEGV: the ranks use the sigsegv backend (DSMEXEC_FAULT=sigsegv),
 	// which serves pages from the rank itself.
 	SIGSEGV bool
-	// Mesh and Pagers: how the job connects (the zero values are
-	// AllToAll and PagerPerRank; mpirun sets CurrentMesh, CurrentPagers).
-	Mesh   Connect
-	Pagers PagerModel
+	// Mesh, MemMesh and Pagers: how the job connects (the zero values
+	// are AllToAll and PagerPerRank; mpirun sets CurrentMesh,
+	// CurrentMemMesh and CurrentPagers).
+	Mesh    Connect
+	MemMesh Connect
+	Pagers  PagerModel
 }
 
 // CollectivePeers is an upper bound on the peers one rank of n exchanges
@@ -160,7 +169,7 @@ func (j Job) memPeers() int {
 		return j.hosts() - 1 + j.perHost() // other hosts' page servers, local ranks' sockets
 	}
 	n := max(j.Size-1, 0)
-	if j.Mesh == AllToAll {
+	if j.MemMesh == AllToAll {
 		return n
 	}
 	return min(n, CollectivePeers(j.Size)+ProgramPeers) // pages come from the ranks one talks to, roughly
@@ -204,18 +213,21 @@ func MpirunFDs(localRanks, remoteHosts, directRemote int) int {
 // mesh); OnDemand at most half of each rank's peers (a pair has one
 // connection), as they are first used. ranks lists the host's ranks.
 func (j Job) Dials(ranks []int) int {
-	meshes := 1
-	if j.DSM && (j.SIGSEGV || j.Pagers == PagerPerRank) {
-		meshes = 2 // the memory mesh between ranks too (page servers per host: H-1, not counted)
-	}
-	if j.Mesh == OnDemand {
-		return len(ranks) * ((j.Peers() + 1) / 2) * meshes
-	}
-	d := 0
+	all := 0 // rank i dials every rank above it
 	for _, r := range ranks {
-		d += max(j.Size-1-r, 0)
+		all += max(j.Size-1-r, 0)
 	}
-	return d * meshes
+	dials := func(c Connect) int {
+		if c == OnDemand {
+			return len(ranks) * ((j.Peers() + 1) / 2)
+		}
+		return all
+	}
+	d := dials(j.Mesh)
+	if j.DSM && (j.SIGSEGV || j.Pagers == PagerPerRank) {
+		d += dials(j.MemMesh) // the memory mesh between ranks (page servers per host: H-1, not counted)
+	}
+	return d
 }
 
 // NoFile returns the soft and hard RLIMIT_NOFILE of this process.

@@ -106,7 +106,7 @@ func TestFormulasOnDemand(t *testing.T) {
 			t.Errorf("CollectivePeers(%d) = %d, want %d", c.n, got, c.want)
 		}
 	}
-	j := Job{Size: 1000, PerHost: 10, Hosts: 100, DSM: true, Mesh: OnDemand, Pagers: PagerPerHost}
+	j := Job{Size: 1000, PerHost: 10, Hosts: 100, DSM: true, Mesh: OnDemand, MemMesh: OnDemand, Pagers: PagerPerHost}
 	if got, want := j.Peers(), 31+ProgramPeers; got != want {
 		t.Errorf("Peers = %d, want %d", got, want)
 	}
@@ -118,11 +118,31 @@ func TestFormulasOnDemand(t *testing.T) {
 	}
 	// 256 ranks on one host: the goal of ≤ 32 descriptors per rank needs
 	// the fixed ones and the collectives' peers only.
-	one := Job{Size: 256, DSM: true, Mesh: OnDemand, Pagers: PagerPerHost}
+	one := Job{Size: 256, DSM: true, Mesh: OnDemand, MemMesh: OnDemand, Pagers: PagerPerHost}
 	if got := one.RankFDs() - Slack - ProgramPeers; got > 41 {
 		t.Errorf("256 ranks on one host: %d descriptors per rank before slack", got)
 	}
 	if got := j.Dials([]int{0, 1, 2}); got != 3*24 {
 		t.Errorf("Dials on demand = %d, want %d", got, 3*24)
+	}
+}
+
+// Both meshes on demand with a page server per rank (items 1 and the
+// memory mesh on demand, before one page server per host).
+func TestFormulasMemOnDemand(t *testing.T) {
+	j := Job{Size: 256, DSM: true, Mesh: OnDemand, MemMesh: OnDemand}
+	if got, want := j.PagerFDs(), pagerFixed+CollectivePeers(256)+ProgramPeers+Slack; got != want {
+		t.Errorf("PagerFDs = %d, want %d", got, want)
+	}
+	sig := Job{Size: 256, DSM: true, SIGSEGV: true, Mesh: OnDemand, MemMesh: OnDemand}
+	if got, want := sig.RankFDs(), sigsegvFixed+2*(CollectivePeers(256)+ProgramPeers)+Slack; got != want {
+		t.Errorf("sigsegv RankFDs = %d, want %d", got, want)
+	}
+	if got, want := j.Dials([]int{0, 1}), 2*2*((CollectivePeers(256)+ProgramPeers+1)/2); got != want {
+		t.Errorf("Dials = %d, want %d", got, want)
+	}
+	mixed := Job{Size: 4, DSM: true, Mesh: OnDemand} // memory mesh still all-to-all
+	if got, want := mixed.Dials([]int{0, 1, 2, 3}), 4*2+6; got != want {
+		t.Errorf("Dials (application on demand, memory all-to-all) = %d, want %d", got, want)
 	}
 }

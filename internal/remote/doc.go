@@ -16,7 +16,8 @@
 // old key. Errors are [*DialError] values: errors.Is tells the kind
 // ([ErrUnknownHost], [ErrHostKeyChanged], [ErrAuth], [ErrRefused],
 // [ErrUnreachable], ...) and [Hint] says what to do. One connection per host
-// carries everything; [DialAll] connects to many hosts at once.
+// carries everything; [DialAll] connects to many hosts, at most 16 at a
+// time (mpirun fans out to every host itself: no tree of agents).
 //
 // # Installing the program
 //
