@@ -9,10 +9,9 @@ if [ "$(id -u)" != 0 ]; then
 	exit 0
 fi
 fail=0
-# test-scale.sh cluster: 64 ranks over 8 namespace hosts (hello, counter
-# exact). Its one-host case (256 ranks) needs connections on demand and runs
-# in make test-scale until then.
-for t in scripts/test-cluster.sh scripts/test-pmi.sh "scripts/test-scale.sh cluster"; do
+# test-scale.sh all: 256 ranks on one host, and 64 ranks over 8 namespace
+# hosts (hello, counter exact).
+for t in scripts/test-cluster.sh scripts/test-pmi.sh "scripts/test-scale.sh all"; do
 	if [ -f "${t%% *}" ]; then
 		echo "== $t"
 		start=$(date +%s)

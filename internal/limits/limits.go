@@ -90,8 +90,8 @@ const (
 // What the code does today: the merges of issue 13 items 1 and 2 change
 // these (and only these) for the formulas to follow.
 const (
-	CurrentMesh    = AllToAll
-	CurrentMemMesh = AllToAll
+	CurrentMesh    = OnDemand
+	CurrentMemMesh = OnDemand
 	CurrentPagers  = PagerPerRank
 )
 
