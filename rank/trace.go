@@ -2,6 +2,7 @@ package rank
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dsmexec/dsmexec/dsm"
+	"github.com/dsmexec/dsmexec/internal/dsmhook"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
 	"github.com/dsmexec/dsmexec/internal/trace"
 )
@@ -347,6 +350,7 @@ func (w *World) startTraceMpirun(master *rendezvous.Client) error {
 	if err := w.startTrace(os.Getenv, func(b []byte) error { return master.Trace(0, b) }); err != nil || w.tr == nil {
 		return err
 	}
+	w.tr.setMem(w.mem)
 	raw, err := master.Clock(8, 2*time.Second)
 	if err != nil && len(raw) == 0 {
 		fmt.Fprintf(os.Stderr, "rank %d: warning: trace clock not aligned: %v\n", w.rank, err)
@@ -359,3 +363,47 @@ func (w *World) startTraceMpirun(master *rendezvous.Client) error {
 	w.tr.setClock(samples)
 	return nil
 }
+
+// setMem gives the shared memory the recorder (lock waits).
+func (t *tracer) setMem(m *dsm.Memory) {
+	if t != nil && m != nil && dsmhook.SetTrace != nil {
+		dsmhook.SetTrace(m, t.rec)
+	}
+}
+
+// shipPages records the memory's faults as slices of a "page faults"
+// track and ships its page report to mpirun (role 2 of the TRACE frames:
+// JSON, for -report-html's heat map and false-sharing table). Finalize
+// calls it while the memory still runs.
+func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
+	if m == nil || dsmhook.Report == nil {
+		return
+	}
+	rep := dsmhook.Report(m)
+	if rep == nil {
+		return
+	}
+	if t != nil && len(rep.Faults) > 0 {
+		track := t.rec.NewTrack("page faults")
+		for _, f := range rep.Faults {
+			acc := trace.AccessRead
+			if f.Write {
+				acc = trace.AccessWrite
+			}
+			t.rec.Complete(track, trace.KindFault, time.Unix(0, f.Start), time.Unix(0, f.End), trace.Args{Page: f.Page, Access: acc, From: f.From})
+		}
+	}
+	if t != nil && rep.FaultsDropped > 0 {
+		t.rec.Instant(fmt.Sprintf("%d page faults not recorded (over the bound)", rep.FaultsDropped))
+	}
+	rep.Faults = nil
+	if master != nil {
+		b, err := json.Marshal(rep)
+		if err == nil {
+			master.Trace(rolePages, b)
+		}
+	}
+}
+
+// rolePages is the TRACE frame role of a rank's page report (JSON).
+const rolePages = 2

@@ -201,6 +201,7 @@ func (w *World) Finalize() error {
 			}
 		}
 		if w.master != nil {
+			w.tr.shipPages(w.mem, w.master)
 			w.master.Stats(w.stats())
 		}
 		if w.mem != nil {
@@ -311,6 +312,7 @@ func initSingleton() (*World, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.tr.setMem(w.mem)
 	return w, nil
 }
 
