@@ -107,6 +107,7 @@ func initPMI(cfg pmi.Config) (*World, error) {
 		mem.Close()
 		return fail(err)
 	}
+	w.tr.initDone()
 	return w, nil
 }
 

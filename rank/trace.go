@@ -38,6 +38,7 @@ type tracer struct {
 	sent map[chanKey]uint64 // messages sent per (to, ctx, tag)
 	got  map[chanKey]uint64 // messages received per (from, ctx, tag)
 
+	init     trace.Span    // Init, from the recorder's start to its end
 	file     *os.File      // DSMEXEC_TRACE=FILE: the stream goes there
 	stop     chan struct{} // ends the pump
 	done     <-chan error  // the pump's result
@@ -210,6 +211,7 @@ func (w *World) startTrace(getenv func(string) string, ship func([]byte) error) 
 		return nil
 	}
 	t.done = rec.Pump(200*time.Millisecond, ship, t.stop)
+	t.init = rec.Begin(trace.KindInit, trace.Args{})
 	w.tr = t
 	return nil
 }
@@ -407,3 +409,10 @@ func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
 
 // rolePages is the TRACE frame role of a rank's page report (JSON).
 const rolePages = 2
+
+// initDone ends the Init slice (the world is formed).
+func (t *tracer) initDone() {
+	if t != nil {
+		t.init.End(trace.Args{})
+	}
+}

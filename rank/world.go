@@ -378,6 +378,7 @@ func initMpirun(env *launchEnv) (*World, error) {
 		case <-w.done:
 		}
 	}()
+	w.tr.initDone()
 	return w, nil
 }
 
