@@ -283,3 +283,34 @@ func TestTraceDeadRank(t *testing.T) {
 	}
 	t.Logf("%s", r.stderr)
 }
+
+// TestFalseSharingSummary: ranks that write disjoint bytes of one page
+// that changes owner more than 100 times get the false-sharing line in
+// -summary, and the finding in -report-format json.
+func TestFalseSharingSummary(t *testing.T) {
+	prog := filepath.Join(binDir, "fsprog")
+	if b, err := exec.Command("go", "build", "-o", prog, "./testdata/fsprog").CombinedOutput(); err != nil {
+		t.Fatalf("build fsprog: %v\n%s", err, b)
+	}
+	r := runMpirun(t, "", "-np", "2", "-summary", prog, "150")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	// The ranges are the bytes that changed: the low ones of each int64.
+	if !strings.Contains(r.stderr, "false sharing: page 0 changed owner") || !strings.Contains(r.stderr, "(rank 0 bytes 0") || !strings.Contains(r.stderr, "; rank 1 bytes 8") {
+		t.Errorf("no false-sharing line for page 0 with rank 0 at bytes 0-... and rank 1 at 8-...:\n%s", r.stderr)
+	}
+	js := filepath.Join(t.TempDir(), "r.json")
+	r = runMpirun(t, "", "-np", "2", "-report-format", "json", "-report-file", js, prog, "150")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	b, _ := os.ReadFile(js)
+	var s summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.FalseSharing) == 0 || !s.FalseSharing[0].FalseSharing || s.FalseSharing[0].Page != 0 || s.FalseSharing[0].Changes < 100 {
+		t.Errorf("json false_sharing %+v", s.FalseSharing)
+	}
+}
