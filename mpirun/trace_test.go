@@ -314,3 +314,59 @@ func TestFalseSharingSummary(t *testing.T) {
 		t.Errorf("json false_sharing %+v", s.FalseSharing)
 	}
 }
+
+// TestSSHTrace: on SSH hosts the ranks' streams come through the hosts'
+// agents; the trace is whole and names the hosts.
+func TestSSHTrace(t *testing.T) {
+	ring := example(t, "ring")
+	st := sharedSSH(t)
+	out := filepath.Join(t.TempDir(), "ring.json")
+	r := st.run(t, "", "-host", "node1:2,node2:2", "-trace", out, ring)
+	if r.status != 0 {
+		t.Fatalf("status %d; stderr:\n%s", r.status, r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tracefmt.Validate(b); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	checkTraceEvents(t, b, 4)
+	for _, want := range []string{`"rank 0@node1"`, `"rank 3@node2"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("trace lacks the process %s", want)
+		}
+	}
+	if n := strings.Count(string(b), `"ph":"s"`); n != 40 {
+		t.Errorf("%d flows, want 40", n)
+	}
+}
+
+// TestTraceFileMerge: DSMEXEC_TRACE=FILE (as under Hydra or Slurm) makes
+// a rank write its own stream; mpirun -merge-traces makes the trace.
+func TestTraceFileMerge(t *testing.T) {
+	ring := example(t, "ring")
+	dir := t.TempDir()
+	cmd := exec.Command(ring)
+	cmd.Env = append(os.Environ(), "DSMEXEC_TRACE="+filepath.Join(dir, "t"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("singleton ring: %v\n%s", err, b)
+	}
+	out := filepath.Join(dir, "merged.json")
+	r := runMpirun(t, "", "-merge-traces", out, filepath.Join(dir, "t.0"))
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tracefmt.Validate(b); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	checkTraceEvents(t, b, 1)
+	if r := runMpirun(t, "", "-merge-traces", out); r.status == 0 || !strings.Contains(r.stderr, "mpirun: error: -merge-traces needs") {
+		t.Errorf("-merge-traces without inputs: status %d, %s", r.status, r.stderr)
+	}
+}
