@@ -277,7 +277,9 @@ func TestTraceDeadRank(t *testing.T) {
 	if err := tracefmt.Validate(b); err != nil {
 		t.Fatalf("Validate: %v\n%s", err, r.stderr)
 	}
-	checkTraceEvents(t, b, 2)
+	// Rank 0 failed and shipped what it had before exiting; the others
+	// are stopped by mpirun and ship what their last 200 ms tick sent.
+	checkTraceEvents(t, b, 1)
 	if !strings.Contains(r.stderr, "mpirun: warning: rank") {
 		t.Errorf("no warning about the rank's trace:\n%s", r.stderr)
 	}
