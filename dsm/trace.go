@@ -118,6 +118,8 @@ type pageRec struct {
 	writes  map[coherence.Page][]falseshare.Range
 	faults  []dsmhook.FaultRec
 	dropped int
+	present map[coherence.Page]bool // pages held (tracing)
+	held    []dsmhook.Held
 	src     int  // the rank the frame being stepped came from
 	slices  bool // record every fault (tracing)
 }
@@ -127,7 +129,7 @@ func newPageRec(d *driver) *pageRec {
 		return nil
 	}
 	return &pageRec{d: d, pages: map[coherence.Page]*dsmhook.PageCount{}, twins: map[coherence.Page][]byte{},
-		writes: map[coherence.Page][]falseshare.Range{}, src: -1, slices: os.Getenv(trace.EnvTrace) != ""}
+		writes: map[coherence.Page][]falseshare.Range{}, present: map[coherence.Page]bool{}, src: -1, slices: os.Getenv(trace.EnvTrace) != ""}
 }
 
 func (r *pageRec) count(p coherence.Page) *dsmhook.PageCount {
@@ -162,6 +164,10 @@ func (r *pageRec) filled(p coherence.Page, zero, write bool) {
 	if !zero {
 		c.Moves++
 	}
+	if !r.present[p] {
+		r.present[p] = true
+		r.heldChanged()
+	}
 	if write {
 		r.granted(p)
 	}
@@ -191,6 +197,10 @@ func (r *pageRec) revoked(p coherence.Page, from, to coherence.Access) {
 	}
 	if to == coherence.None {
 		r.count(p).Invalidations++
+		if r.present[p] {
+			delete(r.present, p)
+			r.heldChanged()
+		}
 	}
 	tw := r.twins[p]
 	if from != coherence.Write || tw == nil {
@@ -231,7 +241,7 @@ func (r *pageRec) snapshotLocked() *dsmhook.PageReport {
 	if r == nil {
 		return nil
 	}
-	out := &dsmhook.PageReport{Faults: append([]dsmhook.FaultRec(nil), r.faults...), FaultsDropped: r.dropped}
+	out := &dsmhook.PageReport{Faults: append([]dsmhook.FaultRec(nil), r.faults...), FaultsDropped: r.dropped, Held: append([]dsmhook.Held(nil), r.held...)}
 	for p, c := range r.pages {
 		pc := *c
 		pc.Written = append([]falseshare.Range(nil), r.writes[p]...)
@@ -267,4 +277,13 @@ func bound(rs []falseshare.Range) []falseshare.Range {
 		rs = append(rs[:best+1], rs[best+2:]...)
 	}
 	return rs
+}
+
+// heldChanged samples the number of pages held (tracing only; bounded
+// like the fault slices).
+func (r *pageRec) heldChanged() {
+	if !r.slices || len(r.held) >= maxFaultRecs {
+		return
+	}
+	r.held = append(r.held, dsmhook.Held{At: time.Now().UnixNano(), Pages: int64(len(r.present))})
 }

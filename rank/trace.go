@@ -395,6 +395,12 @@ func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
 			t.rec.Complete(track, trace.KindFault, time.Unix(0, f.Start), time.Unix(0, f.End), trace.Args{Page: f.Page, Access: acc, From: f.From})
 		}
 	}
+	if t != nil {
+		for _, h := range rep.Held {
+			t.rec.CountAt(trace.CounterPagesHeld, h.Pages, time.Unix(0, h.At))
+		}
+	}
+	rep.Held = nil
 	if t != nil && rep.FaultsDropped > 0 {
 		t.rec.Instant(fmt.Sprintf("%d page faults not recorded (over the bound)", rep.FaultsDropped))
 	}

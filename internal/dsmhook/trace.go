@@ -26,6 +26,7 @@ type PageReport struct {
 	Pages         int         `json:"pages"`  // pages in the region
 	Counts        []PageCount `json:"counts"` // pages with something to count
 	Faults        []FaultRec  `json:"faults,omitempty"`
+	Held          []Held      `json:"held,omitempty"`           // pages held, after each change
 	FaultsDropped int         `json:"faults_dropped,omitempty"` // past the bound
 }
 
@@ -46,4 +47,10 @@ type FaultRec struct {
 	Write      bool  `json:"write"`
 	Start, End int64
 	From       int `json:"from"`
+}
+
+// Held is how many pages the rank held a copy of from time At (UnixNano).
+type Held struct {
+	At    int64 `json:"at"`
+	Pages int64 `json:"pages"`
 }
