@@ -48,10 +48,12 @@ type driver struct {
 	fatal func(error)
 	logf  func(format string, args ...any)
 	trace bool // DSMEXEC_DSM_TRACE: log every event and action
+
+	rep *pageRec // mpirun -trace, -report-html: per-page counts, faults (trace.go)
 }
 
 func newDriver(rank, size, pageSize int, ops pagemem.PageOps, wake bool, fatal func(error), logf func(string, ...any)) *driver {
-	return &driver{
+	d := &driver{
 		node:    coherence.NewNode(rank, size),
 		ops:     ops,
 		rank:    rank,
@@ -65,6 +67,8 @@ func newDriver(rank, size, pageSize int, ops pagemem.PageOps, wake bool, fatal f
 		logf:    logf,
 		trace:   os.Getenv("DSMEXEC_DSM_TRACE") != "",
 	}
+	d.rep = newPageRec(d)
+	return d
 }
 
 // tracef logs protocol events to stderr when DSMEXEC_DSM_TRACE is set: a
@@ -146,6 +150,7 @@ func (d *driver) faultLocked(p coherence.Page, write bool) {
 	if d.node.Access(p) < need {
 		if _, ok := d.pending[p]; !ok {
 			d.pending[p] = time.Now()
+			d.rep.fault(p)
 			if write {
 				d.stats.WriteFaults++
 			} else {
@@ -188,8 +193,10 @@ func (d *driver) deliver(f wire.Frame) {
 		d.tracef("recv %s", m)
 	}
 	d.data = data
+	d.rep.source(f.Source)
 	d.node.Step(m)
 	errs := d.run()
+	d.rep.source(-1)
 	d.data = nil
 	d.mu.Unlock()
 	d.fail(errs)
@@ -334,8 +341,10 @@ func (d *driver) do(a coherence.Action) error {
 		if err := d.ops.Fill(int(a.Page), data, a.Access == coherence.Write); err != nil {
 			return fmt.Errorf("dsm: rank %d: install page %d: %w", d.rank, a.Page, err)
 		}
+		d.rep.filled(a.Page, a.Zero, a.Access == coherence.Write)
 		d.woken[a.Page] = true
 	case coherence.Protect:
+		d.rep.revoked(a.Page, a.From, a.To)
 		var err error
 		switch {
 		case a.To == coherence.None:
@@ -343,6 +352,7 @@ func (d *driver) do(a coherence.Action) error {
 			d.stats.Invalidations++
 		case a.To == coherence.Write:
 			err = d.ops.Protect(int(a.Page), true)
+			d.rep.granted(a.Page)
 			d.woken[a.Page] = true
 		default:
 			err = d.ops.Protect(int(a.Page), false)
@@ -359,6 +369,7 @@ func (d *driver) do(a coherence.Action) error {
 			}
 		}
 		if t, ok := d.pending[a.Page]; ok {
+			d.rep.resolved(a.Page, t, d.node.Access(a.Page) == coherence.Write)
 			el := time.Since(t)
 			d.stats.FaultTime += el
 			d.stats.MaxFaultTime = max(d.stats.MaxFaultTime, el)

@@ -61,6 +61,8 @@ type Memory struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	trace memTrace // lock times, the rank's recorder (trace.go)
 }
 
 // impl is what a backend provides behind Memory.

@@ -24,6 +24,7 @@ func (m *Memory) Mutex(id int) *Mutex {
 
 // Lock blocks until this rank holds the lock. A lost home rank is fatal.
 func (mu *Mutex) Lock() {
+	defer mu.m.lockBegin(mu.id)()
 	if err := mu.m.impl.lock(mu.id); err != nil {
 		fatal(fmt.Errorf("dsm: lock %d: %w", mu.id, err))
 	}
@@ -31,6 +32,7 @@ func (mu *Mutex) Lock() {
 
 // Unlock releases the lock.
 func (mu *Mutex) Unlock() {
+	mu.m.unlocked(mu.id)
 	if err := mu.m.impl.unlock(mu.id); err != nil {
 		fatal(fmt.Errorf("dsm: unlock %d: %w", mu.id, err))
 	}

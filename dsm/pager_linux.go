@@ -45,6 +45,7 @@ const (
 	ctlStats   = wire.TypePagerStats
 	ctlClose   = wire.TypePagerClose
 	ctlReset   = wire.TypePagerReset
+	ctlReport  = wire.TypePagerReport
 	ctlListen  = wire.TypePagerListen
 	ctlReply   = wire.TypePagerReply
 	ctlFatal   = wire.TypePagerFatal

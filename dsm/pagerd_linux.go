@@ -396,6 +396,8 @@ func (p *pager) onControl() (code int, exit bool) {
 		case ctlReset:
 			p.d.resetStats()
 			p.reply(id, nil, nil)
+		case ctlReport:
+			p.reply(id, nil, p.d.reportJSON())
 		case ctlClose:
 			p.beginClose(id)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/dsmexec/dsmexec/internal/output"
 	"github.com/dsmexec/dsmexec/internal/proc"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
+	"github.com/dsmexec/dsmexec/internal/tracefmt"
 )
 
 // driver carries out a job: it owns the output, the signals, the timers,
@@ -48,7 +49,10 @@ type driver struct {
 	joined  []bool // Joined sent to the machine
 	exits   []proc.Exit
 	reps    []rendezvous.Report
-	traces  *traceSink // -trace, -report-html (trace.go)
+	traces  *traceSink // -trace, -report-html, page reports (trace.go)
+	tl      *tracefmt.Timeline
+	tlKeys  []streamKey
+	tlErr   error
 
 	detector *detector // -deadlock-after (deadlock.go)
 }
@@ -179,7 +183,7 @@ func (d *driver) listen() (string, error) {
 		}
 	}
 	var onTrace func(int, uint8, []byte)
-	if d.cfg.tracing() {
+	if d.cfg.pageReports() {
 		ts, err := newTraceSink(d.cfg.traceFile)
 		if err != nil {
 			return "", fmt.Errorf("a folder for the traces: %w", err)

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dsmexec/dsmexec/internal/falseshare"
 	"github.com/dsmexec/dsmexec/internal/proc"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
+	"github.com/dsmexec/dsmexec/internal/trace"
 )
 
 // summaryRow is one rank's line of the -summary report; its JSON form is
@@ -34,12 +36,20 @@ type summaryRow struct {
 	Backend     string  `json:"backend,omitempty"`
 	// Messages this rank sent, and that arrived at it (point-to-point,
 	// collective and barrier traffic; see rank/counters.go).
-	MsgsSent      uint64         `json:"msgs_sent"`
-	BytesSent     uint64         `json:"bytes_sent"`
-	MsgsReceived  uint64         `json:"msgs_received"`
-	BytesReceived uint64         `json:"bytes_received"`
-	DSM           map[string]any `json:"dsm,omitempty"`    // raw: counts and bytes as integers, times in seconds
-	Values        map[string]any `json:"values,omitempty"` // what the rank reported: numbers as numbers, durations in seconds
+	MsgsSent      uint64 `json:"msgs_sent"`
+	BytesSent     uint64 `json:"bytes_sent"`
+	MsgsReceived  uint64 `json:"msgs_received"`
+	BytesReceived uint64 `json:"bytes_received"`
+	// Time (seconds) blocked in receives (Recv, Probe, Wait, Sendrecv)
+	// and barriers (Barrier, Finalize): known only when the job was traced
+	// (-trace, -report-html), null otherwise; in dsm locks and faults.
+	RecvWaitSeconds    *float64       `json:"recv_wait_seconds"`
+	BarrierWaitSeconds *float64       `json:"barrier_wait_seconds"`
+	LockWaitSeconds    float64        `json:"lock_wait_seconds"`
+	LockHoldSeconds    float64        `json:"lock_hold_seconds"`
+	FaultSeconds       float64        `json:"fault_seconds"`
+	DSM                map[string]any `json:"dsm,omitempty"`    // raw: counts and bytes as integers, times in seconds
+	Values             map[string]any `json:"values,omitempty"` // what the rank reported: numbers as numbers, durations in seconds
 
 	dsmText map[string]string // the DSM counters as the table shows them
 	counted bool              // the rank reported message counts
@@ -56,8 +66,15 @@ type summary struct {
 	Messages [][]uint64 `json:"messages,omitempty"`
 	Bytes    [][]uint64 `json:"bytes,omitempty"`
 
+	// FalseSharing: the pages that changed owner most (with the per-page
+	// reports of -summary, -trace, -report-html), flagged ones first.
+	FalseSharing []falseshare.Finding `json:"false_sharing,omitempty"`
+
 	dsmShown []string // the table's DSM columns
 	msgs     bool     // some rank reported message counts
+	traced   bool     // receive and barrier times are known
+	locks    bool     // some rank waited for or held a lock
+	faults   bool     // some rank spent time in faults
 }
 
 // orderedKeys collects names in first-seen order.
@@ -106,6 +123,8 @@ func (d *driver) summary(reps []rendezvous.Report) summary {
 		s.Ranks = append(s.Ranks, row)
 	}
 	s.fillMatrix()
+	d.times(&s, reps)
+	s.FalseSharing = d.falseSharing()
 	s.DSMColumns, s.Columns = raw.list, cols.list
 	for _, c := range shown.list {
 		if !allZero(s.Ranks, c) {
@@ -221,6 +240,7 @@ func (d *driver) writeSummary(reps []rendezvous.Report, stderr *os.File) error {
 			width = termWidth(stderr)
 		}
 		err = s.writeTable(&buf, width)
+		s.writeFalseSharing(&buf)
 	}
 	if err != nil {
 		return err
@@ -233,7 +253,8 @@ func (d *driver) writeSummary(reps []rendezvous.Report, stderr *os.File) error {
 }
 
 // csvHeader is the first columns of -report-format=csv (README: "Reports").
-var csvHeader = []string{"rank", "host", "pid", "exit_code", "signal", "status", "wall_seconds", "user_seconds", "sys_seconds", "max_rss_bytes", "backend", "msgs_sent", "bytes_sent", "msgs_received", "bytes_received"}
+var csvHeader = []string{"rank", "host", "pid", "exit_code", "signal", "status", "wall_seconds", "user_seconds", "sys_seconds", "max_rss_bytes", "backend", "msgs_sent", "bytes_sent", "msgs_received", "bytes_received",
+	"recv_wait_seconds", "barrier_wait_seconds", "lock_wait_seconds", "lock_hold_seconds", "fault_seconds"}
 
 func (s summary) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
@@ -248,6 +269,7 @@ func (s summary) writeCSV(w io.Writer) error {
 			strconv.Itoa(r.Rank), r.Host, pid, strconv.Itoa(r.ExitCode), r.Signal, strconv.Itoa(r.Status),
 			ftoa(r.WallSeconds), ftoa(r.UserSeconds), ftoa(r.SysSeconds), strconv.FormatInt(r.MaxRSSBytes, 10), r.Backend,
 			utoa(r.MsgsSent), utoa(r.BytesSent), utoa(r.MsgsReceived), utoa(r.BytesReceived),
+			optSeconds(r.RecvWaitSeconds), optSeconds(r.BarrierWaitSeconds), ftoa(r.LockWaitSeconds), ftoa(r.LockHoldSeconds), ftoa(r.FaultSeconds),
 		}
 		for _, c := range s.DSMColumns {
 			rec = append(rec, csvCell(r.DSM[c]))
@@ -309,4 +331,86 @@ func (s *summary) fillMatrix() {
 			s.Messages[i], s.Bytes[i] = make([]uint64, len(s.Messages)), make([]uint64, len(s.Messages))
 		}
 	}
+}
+
+func optSeconds(f *float64) string {
+	if f == nil {
+		return ""
+	}
+	return ftoa(*f)
+}
+
+// times fills the time columns: locks and faults from the ranks' stats,
+// receives and barriers from the trace when there is one.
+func (d *driver) times(s *summary, reps []rendezvous.Report) {
+	for i := range s.Ranks {
+		row := &s.Ranks[i]
+		if r := row.Rank; r < len(reps) {
+			st := reps[r].Stats
+			row.LockWaitSeconds, row.LockHoldSeconds = st.LockWait, st.LockHold
+			row.FaultSeconds = st.Raw["fault_mean_seconds"] * (st.Raw["read_faults"] + st.Raw["write_faults"])
+		}
+		s.locks = s.locks || row.LockWaitSeconds > 0 || row.LockHoldSeconds > 0
+		s.faults = s.faults || row.FaultSeconds > 0
+	}
+	if !d.cfg.tracing() || d.traces == nil {
+		return
+	}
+	tl, _, err := d.timeline()
+	if err != nil {
+		return
+	}
+	recv := make([]float64, len(s.Ranks))
+	barrier := make([]float64, len(s.Ranks))
+	for _, sl := range tl.Slices {
+		if sl.Rank < 0 || sl.Rank >= len(recv) {
+			continue
+		}
+		sec := float64(sl.End-sl.Start) / 1e9
+		switch sl.Kind {
+		case trace.KindRecv, trace.KindProbe, trace.KindWait, trace.KindSendrecv:
+			recv[sl.Rank] += sec
+		case trace.KindBarrier, trace.KindFinalize:
+			barrier[sl.Rank] += sec
+		}
+	}
+	s.traced = true
+	for i := range s.Ranks {
+		if r := s.Ranks[i].Rank; r < len(recv) {
+			s.Ranks[i].RecvWaitSeconds, s.Ranks[i].BarrierWaitSeconds = &recv[r], &barrier[r]
+		}
+	}
+}
+
+// falseSharing runs the detector on the ranks' page reports: ownership
+// changes of a page are the write grants of every rank.
+func (d *driver) falseSharing() []falseshare.Finding {
+	if d.traces == nil {
+		return nil
+	}
+	reps := d.traces.pageReports(d.cfg.np)
+	pages := map[int64]*falseshare.Page{}
+	size := 0
+	for r, rep := range reps {
+		if rep == nil {
+			continue
+		}
+		size = rep.PageSize
+		for _, c := range rep.Counts {
+			p := pages[c.Page]
+			if p == nil {
+				p = &falseshare.Page{Page: int(c.Page)}
+				pages[c.Page] = p
+			}
+			p.Changes += int(c.Grants)
+			if len(c.Written) > 0 {
+				p.Writers = append(p.Writers, falseshare.Writer{Rank: r, Ranges: c.Written})
+			}
+		}
+	}
+	var list []falseshare.Page
+	for _, p := range pages {
+		list = append(list, *p)
+	}
+	return falseshare.Detect(list, size, falseshare.Threshold, 20)
 }

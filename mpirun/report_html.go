@@ -2,8 +2,10 @@ package main
 
 import (
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/htmlreport"
 	"github.com/dsmexec/dsmexec/internal/tracefmt"
@@ -33,7 +35,27 @@ func (d *driver) writeHTML(w io.Writer, tl *tracefmt.Timeline) error {
 	if s.msgs {
 		r.Messages, r.Bytes = toInt64(s.Messages), toInt64(s.Bytes)
 	}
-	r.Notes = append(r.Notes, tl.Notes...)
+	r.FalseSharing = s.FalseSharing
+	for rk, rep := range d.traces.pageReports(cfg.np) {
+		if rep == nil {
+			continue
+		}
+		r.Pages.Count, r.Pages.PageSize = rep.Pages, rep.PageSize
+		for _, c := range rep.Counts {
+			if c.Faults+c.Moves+c.Invalidations > 0 {
+				r.Pages.Cells = append(r.Pages.Cells, htmlreport.PageCell{Page: int(c.Page), Rank: rk, Faults: c.Faults, Moves: c.Moves, Invalidations: c.Invalidations})
+			}
+		}
+	}
+	var bound time.Duration
+	for _, n := range tl.Notes {
+		if strings.Contains(n, "cut short") {
+			r.Notes = append(r.Notes, n)
+		}
+	}
+	if bound = clockBound(tl); bound > 0 {
+		r.Notes = append(r.Notes, "The ranks' clocks are aligned to mpirun's within ±"+bound.Round(time.Microsecond).String()+" (measured at the start, NTP style).")
+	}
 	_, err := htmlreport.Write(w, r)
 	return err
 }
@@ -72,3 +94,18 @@ func (d *driver) args() []string {
 	return out
 }
 func itoa(n int) string { return strconv.Itoa(n) }
+
+var boundRx = regexp.MustCompile(`± (\S+)$`)
+
+// clockBound is the largest clock error bound of the merged streams.
+func clockBound(tl *tracefmt.Timeline) time.Duration {
+	var b time.Duration
+	for _, n := range tl.Notes {
+		if m := boundRx.FindStringSubmatch(n); m != nil {
+			if d, err := time.ParseDuration(m[1]); err == nil && d > b {
+				b = d
+			}
+		}
+	}
+	return b
+}

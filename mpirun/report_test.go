@@ -26,7 +26,7 @@ func TestReportFormats(t *testing.T) {
 	if err != nil || len(recs) != 4 {
 		t.Fatalf("csv: %v\n%s", err, b)
 	}
-	want := "rank,host,pid,exit_code,signal,status,wall_seconds,user_seconds,sys_seconds,max_rss_bytes,backend,msgs_sent,bytes_sent,msgs_received,bytes_received,faults,bytes_in,zero,mean_seconds,answer,time,only_one"
+	want := "rank,host,pid,exit_code,signal,status,wall_seconds,user_seconds,sys_seconds,max_rss_bytes,backend,msgs_sent,bytes_sent,msgs_received,bytes_received,recv_wait_seconds,barrier_wait_seconds,lock_wait_seconds,lock_hold_seconds,fault_seconds,faults,bytes_in,zero,mean_seconds,answer,time,only_one"
 	if h := strings.Join(recs[0], ","); h != want {
 		t.Fatalf("csv header\n %s, want\n %s", h, want)
 	}

@@ -54,6 +54,15 @@ func (s summary) cells() (head []string, rows [][]string) {
 	if s.msgs {
 		head = append(head, "msgs sent/recv", "msg bytes sent/recv")
 	}
+	if s.traced {
+		head = append(head, "recv wait", "barrier wait")
+	}
+	if s.locks {
+		head = append(head, "lock wait/hold")
+	}
+	if s.faults {
+		head = append(head, "fault time")
+	}
 	head = append(append(head, s.dsmShown...), s.Columns...)
 	for _, r := range s.Ranks {
 		row := []string{strconv.Itoa(r.Rank), r.Host, "-", "not started", "-", "-", "-"}
@@ -73,6 +82,15 @@ func (s summary) cells() (head []string, rows [][]string) {
 				bytesString(int64(r.BytesSent))+"/"+bytesString(int64(r.BytesReceived)))
 		case s.msgs:
 			row = append(row, "-", "-")
+		}
+		if s.traced {
+			row = append(row, optDur(r.RecvWaitSeconds), optDur(r.BarrierWaitSeconds))
+		}
+		if s.locks {
+			row = append(row, roundDur(r.LockWaitSeconds)+"/"+roundDur(r.LockHoldSeconds))
+		}
+		if s.faults {
+			row = append(row, roundDur(r.FaultSeconds))
 		}
 		for _, c := range s.dsmShown {
 			row = append(row, orDash(r.dsmText[c]))
@@ -213,4 +231,22 @@ func bytesString(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func optDur(f *float64) string {
+	if f == nil {
+		return "-"
+	}
+	return roundDur(*f)
+}
+
+// writeFalseSharing adds the summary's false-sharing lines: the flagged
+// pages (more than falseshare.Threshold ownership changes, disjoint
+// writers), with the advice.
+func (s summary) writeFalseSharing(w io.Writer) {
+	for _, f := range s.FalseSharing {
+		if f.FalseSharing {
+			fmt.Fprintln(w, f.Advice)
+		}
+	}
 }

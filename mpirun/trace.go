@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/dsmexec/dsmexec/dsm"
+	"github.com/dsmexec/dsmexec/internal/dsmhook"
 	"github.com/dsmexec/dsmexec/internal/trace"
 	"github.com/dsmexec/dsmexec/internal/tracefmt"
 )
@@ -28,6 +31,10 @@ const traceWarnTotal = 256 << 20
 
 // tracing reports whether the ranks record.
 func (c *config) tracing() bool { return c.traceFile != "" || c.reportHTML != "" }
+
+// pageReports reports whether the ranks' memories count per page (for
+// the false-sharing lines of -summary, and the page heat map).
+func (c *config) pageReports() bool { return c.tracing() || c.summary }
 
 // openOutputs opens the -trace and -report-html files before anything
 // starts, so that an unwritable path is an error at once.
@@ -60,10 +67,14 @@ func unwrapPath(err error) error {
 
 // traceEnv is what every rank's environment gets when the job traces.
 func (c *config) traceEnv() []string {
-	if !c.tracing() {
-		return nil
+	var env []string
+	if c.pageReports() {
+		env = append(env, dsm.EnvReport+"=1")
 	}
-	return []string{trace.EnvTrace + "=" + trace.ToMaster, trace.EnvTraceLimit + "=" + strconv.FormatInt(c.traceLimit, 10)}
+	if c.tracing() {
+		env = append(env, trace.EnvTrace+"="+trace.ToMaster, trace.EnvTraceLimit+"="+strconv.FormatInt(c.traceLimit, 10))
+	}
+	return env
 }
 
 // traceSink collects the streams' pieces as they come, one temporary file
@@ -130,7 +141,12 @@ func (s *traceSink) streams() ([][]byte, []streamKey, error) {
 	if s.failed != nil {
 		return nil, nil, s.failed
 	}
-	keys := append([]streamKey(nil), s.order...)
+	var keys []streamKey
+	for _, k := range s.order {
+		if k.role != rolePages {
+			keys = append(keys, k)
+		}
+	}
 	sortKeys(keys)
 	var bufs [][]byte
 	for _, k := range keys {
@@ -165,6 +181,9 @@ func (s *traceSink) remove() {
 // warnings; the job's status stands.
 func (d *driver) finishTrace(stderr io.Writer) {
 	cfg := d.cfg
+	if d.traces != nil {
+		defer d.traces.remove()
+	}
 	if !cfg.tracing() {
 		return
 	}
@@ -180,18 +199,9 @@ func (d *driver) finishTrace(stderr io.Writer) {
 	if d.traces == nil {
 		return
 	}
-	defer d.traces.remove()
-	bufs, keys, err := d.traces.streams()
+	tl, keys, err := d.timeline()
 	if err != nil {
-		warn("the trace could not be kept: %v", err)
-		return
-	}
-	if d.traces.total > traceWarnTotal {
-		warn("the traces total %d MiB; merging them needs several times that in memory (a smaller -trace-limit, such as 32MiB, keeps about a million messages per rank)", d.traces.total>>20)
-	}
-	tl, err := tracefmt.BuildBytes(bufs, tracefmt.Options{})
-	if err != nil {
-		warn("the trace could not be read: %v", err)
+		warn("%v", err)
 		return
 	}
 	for i, s := range tl.Streams {
@@ -249,4 +259,56 @@ func mergeTraces(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mpirun: warning: %s\n", n)
 	}
 	return 0
+}
+
+// rolePages is the TRACE frame role of a rank's page report (JSON,
+// rank/trace.go).
+const rolePages = 2
+
+// timeline merges the streams the ranks shipped (once; the summary's
+// time columns and -trace/-report-html share it).
+func (d *driver) timeline() (*tracefmt.Timeline, []streamKey, error) {
+	if d.tl != nil || d.tlErr != nil {
+		return d.tl, d.tlKeys, d.tlErr
+	}
+	if d.traces == nil || !d.cfg.tracing() {
+		d.tlErr = fmt.Errorf("no trace was recorded")
+		return nil, nil, d.tlErr
+	}
+	bufs, keys, err := d.traces.streams()
+	if err != nil {
+		d.tlErr = fmt.Errorf("the trace could not be kept: %v", err)
+		return nil, nil, d.tlErr
+	}
+	if d.traces.total > traceWarnTotal {
+		fmt.Fprintf(d.stderr, "mpirun: warning: the traces total %d MiB; merging them needs several times that in memory (a smaller -trace-limit, such as 32MiB, keeps about a million messages per rank)\n", d.traces.total>>20)
+	}
+	tl, err := tracefmt.BuildBytes(bufs, tracefmt.Options{})
+	if err != nil {
+		d.tlErr = fmt.Errorf("the trace could not be read: %v", err)
+		return nil, nil, d.tlErr
+	}
+	d.tl, d.tlKeys = tl, keys
+	return tl, keys, nil
+}
+
+// pageReports are the ranks' page reports, by rank (nil entries: none).
+func (s *traceSink) pageReports(np int) []*dsmhook.PageReport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*dsmhook.PageReport, np)
+	for k, f := range s.files {
+		if k.role != rolePages || k.rank >= np {
+			continue
+		}
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			continue
+		}
+		var r dsmhook.PageReport
+		if json.Unmarshal(b, &r) == nil {
+			out[k.rank] = &r
+		}
+	}
+	return out
 }

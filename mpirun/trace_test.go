@@ -277,9 +277,98 @@ func TestTraceDeadRank(t *testing.T) {
 	if err := tracefmt.Validate(b); err != nil {
 		t.Fatalf("Validate: %v\n%s", err, r.stderr)
 	}
-	checkTraceEvents(t, b, 2)
+	// Rank 0 failed and shipped what it had before exiting; the others
+	// are stopped by mpirun and ship what their last 200 ms tick sent.
+	checkTraceEvents(t, b, 1)
 	if !strings.Contains(r.stderr, "mpirun: warning: rank") {
 		t.Errorf("no warning about the rank's trace:\n%s", r.stderr)
 	}
 	t.Logf("%s", r.stderr)
+}
+
+// TestFalseSharingSummary: ranks that write disjoint bytes of one page
+// that changes owner more than 100 times get the false-sharing line in
+// -summary, and the finding in -report-format json.
+func TestFalseSharingSummary(t *testing.T) {
+	prog := filepath.Join(binDir, "fsprog")
+	if b, err := exec.Command("go", "build", "-o", prog, "./testdata/fsprog").CombinedOutput(); err != nil {
+		t.Fatalf("build fsprog: %v\n%s", err, b)
+	}
+	r := runMpirun(t, "", "-np", "2", "-summary", prog, "150")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	// The ranges are the bytes that changed: the low ones of each int64.
+	if !strings.Contains(r.stderr, "false sharing: page 0 changed owner") || !strings.Contains(r.stderr, "(rank 0 bytes 0") || !strings.Contains(r.stderr, "; rank 1 bytes 8") {
+		t.Errorf("no false-sharing line for page 0 with rank 0 at bytes 0-... and rank 1 at 8-...:\n%s", r.stderr)
+	}
+	js := filepath.Join(t.TempDir(), "r.json")
+	r = runMpirun(t, "", "-np", "2", "-report-format", "json", "-report-file", js, prog, "150")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	b, _ := os.ReadFile(js)
+	var s summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.FalseSharing) == 0 || !s.FalseSharing[0].FalseSharing || s.FalseSharing[0].Page != 0 || s.FalseSharing[0].Changes < 100 {
+		t.Errorf("json false_sharing %+v", s.FalseSharing)
+	}
+}
+
+// TestSSHTrace: on SSH hosts the ranks' streams come through the hosts'
+// agents; the trace is whole and names the hosts.
+func TestSSHTrace(t *testing.T) {
+	ring := example(t, "ring")
+	st := sharedSSH(t)
+	out := filepath.Join(t.TempDir(), "ring.json")
+	r := st.run(t, "", "-host", "node1:2,node2:2", "-trace", out, ring)
+	if r.status != 0 {
+		t.Fatalf("status %d; stderr:\n%s", r.status, r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tracefmt.Validate(b); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	checkTraceEvents(t, b, 4)
+	for _, want := range []string{`"rank 0@node1"`, `"rank 3@node2"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("trace lacks the process %s", want)
+		}
+	}
+	if n := strings.Count(string(b), `"ph":"s"`); n != 40 {
+		t.Errorf("%d flows, want 40", n)
+	}
+}
+
+// TestTraceFileMerge: DSMEXEC_TRACE=FILE (as under Hydra or Slurm) makes
+// a rank write its own stream; mpirun -merge-traces makes the trace.
+func TestTraceFileMerge(t *testing.T) {
+	ring := example(t, "ring")
+	dir := t.TempDir()
+	cmd := exec.Command(ring)
+	cmd.Env = append(os.Environ(), "DSMEXEC_TRACE="+filepath.Join(dir, "t"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("singleton ring: %v\n%s", err, b)
+	}
+	out := filepath.Join(dir, "merged.json")
+	r := runMpirun(t, "", "-merge-traces", out, filepath.Join(dir, "t.0"))
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tracefmt.Validate(b); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	checkTraceEvents(t, b, 1)
+	if r := runMpirun(t, "", "-merge-traces", out); r.status == 0 || !strings.Contains(r.stderr, "mpirun: error: -merge-traces needs") {
+		t.Errorf("-merge-traces without inputs: status %d, %s", r.status, r.stderr)
+	}
 }

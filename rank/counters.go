@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dsmexec/dsmexec/dsm"
+	"github.com/dsmexec/dsmexec/internal/dsmhook"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
 )
 
@@ -72,6 +73,10 @@ func (w *World) stats() rendezvous.Stats {
 	if w.mem != nil {
 		st := w.mem.Stats()
 		s.Backend, s.DSM, s.Columns, s.Raw, s.RawColumns = w.mem.Backend(), st.Map(), dsm.StatColumns, st.Raw(), dsm.RawColumns
+		if dsmhook.LockTimes != nil {
+			wait, hold := dsmhook.LockTimes(w.mem)
+			s.LockWait, s.LockHold = wait.Seconds(), hold.Seconds()
+		}
 	}
 	return s
 }

@@ -82,6 +82,7 @@ func initPMI(cfg pmi.Config) (*World, error) {
 		return fail(err)
 	}
 	w.mem = mem
+	w.tr.setMem(mem)
 	if err := c.Put(fmt.Sprintf("dsmexec-%d", w.rank), ln.Addr().String()+","+memEndpoint(mem)); err != nil {
 		ln.Close()
 		mem.Close()
@@ -106,6 +107,7 @@ func initPMI(cfg pmi.Config) (*World, error) {
 		mem.Close()
 		return fail(err)
 	}
+	w.tr.initDone()
 	return w, nil
 }
 

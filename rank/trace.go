@@ -2,6 +2,7 @@ package rank
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dsmexec/dsmexec/dsm"
+	"github.com/dsmexec/dsmexec/internal/dsmhook"
 	"github.com/dsmexec/dsmexec/internal/rendezvous"
 	"github.com/dsmexec/dsmexec/internal/trace"
 )
@@ -35,6 +38,7 @@ type tracer struct {
 	sent map[chanKey]uint64 // messages sent per (to, ctx, tag)
 	got  map[chanKey]uint64 // messages received per (from, ctx, tag)
 
+	init     trace.Span    // Init, from the recorder's start to its end
 	file     *os.File      // DSMEXEC_TRACE=FILE: the stream goes there
 	stop     chan struct{} // ends the pump
 	done     <-chan error  // the pump's result
@@ -207,6 +211,7 @@ func (w *World) startTrace(getenv func(string) string, ship func([]byte) error) 
 		return nil
 	}
 	t.done = rec.Pump(200*time.Millisecond, ship, t.stop)
+	t.init = rec.Begin(trace.KindInit, trace.Args{})
 	w.tr = t
 	return nil
 }
@@ -347,6 +352,7 @@ func (w *World) startTraceMpirun(master *rendezvous.Client) error {
 	if err := w.startTrace(os.Getenv, func(b []byte) error { return master.Trace(0, b) }); err != nil || w.tr == nil {
 		return err
 	}
+	w.tr.setMem(w.mem)
 	raw, err := master.Clock(8, 2*time.Second)
 	if err != nil && len(raw) == 0 {
 		fmt.Fprintf(os.Stderr, "rank %d: warning: trace clock not aligned: %v\n", w.rank, err)
@@ -358,4 +364,61 @@ func (w *World) startTraceMpirun(master *rendezvous.Client) error {
 	}
 	w.tr.setClock(samples)
 	return nil
+}
+
+// setMem gives the shared memory the recorder (lock waits).
+func (t *tracer) setMem(m *dsm.Memory) {
+	if t != nil && m != nil && dsmhook.SetTrace != nil {
+		dsmhook.SetTrace(m, t.rec)
+	}
+}
+
+// shipPages records the memory's faults as slices of a "page faults"
+// track and ships its page report to mpirun (role 2 of the TRACE frames:
+// JSON, for -report-html's heat map and false-sharing table). Finalize
+// calls it while the memory still runs.
+func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
+	if m == nil || dsmhook.Report == nil {
+		return
+	}
+	rep := dsmhook.Report(m)
+	if rep == nil {
+		return
+	}
+	if t != nil && len(rep.Faults) > 0 {
+		track := t.rec.NewTrack("page faults")
+		for _, f := range rep.Faults {
+			acc := trace.AccessRead
+			if f.Write {
+				acc = trace.AccessWrite
+			}
+			t.rec.Complete(track, trace.KindFault, time.Unix(0, f.Start), time.Unix(0, f.End), trace.Args{Page: f.Page, Access: acc, From: f.From})
+		}
+	}
+	if t != nil {
+		for _, h := range rep.Held {
+			t.rec.CountAt(trace.CounterPagesHeld, h.Pages, time.Unix(0, h.At))
+		}
+	}
+	rep.Held = nil
+	if t != nil && rep.FaultsDropped > 0 {
+		t.rec.Instant(fmt.Sprintf("%d page faults not recorded (over the bound)", rep.FaultsDropped))
+	}
+	rep.Faults = nil
+	if master != nil {
+		b, err := json.Marshal(rep)
+		if err == nil {
+			master.Trace(rolePages, b)
+		}
+	}
+}
+
+// rolePages is the TRACE frame role of a rank's page report (JSON).
+const rolePages = 2
+
+// initDone ends the Init slice (the world is formed).
+func (t *tracer) initDone() {
+	if t != nil {
+		t.init.End(trace.Args{})
+	}
 }

@@ -202,6 +202,7 @@ func (w *World) Finalize() error {
 			}
 		}
 		if w.master != nil {
+			w.tr.shipPages(w.mem, w.master)
 			w.master.Stats(w.stats())
 		}
 		if w.mem != nil {
@@ -316,6 +317,7 @@ func initSingleton() (*World, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.tr.setMem(w.mem)
 	return w, nil
 }
 
@@ -383,6 +385,7 @@ func initMpirun(env *launchEnv) (*World, error) {
 		case <-w.done:
 		}
 	}()
+	w.tr.initDone()
 	return w, nil
 }
 

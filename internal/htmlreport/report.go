@@ -476,7 +476,19 @@ func FromTrace(r *Report, tl *tracefmt.Timeline, ranks int) {
 		r.Messages[i] = make([]int64, ranks)
 		r.Bytes[i] = make([]int64, ranks)
 	}
-	r.Timeline = Timeline{Duration: time.Duration(tl.Max - tl.Min), Ranks: make([][]Interval, ranks)}
+	// The timeline starts when every rank has finished Init (the time
+	// before is connecting, not the program); a rank's Init shows in the
+	// trace itself.
+	start := tl.Min
+	for _, s := range tl.Slices {
+		if s.Kind == trace.KindInit && s.End > start && s.End <= tl.Max {
+			start = s.End
+		}
+	}
+	if start > tl.Min {
+		r.Notes = append(r.Notes, fmt.Sprintf("The timeline starts when the last rank finished Init (connecting to the others), %v after the first one began.", time.Duration(start-tl.Min).Round(time.Microsecond)))
+	}
+	r.Timeline = Timeline{Duration: time.Duration(tl.Max - start), Ranks: make([][]Interval, ranks)}
 	for _, s := range tl.Slices {
 		if s.Rank < 0 || s.Rank >= ranks {
 			continue
@@ -485,9 +497,9 @@ func FromTrace(r *Report, tl *tracefmt.Timeline, ranks int) {
 			r.Messages[s.Rank][s.Begin.Peer]++
 			r.Bytes[s.Rank][s.Begin.Peer] += s.Begin.Bytes
 		}
-		if c := s.Kind.Category(); c != trace.CatCompute {
+		if c := s.Kind.Category(); c != trace.CatCompute && s.Kind != trace.KindInit && s.End > start {
 			r.Timeline.Ranks[s.Rank] = append(r.Timeline.Ranks[s.Rank], Interval{
-				Start: time.Duration(s.Start - tl.Min), End: time.Duration(s.End - tl.Min), Cat: c,
+				Start: time.Duration(max(s.Start, start) - start), End: time.Duration(s.End - start), Cat: c,
 			})
 		}
 	}

@@ -91,6 +91,10 @@ type Stats struct {
 	RawColumns []string           `json:"raw_columns,omitempty"`
 	// Peers is the rank's message counts, indexed by world rank.
 	Peers []PeerCount `json:"peers,omitempty"`
+	// LockWait and LockHold: seconds this rank waited in dsm Mutex.Lock
+	// and held dsm locks.
+	LockWait float64 `json:"lock_wait,omitempty"`
+	LockHold float64 `json:"lock_hold,omitempty"`
 }
 
 // PeerCount is what one rank sent to one peer and what arrived from it

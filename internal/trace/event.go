@@ -32,13 +32,14 @@ const (
 	KindFinalize
 	KindIprobe
 	KindTest
+	KindInit // joining the job: connections to the peers and the shared memory
 	kindCount
 )
 
 var kindNames = [kindCount]string{
 	"none", "Send", "Recv", "Probe", "Wait", "Barrier", "Bcast", "Gather",
 	"Allgather", "Scatter", "Reduce", "Allreduce", "Alltoall", "Scan",
-	"Sendrecv", "Fault", "Lock", "Hold", "Finalize", "Iprobe", "Test",
+	"Sendrecv", "Fault", "Lock", "Hold", "Finalize", "Iprobe", "Test", "Init",
 }
 
 func (k Kind) String() string {

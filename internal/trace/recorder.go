@@ -144,6 +144,16 @@ func (r *Recorder) Count(c Counter, v int64) {
 	r.count(c, v)
 }
 
+// CountAt records that counter c had value v from time t on (samples
+// taken elsewhere and recorded later, such as the page server's; record
+// one counter's samples in time order).
+func (r *Recorder) CountAt(c Counter, v int64, t time.Time) {
+	if r == nil {
+		return
+	}
+	r.countAt(c, v, t)
+}
+
 // Add adds d to counter c and records the new value.
 func (r *Recorder) Add(c Counter, d int64) {
 	if r == nil {
@@ -318,12 +328,13 @@ func (r *Recorder) complete(track uint32, k Kind, start, end time.Time, a Args) 
 	r.warn(w)
 }
 
-func (r *Recorder) count(c Counter, v int64) {
+func (r *Recorder) count(c Counter, v int64) { r.countAt(c, v, time.Now()) }
+
+func (r *Recorder) countAt(c Counter, v int64, now time.Time) {
 	if r.full.Load() {
 		return
 	}
 	var buf [32]byte
-	now := time.Now()
 	r.mu.Lock()
 	b := append(buf[:0], byte(OpCounter))
 	b = binary.AppendVarint(b, r.deltaLocked(now))

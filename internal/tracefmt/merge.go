@@ -545,7 +545,7 @@ func sliceArgs(sl *Slice) map[string]any {
 		}
 	case trace.KindLock, trace.KindHold:
 		a["lock"] = b.Lock
-	case trace.KindBarrier, trace.KindFinalize:
+	case trace.KindBarrier, trace.KindFinalize, trace.KindInit:
 	default: // collectives
 		a["root"], a["bytes"] = b.Peer, max(b.Bytes, r.Bytes)
 	}

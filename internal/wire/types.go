@@ -47,6 +47,7 @@ const (
 	TypePagerStats   uint8 = 44
 	TypePagerClose   uint8 = 45
 	TypePagerReset   uint8 = 46
+	TypePagerReport  uint8 = 47
 	TypePagerListen  uint8 = 50
 	TypePagerReply   uint8 = 51
 	TypePagerFatal   uint8 = 52

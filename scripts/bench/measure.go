@@ -339,6 +339,18 @@ func (m *measurer) pingpong(tr transport, nodsm []string) {
 	} else {
 		takeAll(v, "ours")
 	}
+	// The same with mpirun -trace (issue 10: recording costs at most 1.5×).
+	if f, err := os.CreateTemp("", "dsmbench-trace-*.json"); err != nil {
+		m.fail(tr.key+".pp.traced.oneway", err)
+	} else {
+		f.Close()
+		if v, err := m.mpirun(2, append(append([]string(nil), nodsm...), "-trace", f.Name()), tr.env, m.p.Ranks, append([]string{"pingpong"}, args...)...); err != nil {
+			m.fail(tr.key+".pp.traced.oneway", err)
+		} else {
+			m.take(v, "pingpong.oneway_ns", tr.key+".pp.traced.oneway")
+		}
+		os.Remove(f.Name())
+	}
 	if m.haveOMPI() {
 		if v, err := m.ompirun(tr, 2, m.p.OMPI.Pingpong, "8", strconv.Itoa(c.PingSmall), strconv.Itoa(1<<20), strconv.Itoa(c.PingBig)); err != nil {
 			m.fail(tr.key+".pp.ompi", err)

@@ -228,6 +228,13 @@ func report(w io.Writer, p *plan, r *results) {
 		{label: "context switches / round trip", key: ppKey("ctxsw"), u: uCount},
 		{label: "CPU time / round trip", key: ppKey("cpu")},
 	})
+	fmt.Fprintln(w, "   with mpirun -trace FILE (every Send and Recv recorded and shipped to mpirun), against the same run without; goal ≤ 1.5×")
+	rp.ttable(true, "untraced", []mrow{{label: "8 B one-way, traced", key: func(tr transport, who string) string {
+		if who == "ompi" {
+			return tr.key + ".pp.ours.oneway"
+		}
+		return tr.key + ".pp.traced.oneway"
+	}, goal: byTransport(le(1.5), le(1.5))}})
 
 	fmt.Fprintf(w, "\n4. CPU while idle: rank 1 blocked in Recv for %d ms while rank 0 sleeps; utime+stime of /proc/PID/stat over that time,\n", c.IdleMs)
 	fmt.Fprintln(w, "   in % of one CPU (ours with the default shared region: the page server is the rank's child process;")
