@@ -38,8 +38,7 @@ test-system: build
 
 # The scale jobs of issue 13: mpirun -np 256 hello on this host, and 64
 # ranks over 8 namespace hosts with the counter example exact (root;
-# test-system runs that part too). The one-host job fails until rank
-# connects on demand (issue 13 item 1): then make test runs this target.
+# make test runs it through test-system).
 test-scale: build
 	bash scripts/test-scale.sh all
 
