@@ -21,7 +21,9 @@ func TestFileLimitRefused(t *testing.T) {
 	if r.status != 1 {
 		t.Errorf("status %d, want 1; stderr:\n%s", r.status, r.stderr)
 	}
-	want := "mpirun: error: a job of 100 ranks needs ~131 open files per process (mpirun itself ~326), the hard limit here is 64\n" +
+	j := limits.Job{Size: 100, DSM: true, Mesh: limits.CurrentMesh, MemMesh: limits.CurrentMemMesh, Pagers: limits.CurrentPagers}
+	want := "mpirun: error: a job of 100 ranks needs ~" + strconv.Itoa(j.ProcessFDs()) +
+		" open files per process (mpirun itself ~326), the hard limit here is 64\n" +
 		"mpirun: hint: raise it with ulimit -Hn (as root) or /etc/security/limits.conf\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
@@ -72,9 +74,9 @@ func TestFileFormulas(t *testing.T) {
 		args []string
 		job  limits.Job
 	}{
-		{"userfaultfd", nil, limits.Job{Size: n, DSM: true}},
-		{"sigsegv", []string{"-x", "DSMEXEC_FAULT=sigsegv"}, limits.Job{Size: n, DSM: true, SIGSEGV: true}},
-		{"no region", []string{"-dsm-size", "0"}, limits.Job{Size: n}},
+		{"userfaultfd", nil, limits.Job{Size: n, DSM: true, Mesh: limits.CurrentMesh, MemMesh: limits.CurrentMemMesh, Pagers: limits.CurrentPagers}},
+		{"sigsegv", []string{"-x", "DSMEXEC_FAULT=sigsegv"}, limits.Job{Size: n, DSM: true, SIGSEGV: true, Mesh: limits.CurrentMesh, MemMesh: limits.CurrentMemMesh, Pagers: limits.CurrentPagers}},
+		{"no region", []string{"-dsm-size", "0"}, limits.Job{Size: n, Mesh: limits.CurrentMesh, MemMesh: limits.CurrentMemMesh, Pagers: limits.CurrentPagers}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := append(append([]string{"-np", strconv.Itoa(n)}, c.args...), fdprog)
