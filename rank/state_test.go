@@ -322,4 +322,3 @@ func receive(w *World, kind int, from []int, tag int) error {
 	}
 	return nil
 }
-
