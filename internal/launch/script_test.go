@@ -325,6 +325,8 @@ func formatAction(a Action) string {
 		return "print " + a.Text
 	case AskWhere:
 		return "ask-where " + strings.Join(a.Who, "; ")
+	case TellDeadlock:
+		return "tell-deadlock " + a.Text + " | stacks of " + strings.Join(a.Who, "; ")
 	case Close:
 		return "close"
 	case WriteReport:
