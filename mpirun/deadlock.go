@@ -68,23 +68,12 @@ func (dt *detector) run() {
 			return
 		}
 		if v, ok := dt.poll(); ok {
-			d.out.Printf(proc.Stderr, "mpirun: %s", v.Text)
-			d.printStacks(dt.running(), "deadlock")
+			// The machine prints it and the stacks (TellDeadlock), unless
+			// the job is ending anyway.
 			d.send(launch.Deadlocked{Text: v.Text, After: dt.after})
 			return
 		}
 	}
-}
-
-// running lists the ranks neither finalized nor exited.
-func (dt *detector) running() []int {
-	var live []int
-	for r, rep := range dt.d.master.Reports() {
-		if !rep.Finalized && !dt.exited[r].Load() {
-			live = append(live, r)
-		}
-	}
-	return live
 }
 
 // poll asks the ranks and checks the snapshot; ok is true on the second

@@ -88,10 +88,11 @@ func TestDeadlockNamed(t *testing.T) {
 
 // TestDeadlockNoFalsePositive: jobs where ranks wait far longer than
 // -deadlock-after while another computes (in its main goroutine, or in a
-// goroutine of its own while every main goroutine waits in Recv) finish.
+// goroutine of its own while every main goroutine waits in Recv, or waits
+// for a timer there) finish.
 func TestDeadlockNoFalsePositive(t *testing.T) {
 	prog := buildDlprog(t)
-	for _, mode := range []string{"compute", "helper"} {
+	for _, mode := range []string{"compute", "helper", "timer"} {
 		for _, np := range []int{2, 3} {
 			t.Run(fmt.Sprintf("%s-np%d", mode, np), func(t *testing.T) {
 				t.Parallel()

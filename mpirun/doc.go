@@ -21,7 +21,12 @@
 // SIGTERM and SIGHUP to mpirun stop every rank the same way (a second one
 // kills them at once) and mpirun exits 130, 143 or 129. -timeout ends the
 // job the same way with status 124, like timeout(1), naming the ranks that
-// were still running. Bad input is reported as "mpirun: error: ..." with a
+// were still running and printing their goroutine stacks. When every
+// running rank has waited in a dsmexec call for -deadlock-after (2s) with
+// no message on its way to it, mpirun names the wait-for cycle ("mpirun:
+// deadlock: rank 0 waits in Recv(from 1, tag 0), rank 1 waits in
+// Recv(from 0, tag 0); nobody can send"), prints the stacks and ends the
+// job with status 3 (deadlock.go, internal/deadlock). Bad input is reported as "mpirun: error: ..." with a
 // "mpirun: hint: ..." where one helps, before anything starts: status 2 for
 // usage errors, 1 otherwise.
 //

@@ -109,6 +109,9 @@ func (d *driver) do(a launch.Action) (code int, exit bool) {
 		}
 	case launch.AskWhere:
 		d.tellWhere(a)
+	case launch.TellDeadlock:
+		d.out.Printf(proc.Stderr, "mpirun: %s", a.Text)
+		d.printStacks(a.Ranks, "deadlock")
 	case launch.Close:
 		d.queue = append(d.queue, d.close())
 	case launch.WriteReport:

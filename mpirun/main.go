@@ -105,9 +105,10 @@ or a port are forked; other hosts are reached over SSH with your keys and
 ~/.ssh/known_hosts, and the program is copied into ~/.cache/dsmexec there.
 
 exit status: that of the first rank that failed (128+signal if killed by
-one), 124 after -timeout, 3 after a deadlock (-deadlock-after), 128+signal if mpirun was interrupted, 2 for a
-usage error, 1 for other errors of mpirun (a host that cannot be reached
-or is lost during the job), 0 when every rank exited 0.
+one), 124 after -timeout, 3 after a deadlock (-deadlock-after),
+128+signal if mpirun was interrupted, 2 for a usage error, 1 for other
+errors of mpirun (a host that cannot be reached or is lost during the
+job), 0 when every rank exited 0.
 
 examples:
   mpirun -np 4 ./pi

@@ -14,6 +14,15 @@
 // checks tens of thousands of snapshots of correct jobs with long compute
 // phases and slow networks.
 //
+// Question and Report are the STATE frame's bodies (wire type 22, mpirun
+// → rank → mpirun, JSON): what a rank waits in, for how long, its
+// collectives per communicator and its message counts per peer (sent,
+// and arrived: a header read). Build turns the answers into a Snapshot
+// (in flight = sent by i to j − arrived at j from i, on every
+// communicator a blocked receive uses); Report.Same says a rank did
+// nothing between two answers, which mpirun requires of every rank before
+// it believes a second deadlocked verdict (mpirun/deadlock.go).
+//
 // ParseStacks, Busy and Trim read runtime.Stack(buf, true) dumps: Busy
 // lists the program's goroutines that could go on without another rank (a
 // rank must not report itself blocked while there are any), Trim keeps

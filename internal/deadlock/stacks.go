@@ -152,10 +152,11 @@ func (g *Goroutine) hasUser() bool {
 // waitsOnOthers are goroutine states that end only when another goroutine
 // of the process acts: a rank whose goroutines all wait so (or in
 // dsmexec calls) cannot go on by itself. "select" is not one (a case may
-// be a timer), nor "sleep", "IO wait" or "syscall" (the world outside may
-// wake them).
+// be a timer), nor "chan receive" (the channel may be a timer's:
+// <-time.After(d), <-ticker.C, or a context's Done that a timer closes),
+// nor "sleep", "IO wait" or "syscall" (the world outside may wake them).
 var waitsOnOthers = map[string]bool{
-	"chan receive": true, "chan send": true, "chan receive (nil chan)": true, "chan send (nil chan)": true,
+	"chan send": true, "chan receive (nil chan)": true, "chan send (nil chan)": true,
 	"select (no cases)": true, "semacquire": true, "sync.Mutex.Lock": true, "sync.RWMutex.Lock": true,
 	"sync.RWMutex.RLock": true, "sync.WaitGroup.Wait": true, "sync.Cond.Wait": true,
 }

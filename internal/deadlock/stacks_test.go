@@ -79,6 +79,30 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// A goroutine in a plain channel receive may be waiting for a timer
+// (<-time.After(d)): it counts as busy, never as stuck.
+func TestBusyChanReceive(t *testing.T) {
+	gs := ParseStacks([]byte(`goroutine 1 [IO wait]:
+github.com/dsmexec/dsmexec/rank.(*group).Recv(...)
+	/src/dsmexec/rank/comm.go:173
+main.main()
+	/home/u/p/main.go:20 +0x1a
+
+goroutine 8 [chan receive]:
+main.later(0xc000010000)
+	/home/u/p/main.go:40 +0x2b
+created by main.main in goroutine 1
+	/home/u/p/main.go:18 +0x3c
+
+goroutine 9 [chan receive (nil chan)]:
+main.never()
+	/home/u/p/main.go:50 +0x2b
+`))
+	if got := Busy(gs, -1); !reflect.DeepEqual(got, []int{8}) {
+		t.Fatalf("busy %v, want [8]", got)
+	}
+}
+
 func TestTrim(t *testing.T) {
 	got := Trim(ParseStacks([]byte(dump)))
 	want := `goroutine 1 [select, 2 minutes]:

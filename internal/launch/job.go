@@ -313,6 +313,15 @@ func (j *Job) onDeadlocked(ev Deadlocked) {
 		return
 	}
 	j.blame(true) // a failure that came first is still the cause
+	if j.cause != nil {
+		return
+	}
+	live := j.live()
+	who := make([]string, len(live))
+	for i, r := range live {
+		who[i] = j.who(r)
+	}
+	j.emit(TellDeadlock{Text: ev.Text, Ranks: live, Who: who})
 	j.stop(&cause{
 		status: StatusDeadlock,
 		msg:    fmt.Sprintf("error: job deadlocked: every running rank waited for another for %v; stopped it", ev.After),

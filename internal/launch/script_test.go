@@ -33,6 +33,7 @@ import (
 //	rdv-failed joined=N TEXT
 //	closed [reported] [backend=B] [lost=HOST]
 //	report-written [TEXT]
+//	deadlock D TEXT              mpirun's deadlock detector found one after D
 
 var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actions the machine gives now")
 
@@ -270,6 +271,12 @@ func scriptEvent(f []string) (Event, error) {
 		return ev, nil
 	case "report-written":
 		return ReportWritten{Err: text(1)}, nil
+	case "deadlock":
+		d, err := time.ParseDuration(f[1])
+		if err != nil {
+			return nil, err
+		}
+		return Deadlocked{After: d, Text: text(2)}, nil
 	}
 	return nil, fmt.Errorf("unknown command %q", f[0])
 }
@@ -318,6 +325,8 @@ func formatAction(a Action) string {
 		return "print " + a.Text
 	case AskWhere:
 		return "ask-where " + strings.Join(a.Who, "; ")
+	case TellDeadlock:
+		return "tell-deadlock " + a.Text + " | stacks of " + strings.Join(a.Who, "; ")
 	case Close:
 		return "close"
 	case WriteReport:

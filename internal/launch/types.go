@@ -143,8 +143,9 @@ type Reason struct{ Why, Hint string }
 type ReportWritten struct{ Err string }
 
 // Deadlocked: mpirun's deadlock detector found every live rank waiting
-// for another for at least After (Text, its words, is printed already).
-// The job stops with StatusDeadlock.
+// for another for at least After; Text says so in words. Unless the job
+// is stopping already, the machine answers TellDeadlock and stops the job
+// with StatusDeadlock.
 type Deadlocked struct {
 	Text  string
 	After time.Duration
@@ -202,6 +203,15 @@ type AskWhere struct {
 	Who   []string
 }
 
+// TellDeadlock: print Text ("deadlock: rank 0 waits in ...") after
+// "mpirun: ", then the stacks of Ranks (named by Who), before they are
+// stopped.
+type TellDeadlock struct {
+	Text  string
+	Ranks []int
+	Who   []string
+}
+
 // Close: every rank is gone; close the master, the hosts and the output,
 // then answer Closed.
 type Close struct{}
@@ -212,12 +222,13 @@ type WriteReport struct{}
 // Exit: mpirun exits with Code. Nothing follows.
 type Exit struct{ Code int }
 
-func (StartRank) action()   {}
-func (Kill) action()        {}
-func (Arm) action()         {}
-func (Disarm) action()      {}
-func (Print) action()       {}
-func (AskWhere) action()    {}
-func (Close) action()       {}
-func (WriteReport) action() {}
-func (Exit) action()        {}
+func (StartRank) action()    {}
+func (Kill) action()         {}
+func (Arm) action()          {}
+func (Disarm) action()       {}
+func (Print) action()        {}
+func (AskWhere) action()     {}
+func (TellDeadlock) action() {}
+func (Close) action()        {}
+func (WriteReport) action()  {}
+func (Exit) action()         {}

@@ -9,6 +9,7 @@
 //	dlprog helper D  every rank's main goroutine waits in Recv from its left
 //	                 neighbour while a goroutine of its own computes for D
 //	                 and then sends to its right one
+//	dlprog timer D   the same, the goroutine waiting <-time.After(D) instead
 package main
 
 import (
@@ -78,6 +79,16 @@ func main() {
 		sent := make(chan error, 1)
 		go func() {
 			spin(d)
+			sent <- w.Send((r+1)%n, 0, []byte("hi"))
+		}()
+		_, err := w.Recv((r+n-1)%n, 0)
+		must(err)
+		must(<-sent)
+	case "timer":
+		d := arg()
+		sent := make(chan error, 1)
+		go func() {
+			<-time.After(d)
 			sent <- w.Send((r+1)%n, 0, []byte("hi"))
 		}()
 		_, err := w.Recv((r+n-1)%n, 0)
