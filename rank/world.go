@@ -201,9 +201,10 @@ func (w *World) Finalize() error {
 				errs = append(errs, fmt.Errorf("rank %d: finalize barrier: %w", w.rank, err))
 			}
 		}
+		var st rendezvous.Stats
 		if w.master != nil {
 			w.tr.shipPages(w.mem, w.master)
-			w.master.Stats(w.stats())
+			st = w.stats() // the region's, while it is open
 		}
 		if w.mem != nil {
 			if err := w.mem.Close(); err != nil {
@@ -216,6 +217,13 @@ func (w *World) Finalize() error {
 			w.e.settleLinks()
 		}
 		w.e.shutdown(5 * time.Second)
+		if w.master != nil {
+			// The message counts after every peer's BYE: what was sent
+			// to this rank has arrived (a collective's hellos too), so
+			// the job's sent and received columns add up.
+			st.Peers = w.e.ctr.snapshot()
+			w.master.Stats(st)
+		}
 		w.tr.stopTrace() // the last piece leaves before the connection closes
 		if w.master != nil {
 			w.master.Bye()
