@@ -47,6 +47,7 @@ type engine struct {
 	quick     bool          // the driver's spinning round: with rings only, epoll is skipped in most
 	poller    *poller       // nil in a world without peers
 	spin      time.Duration // the longest spin (DSMEXEC_SPIN)
+	oversub   bool          // more ranks than CPUs on this host: spin yielding the CPU
 	spinCur   time.Duration // the current window (adaptive)
 	spinProbe int
 
@@ -255,11 +256,16 @@ func (e *engine) drive(w *waiter) {
 			continue
 		}
 		now := time.Now()
-		if now.Sub(last) > preemptGap {
+		if now.Sub(last) > preemptGap && !e.oversub {
 			preempted = true
 		}
 		last = now
 		if spin > 0 && now.Before(spinEnd) {
+			if e.oversub {
+				// Let a runnable process on this CPU (perhaps the peer
+				// this rank waits for) run first.
+				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			}
 			continue
 		}
 		if spinning {
@@ -766,6 +772,17 @@ func (e *engine) start(links []*link, spin time.Duration, limit int64) error {
 	}
 	e.poller = p
 	p.blocking = os.Getenv("DSMEXEC_PARK") == "syscall"
+	// DSMEXEC_OVERSUB, a switch for measurements and tests: "park" does
+	// not spin at all on an oversubscribed host, "yield" spins as on one
+	// whatever the count of ranks.
+	switch os.Getenv("DSMEXEC_OVERSUB") {
+	case "park":
+		if e.oversub {
+			spin = 0
+		}
+	case "yield":
+		e.oversub = true
+	}
 	e.spin, e.spinCur = spin, spin
 	e.limit = limit
 	e.mu.Lock()
