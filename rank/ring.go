@@ -38,7 +38,7 @@ type ringOffer struct {
 // the host, between minRingSize and maxRingSize (ENGINE.md).
 const (
 	ringBudget  = 64 << 20
-	maxRingSize = 512 << 10
+	maxRingSize = 2 << 20 // a 1 MiB message fits: the sender does not wait for the reader
 	minRingSize = 64 << 10
 )
 
