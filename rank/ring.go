@@ -449,7 +449,7 @@ func (e *engine) pollRings() bool {
 				did = true
 			}
 		}
-		if l.stalled {
+		if l.stalled || l.rr.Empty() {
 			continue
 		}
 		if n, err := l.rr.Readable(); n > 0 || err != nil {
