@@ -35,10 +35,14 @@ func init() {
 
 // TestIdleCostsNothing: a rank blocked in Recv for a second uses less than
 // 5% of a CPU (it spins a few tens of µs at most, then sleeps), over both
-// transports. Open MPI busy-polls here (100%).
+// transports, and with the yielding spin of an oversubscribed host. Open MPI busy-polls here (100%).
 func TestIdleCostsNothing(t *testing.T) {
-	for _, tr := range transports {
-		outs := runJob(t, "idle", 2, transportEnv(tr))
+	for _, tr := range append(transports, "auto/oversubscribed") {
+		env := []string{transportEnv(strings.TrimSuffix(tr, "/oversubscribed"))}
+		if strings.HasSuffix(tr, "/oversubscribed") {
+			env = append(env, "DSMEXEC_OVERSUB=yield") // the spin of a host with more ranks than CPUs
+		}
+		outs := runJob(t, "idle", 2, env...)
 		var wall, cpu int64
 		for _, l := range strings.Split(outs[1], "\n") {
 			if strings.HasPrefix(l, "IDLE ") {

@@ -40,7 +40,7 @@ type ringOffer struct {
 // the host, between minRingSize and maxRingSize (ENGINE.md).
 const (
 	ringBudget  = 64 << 20
-	maxRingSize = 512 << 10
+	maxRingSize = 2 << 20 // a 1 MiB message fits: the sender does not wait for the reader
 	minRingSize = 64 << 10
 )
 
@@ -468,7 +468,7 @@ func (e *engine) pollRings() bool {
 				did = true
 			}
 		}
-		if l.stalled {
+		if l.stalled || l.rr.Empty() {
 			continue
 		}
 		if n, err := l.rr.Readable(); n > 0 || err != nil {

@@ -56,7 +56,7 @@ func TestRingLocal(t *testing.T) {
 }
 
 func TestRingSizeFor(t *testing.T) {
-	for _, c := range []struct{ n, want int }{{2, 512 << 10}, {8, 512 << 10}, {12, 256 << 10}, {16, 256 << 10}, {24, 64 << 10}, {64, 64 << 10}} {
+	for _, c := range []struct{ n, want int }{{2, 2 << 20}, {6, 2 << 20}, {8, 1 << 20}, {11, 512 << 10}, {12, 256 << 10}, {16, 256 << 10}, {24, 64 << 10}, {64, 64 << 10}} {
 		if got := ringSizeFor(c.n); got != c.want {
 			t.Errorf("ringSizeFor(%d) = %d, want %d", c.n, got, c.want)
 		}

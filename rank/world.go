@@ -429,7 +429,7 @@ func (w *World) connect(ctx context.Context, ln net.Listener, token []byte, endp
 		return err
 	}
 	if mesh.RanksOnHost(addrs, w.rank) > runtime.NumCPU() {
-		spin = 0 // spinning would take the CPU the sender needs
+		w.e.oversub = true // spinning must yield the CPU the sender may need
 	}
 	memErr := make(chan error, 1)
 	go func() { memErr <- memConnect(w.mem, ctx, memAddrs) }()

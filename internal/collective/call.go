@@ -2,10 +2,12 @@ package collective
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -195,8 +197,8 @@ func (c *call) badHello(from int, h header) *MismatchError {
 }
 
 // dropHellos drops the hellos of this or earlier calls that have arrived
-// from rank q, without waiting; the first other message stays first in
-// the stash (lazy hellos).
+// from rank q, without waiting, and takes a mismatch notice from q; the
+// first other message stays first in the stash (lazy hellos).
 func (c *call) dropHellos(s *sequenced, q int) {
 	if q == c.rank {
 		return
@@ -213,6 +215,10 @@ func (c *call) dropHellos(s *sequenced, q int) {
 			s.stash[q] = append(s.stash[q], msg)
 		}
 		h, err := parseHeader(s.stash[q][0])
+		if err == nil && h.step == stepNotice {
+			c.takeNotice(q, c.pop(s, q)) // q found the calls out of step
+			return
+		}
 		if err != nil || h.step != stepHello || h.seq > c.h.seq {
 			return
 		}
@@ -249,7 +255,45 @@ func (c *call) next(from int) ([]byte, error) {
 		}
 		c.sayHello()
 	}
-	return c.t.Recv(from)
+	// Still waiting: every helloRecheck, look for hellos from the ranks
+	// that say hello to this one (a rank waiting on this one in another
+	// call, around a cycle of waits that the first hellos did not break).
+	for {
+		msg, ok, err := s.timed.RecvWithin(from, helloRecheck)
+		if ok || err != nil {
+			return msg, err
+		}
+		for _, q := range c.helloSenders() {
+			if q != from {
+				c.dropHellos(s, q)
+			}
+		}
+		if c.broken {
+			return nil, errBroken
+		}
+	}
+}
+
+// helloRecheck is how often a call that said its hellos looks for the
+// hellos of others while it waits.
+const helloRecheck = 10 * time.Millisecond
+
+// errBroken ends a receive of a call that found the calls out of step.
+var errBroken = errors.New("collective: calls out of step")
+
+// helloSenders lists the ranks that may say hello to this rank: its
+// neighbours and, in Bcast and Scatter, its children in the tree.
+func (c *call) helloSenders() []int {
+	qs := []int{(c.rank + 1) % c.size, (c.rank - 1 + c.size) % c.size}
+	if treeDown(c.h.kind) {
+		vr := c.vrank()
+		for m := span(vr, c.size) / 2; m > 0; m /= 2 {
+			if vr+m < c.size {
+				qs = append(qs, c.abs(vr+m))
+			}
+		}
+	}
+	return qs
 }
 
 // takeHello receives the hello of call seq from rank prev.
@@ -470,6 +514,9 @@ func (c *call) recv(from int, step uint8) ([]byte, bool) {
 		return nil, false
 	}
 	msg, err := c.next(from)
+	if c.broken {
+		return nil, false
+	}
 	if err != nil {
 		c.failTransport("receive from", from, step, err)
 		return nil, false

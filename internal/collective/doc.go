@@ -70,8 +70,10 @@
 //     Sequenced transport sends a header-only hello to rank-1 and rank+1
 //     (and, in Bcast and Scatter, to the tree parent): over a transport
 //     that is a [TimedReceiver] only once it has waited 2 ms for a
-//     message (so a call whose messages come promptly sends none), else at
-//     its start; a wait around a longer cycle can still block, as in MPI.
+//     message (so a call whose messages come promptly sends none), and
+//     while it still waits it looks for the hellos of others every 10 ms
+//     (which also breaks longer cycles of waits); else at its start, and a
+//     wait around a longer cycle can still block, as in MPI.
 //   - Bcast and Scatter failures reach the ranks below the failing one;
 //     Gather failures reach root.
 //   - A lost peer fails the ranks that depend on it with [ErrTransport], as

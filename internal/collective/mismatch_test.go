@@ -44,10 +44,11 @@ func mismatchCalls(n int) []struct {
 func TestCallMismatch(t *testing.T) {
 	defer func(d time.Duration) { hangAfter = d }(hangAfter)
 	hangAfter = 3 * time.Second
-	// Known gap: at N=9 an Alltoall against a Bcast or Scatter on rank 4
-	// can still wait around a cycle of ranks that send each other no hello
-	// (see call.hello); N=2..8 is complete.
-	maxN := 8
+	// Lazy hellos (N=2..9; N=10..12 passed too, by hand): a call that
+	// waits looks again for hellos every helloRecheck, which also breaks
+	// the cycle of waits at N=9 (an Alltoall against a Bcast or Scatter on
+	// rank 4) that eager hellos leave blocked, so eager stops at 5.
+	maxN := 9
 	if testing.Short() {
 		maxN = 5
 	}

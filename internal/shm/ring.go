@@ -367,6 +367,14 @@ func (r *Reader) WriterNeedsDoorbell() bool {
 		atomic.CompareAndSwapUint32(r.writerWait, writerDoorbell, 0)
 }
 
+// Empty reports, without taking the Reader's lock, that nothing is
+// readable now and neither side closed: the usual answer of a poll, which
+// Readable then need not give. Only the goroutine that reads (or one that
+// took over from it with a happens-before edge) may call it.
+func (r *Reader) Empty() bool {
+	return r.err == nil && atomic.LoadUint64(r.head) == r.pos && !r.seg.closed.Load() && !r.seg.peerGone()
+}
+
 // Readable returns how many bytes can be read now; no system call. It
 // returns io.EOF for an empty ring whose peer closed.
 func (r *Reader) Readable() (int, error) {

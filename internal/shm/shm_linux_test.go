@@ -791,3 +791,34 @@ func TestWriterDoorbell(t *testing.T) {
 		t.Fatal("doorbell owed after CancelWait")
 	}
 }
+
+// TestEmpty: the lock-free poll agrees with Readable: empty on a new ring,
+// not after a write, empty again once read, and not once the peer closed
+// (so a poll goes on to see the EOF).
+func TestEmpty(t *testing.T) {
+	a, b := pair(t, 0)
+	w, r := a.Writer(), b.Reader()
+	if !r.Empty() {
+		t.Fatal("a new ring is not Empty")
+	}
+	if _, err := w.TryWrite([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if r.Empty() {
+		t.Fatal("Empty after a write")
+	}
+	buf := make([]byte, 8)
+	if n, err := r.TryRead(buf); n != 3 || err != nil {
+		t.Fatalf("TryRead = %d, %v", n, err)
+	}
+	if !r.Empty() {
+		t.Fatal("not Empty once read")
+	}
+	a.Close()
+	if r.Empty() {
+		t.Fatal("Empty after the peer closed")
+	}
+	if _, err := r.Readable(); err != io.EOF {
+		t.Fatalf("Readable after the peer closed = %v, want io.EOF", err)
+	}
+}

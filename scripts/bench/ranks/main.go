@@ -45,6 +45,7 @@ func main() {
 	pages := fs.Int("pages", 3000, "readfault/writefault: pages faulted")
 	goroutines := fs.Int("goroutines", 1, "readfault: goroutines faulting at once")
 	ms := fs.Int("ms", 1000, "idle: milliseconds rank 1 stays blocked in Recv")
+	into := fs.Bool("into", true, "pingpong: receive with RecvInto into one buffer (as MPI_Recv); false: Recv, a new slice per message")
 	fs.Parse(args)
 
 	w, err := rank.Init()
@@ -56,7 +57,7 @@ func main() {
 	case "barrier":
 		err = barrierBench(w, *n)
 	case "pingpong":
-		err = pingpong(w, *small, *n, *size, *big)
+		err = pingpong(w, *small, *n, *size, *big, *into)
 	case "readfault":
 		err = readFault(w, *pages, *goroutines)
 	case "writefault":
@@ -104,13 +105,21 @@ func barrierBench(w *rank.World, n int) error {
 // Around the timed small round trips each rank also reads its process's
 // context switches and CPU time (getrusage: every thread); rank 0 prints the
 // two ranks' sum per round trip.
-func pingpong(w *rank.World, small, n, size, big int) error {
+func pingpong(w *rank.World, small, n, size, big int, into bool) error {
 	if w.Size() < 2 {
 		return fmt.Errorf("needs 2 ranks, have %d", w.Size())
 	}
 	var usage procstat.Usage
 	run := func(tag, msgSize, iters int) (time.Duration, error) {
 		msg := bytes.Repeat([]byte{byte(tag)}, msgSize)
+		buf := make([]byte, msgSize)
+		recv := func(from int) ([]byte, error) {
+			if !into {
+				return w.Recv(from, tag)
+			}
+			n, _, err := w.RecvInto(from, tag, buf)
+			return buf[:n], err
+		}
 		warm := min(iters/10+1, 100)
 		var start time.Time
 		var u0 procstat.Usage
@@ -127,7 +136,7 @@ func pingpong(w *rank.World, small, n, size, big int) error {
 				if err := w.Send(1, tag, msg); err != nil {
 					return 0, err
 				}
-				b, err := w.Recv(1, tag)
+				b, err := recv(1)
 				if err != nil {
 					return 0, err
 				}
@@ -135,7 +144,7 @@ func pingpong(w *rank.World, small, n, size, big int) error {
 					return 0, fmt.Errorf("round trip %d: echo of %d bytes came back as %d bytes", i, msgSize, len(b))
 				}
 			case 1:
-				b, err := w.Recv(0, tag)
+				b, err := recv(0)
 				if err != nil {
 					return 0, err
 				}
