@@ -20,7 +20,7 @@
 //	v := dsm.Slice[int64](w.Memory(), 0, 1024) // shared between all ranks
 //
 // Init forms the world from the DSMEXEC_* environment set by mpirun (a
-// rendezvous with mpirun's master socket, then an all-to-all TCP mesh), or
+// rendezvous with mpirun's master socket, then a TCP mesh whose connections are made on first use), or
 // through a PMI launcher's key-value space, or as a singleton. A rank that
 // loses a peer fails every pending and later call that needs it with a
 // *PeerError naming the rank; nothing waits forever. Errors are fatal by

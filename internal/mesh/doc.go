@@ -16,8 +16,9 @@
 // Setup runs on each new connection before Ready hands it over (rank sets
 // up its shared-memory rings there).
 //
-// Connect and Establish build the all-to-all mesh (the memory mesh of
-// package dsm): rank i dials every rank j > i and accepts from every j < i: one TCP
+// Connect and Establish build an all-to-all mesh (once the memory mesh
+// of package dsm, which is on demand now and has its own dialer; dsm's
+// driver tests still use Connect): rank i dials every rank j > i and accepts from every j < i: one TCP
 // connection per pair, TCP_NODELAY, authenticated both ways with the job
 // token (package auth); the accepting side runs package listen's hardened
 // accept loop (it survives EMFILE and bounds and times out unauthenticated
