@@ -51,8 +51,8 @@ func (o Op) String() string { return collective.Op(o).String() }
 // their own, so user tags never collide with them. Each call carries its
 // number and its name, so that a rank that calls something else at the
 // same point (a Bcast while the others are in Barrier, a Finalize) is
-// caught on every rank: `rank: collective mismatch: rank 1 called Bcast
-// while rank 0 called Barrier (call #7)`. After a mismatch every later
+// caught on every rank: `rank: collective mismatch: rank 0 called Barrier
+// while rank 1 called Bcast (call #7)`. After a mismatch every later
 // collective call of the communicator returns the same error. Other errors
 // (a bad root, lengths that differ, a lost rank) are returned on every rank
 // and leave the communicator usable.

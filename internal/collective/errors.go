@@ -74,8 +74,14 @@ type MismatchError struct {
 
 func (e *MismatchError) Error() string {
 	if e.Seq == e.OtherSeq {
+		// The lower rank first, whichever of the two noticed: every rank
+		// prints the same sentence whatever the timing.
+		r, c, o, oc := e.Rank, e.Call, e.Other, e.OtherCall
+		if r > o {
+			r, c, o, oc = o, oc, r, c
+		}
 		return fmt.Sprintf("collective: collective mismatch: rank %d called %v while rank %d called %v (call #%d)",
-			e.Rank, e.Call, e.Other, e.OtherCall, e.Seq)
+			r, c, o, oc, e.Seq)
 	}
 	return fmt.Sprintf("collective: collective mismatch: rank %d called %v (call #%d) while rank %d called %v (call #%d)",
 		e.Rank, e.Call, e.Seq, e.Other, e.OtherCall, e.OtherSeq)
