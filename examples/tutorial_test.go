@@ -192,18 +192,31 @@ func masked(l string) string {
 }
 
 // elided: an expected line with "…" in it stands for any printed line
-// that starts with what comes before the "…" and ends with what comes
-// after (the tutorial elides a part that depends on timing).
+// that has the parts between the "…"s in order, the first at its start
+// and the last at its end (the tutorial elides what depends on timing).
 func elided(want string, got map[string]bool) bool {
-	before, after, ok := strings.Cut(want, "…")
-	if !ok {
+	parts := strings.Split(want, "…")
+	if len(parts) < 2 {
 		return false
 	}
-	before, after = masked(before), masked(after)
+	for i, p := range parts {
+		parts[i] = masked(p)
+	}
+	first, last := parts[0], parts[len(parts)-1]
+lines:
 	for l := range got {
-		if strings.HasPrefix(l, before) && strings.HasSuffix(l, after) && len(l) >= len(before)+len(after) {
-			return true
+		if !strings.HasPrefix(l, first) || !strings.HasSuffix(l, last) || len(l) < len(first)+len(last) {
+			continue
 		}
+		rest := l[len(first) : len(l)-len(last)]
+		for _, p := range parts[1 : len(parts)-1] {
+			i := strings.Index(rest, p)
+			if i < 0 {
+				continue lines
+			}
+			rest = rest[i+len(p):]
+		}
+		return true
 	}
 	return false
 }

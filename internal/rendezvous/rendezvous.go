@@ -324,7 +324,8 @@ func (m *Master) member(c net.Conn, g *listen.Gate) {
 // gone tells every other rank that rank is lost, if its connection ended
 // before it finalized: a rank that never connected to it learns so (the
 // application mesh connects on demand). Nothing is sent before the table
-// (the ranks wait for it) or after Close.
+// has gone to every rank (they wait for it; a rank that left while it was
+// being sent is reported right after) or after Close.
 func (m *Master) gone(rank int, msg string) {
 	m.mu.Lock()
 	select {
@@ -334,6 +335,15 @@ func (m *Master) gone(rank int, msg string) {
 	case <-m.done:
 	default:
 		m.mu.Unlock()
+		// The table is still on its way to the others (this rank had
+		// it and left at once): tell them once it has reached everyone.
+		go func() {
+			select {
+			case <-m.done:
+				m.gone(rank, msg)
+			case <-m.closed:
+			}
+		}()
 		return
 	}
 	if m.reports[rank].Finalized || m.lost[rank] {
