@@ -100,14 +100,7 @@ func TestTraceJob(t *testing.T) {
 	if r.status != 0 {
 		t.Fatalf("status %d: %s", r.status, r.stderr)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tracefmt.Validate(b); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	checkTraceEvents(t, b, 4)
+	b := readTrace(t, out, 4)
 	var doc struct {
 		TraceEvents []traceEvent `json:"traceEvents"`
 	}
@@ -184,6 +177,23 @@ func enclosing(sl []traceEvent, ts float64) string {
 // checkTraceEvents checks b against the trace-event format on its own
 // (not with tracefmt.Validate): the fields every phase needs, flows with
 // both ends, timestamps monotonic per track, a named process per rank.
+// readTrace reads the merged trace at out and checks it is valid
+// trace-event JSON; with ranks > 0, also checkTraceEvents.
+func readTrace(t *testing.T, out string, ranks int) []byte {
+	t.Helper()
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tracefmt.Validate(b); err != nil {
+		t.Fatalf("Validate %s: %v", out, err)
+	}
+	if ranks > 0 {
+		checkTraceEvents(t, b, ranks)
+	}
+	return b
+}
+
 func checkTraceEvents(t *testing.T, b []byte, ranks int) {
 	t.Helper()
 	var doc struct {
@@ -270,13 +280,7 @@ func TestTraceDeadRank(t *testing.T) {
 	if r.status == 0 {
 		t.Fatalf("status 0, want a failure: %s", r.stderr)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tracefmt.Validate(b); err != nil {
-		t.Fatalf("Validate: %v\n%s", err, r.stderr)
-	}
+	b := readTrace(t, out, 0)
 	// Rank 0 failed and shipped what it had before exiting; the others
 	// are stopped by mpirun and ship what their last 200 ms tick sent.
 	checkTraceEvents(t, b, 1)
@@ -327,14 +331,7 @@ func TestSSHTrace(t *testing.T) {
 	if r.status != 0 {
 		t.Fatalf("status %d; stderr:\n%s", r.status, r.stderr)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tracefmt.Validate(b); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	checkTraceEvents(t, b, 4)
+	b := readTrace(t, out, 4)
 	for _, want := range []string{`"rank 0@node1"`, `"rank 3@node2"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("trace lacks the process %s", want)
@@ -360,14 +357,7 @@ func TestTraceFileMerge(t *testing.T) {
 	if r.status != 0 {
 		t.Fatalf("status %d: %s", r.status, r.stderr)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tracefmt.Validate(b); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	checkTraceEvents(t, b, 1)
+	readTrace(t, out, 1)
 	if r := runMpirun(t, "", "-merge-traces", out); r.status == 0 || !strings.Contains(r.stderr, "mpirun: error: -merge-traces needs") {
 		t.Errorf("-merge-traces without inputs: status %d, %s", r.status, r.stderr)
 	}

@@ -586,17 +586,24 @@ func (e *engine) settleLinks() {
 	w := newWaiter()
 	w.cond = func() bool { return len(e.pend) == 0 || e.closed != nil }
 	w.deadline = time.Now().Add(5 * time.Second)
-	e.connWait = append(e.connWait, w)
+	e.blockListed(&e.connWait, w)
+	e.mu.Unlock()
+}
+
+// blockListed blocks w while it is in *list (where those who change what
+// w waits for find it to wake it), then takes it out. e.mu is held on
+// entry and on return, released while blocked.
+func (e *engine) blockListed(list *[]*waiter, w *waiter) {
+	*list = append(*list, w)
 	e.mu.Unlock()
 	e.block(w)
 	e.mu.Lock()
-	for i, x := range e.connWait {
+	for i, x := range *list {
 		if x == w {
-			e.connWait = append(e.connWait[:i], e.connWait[i+1:]...)
+			*list = append((*list)[:i], (*list)[i+1:]...)
 			break
 		}
 	}
-	e.mu.Unlock()
 }
 
 func (e *engine) wakeConnLocked() {
@@ -644,16 +651,7 @@ func (e *engine) linkLocked(to int) (*link, error) {
 		e.want(to)
 		w := newWaiter()
 		w.cond = func() bool { return e.links[to] != nil || e.down[to] != nil || e.closed != nil }
-		e.connWait = append(e.connWait, w)
-		e.mu.Unlock()
-		e.block(w)
-		e.mu.Lock()
-		for i, x := range e.connWait {
-			if x == w {
-				e.connWait = append(e.connWait[:i], e.connWait[i+1:]...)
-				break
-			}
-		}
+		e.blockListed(&e.connWait, w)
 	}
 }
 

@@ -316,16 +316,7 @@ func (e *engine) probe(g *group, ctx uint32, from, tag int, wait bool) (Status, 
 	}
 	w := newWaiter()
 	w.cond = look
-	e.probers = append(e.probers, w)
-	e.mu.Unlock()
-	e.block(w)
-	e.mu.Lock()
-	for i, x := range e.probers {
-		if x == w {
-			e.probers = append(e.probers[:i], e.probers[i+1:]...)
-			break
-		}
-	}
+	e.blockListed(&e.probers, w)
 	e.mu.Unlock()
 	return st, found, err
 }
