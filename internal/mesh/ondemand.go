@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dsmexec/dsmexec/internal/auth"
@@ -48,8 +49,15 @@ type OnDemandConfig struct {
 	// (Lost) or the Timeout passed. Called once per peer, never after
 	// Ready for that peer.
 	Failed func(peer int, err error)
-	Logf   func(format string, args ...any)
-	Name   string // "rank" by default
+	// Refusals is how many refused connection attempts (RST: nothing
+	// listens at the address) end the dial loop before Timeout (0: 4).
+	// Every rank listens before its address is published, so refusals
+	// mean its listener is gone: the rank has exited (or the host rejects
+	// the port). Under Hydra or Slurm, which report no lost rank, this is
+	// how a peer that died before anyone connected to it is found.
+	Refusals int
+	Logf     func(format string, args ...any)
+	Name     string // "rank" by default
 }
 
 // Lazy is a mesh whose connections are made on first use, as Open MPI's
@@ -101,6 +109,9 @@ func OnDemand(cfg OnDemandConfig) *Lazy {
 	}
 	if cfg.MaxDials <= 0 {
 		cfg.MaxDials = 16
+	}
+	if cfg.Refusals <= 0 {
+		cfg.Refusals = 4
 	}
 	n := len(cfg.Addrs)
 	m := &Lazy{
@@ -238,7 +249,7 @@ func (m *Lazy) dialLoop(peer int) {
 	deadline := start.Add(m.cfg.Timeout)
 	backoff := 5 * time.Millisecond
 	causes := map[string]int{}
-	tries := 0
+	tries, refused := 0, 0
 	var last error
 	for {
 		m.mu.Lock()
@@ -286,6 +297,13 @@ func (m *Lazy) dialLoop(peer int) {
 				m.fail(peer, fmt.Errorf("mesh: %s %d: connect to %s %d at %s: %w (%s)",
 					m.name(), m.cfg.Rank, m.name(), peer, m.cfg.Addrs[peer], err, limits.Explain(err)))
 				return
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				if refused++; refused >= m.cfg.Refusals {
+					m.fail(peer, fmt.Errorf("mesh: %s %d: %s %d at %s refused %d connections in %v: nothing listens there any more (it has exited, or its host rejects the port)",
+						m.name(), m.cfg.Rank, m.name(), peer, m.cfg.Addrs[peer], refused, time.Since(start).Round(time.Millisecond)))
+					return
+				}
 			}
 			if isCrossing(err) {
 				// The lower rank dials us: its connection comes (a kick),

@@ -189,12 +189,13 @@ func TestLazyOnlyWanted(t *testing.T) {
 }
 
 // TestLazyLostPeer: a peer that is known lost fails at once; one that is
-// not listening fails after the timeout with one line naming it.
+// not listening any more fails after a few refusals, long before the
+// timeout, with one line naming it.
 func TestLazyLostPeer(t *testing.T) {
 	lns, addrs := listeners(t, 3)
 	lns[2].Close() // rank 2 never listens
 	failed := make(chan error, 4)
-	m := OnDemand(OnDemandConfig{Rank: 0, Addrs: addrs, Token: []byte("t"), Listener: lns[0], Timeout: 1500 * time.Millisecond,
+	m := OnDemand(OnDemandConfig{Rank: 0, Addrs: addrs, Token: []byte("t"), Listener: lns[0], Timeout: 10 * time.Minute,
 		Ready:  func(c *Conn) { t.Errorf("connected to %d", c.Rank) },
 		Failed: func(peer int, err error) { failed <- fmt.Errorf("peer %d: %w", peer, err) }})
 	defer m.Close()
@@ -212,7 +213,7 @@ func TestLazyLostPeer(t *testing.T) {
 	m.Want(2)
 	select {
 	case err := <-failed:
-		if !strings.Contains(err.Error(), "rank 2 at "+addrs[2]) || !strings.Contains(err.Error(), "connection refused") {
+		if !strings.Contains(err.Error(), "rank 2 at "+addrs[2]) || !strings.Contains(err.Error(), "refused 4 connections") {
 			t.Fatalf("got %v", err)
 		}
 		t.Log(err)
@@ -227,7 +228,7 @@ func TestLazyLostWhileDialing(t *testing.T) {
 	lns, addrs := listeners(t, 2)
 	lns[1].Close()
 	failed := make(chan error, 1)
-	m := OnDemand(OnDemandConfig{Rank: 0, Addrs: addrs, Token: []byte("t"), Listener: lns[0], Timeout: time.Minute,
+	m := OnDemand(OnDemandConfig{Rank: 0, Addrs: addrs, Token: []byte("t"), Listener: lns[0], Timeout: time.Minute, Refusals: 1 << 20,
 		Ready:  func(c *Conn) {},
 		Failed: func(peer int, err error) { failed <- err }})
 	defer m.Close()
