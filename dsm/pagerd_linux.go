@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -116,6 +115,8 @@ type pager struct {
 	closeDeadline time.Time
 
 	fatal sync.Once
+
+	host *hostSide // one page server for every rank of the host (pagerhost_linux.go); nil: this rank's own
 }
 
 // Epoll tags (EpollEvent.Fd): which source an event is from.
@@ -125,6 +126,15 @@ const (
 	tagWake    = 2 // the eventfd of the connecting goroutines
 	tagPeer0   = 3 // + rank
 )
+
+// tracef traces a memory-mesh event (DSMEXEC_DSM_TRACE).
+func (p *pager) tracef(format string, args ...any) {
+	if p.d != nil {
+		p.d.tracef(format, args...)
+	} else if p.host != nil && p.host.trace {
+		p.logf("dsm trace: host page server %s "+format, append([]any{time.Now().Format("15:04:05.000000")}, args...)...)
+	}
+}
 
 func (p *pager) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
@@ -259,7 +269,10 @@ func (p *pager) configureSpin(addrs []string) {
 
 // detach takes the socket out of Go's hands: a duplicate descriptor
 // (non-blocking, like the original) that the netpoller does not watch.
-func detach(c *net.TCPConn) (int, error) {
+func detach(c interface {
+	syscall.Conn
+	Close() error
+}) (int, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return -1, err
@@ -465,6 +478,10 @@ func (p *pager) onPeer(j int, events uint32) {
 
 // parsePeer hands every whole frame buffered from c to the driver.
 func (p *pager) parsePeer(c *rawConn) {
+	if p.host != nil {
+		p.parseHostPeer(c)
+		return
+	}
 	j := c.rank
 	for !c.closed {
 		f, ok, err := c.next(p.maxIn)
@@ -499,13 +516,17 @@ func (p *pager) peerLost(j int, err error) {
 		c.state = peerGone
 		c.out = nil
 	}
+	if p.host != nil {
+		if !p.closing {
+			p.host.hostLost(j, err)
+		}
+		return
+	}
 	if p.closing || p.lost[j] {
 		return
 	}
 	p.lost[j] = true
-	if p.d.trace {
-		p.d.tracef("lost rank %d: %v", j, err)
-	}
+	p.tracef("lost rank %d: %v", j, err)
 	p.d.peerLost(j)
 }
 
