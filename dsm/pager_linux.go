@@ -50,6 +50,7 @@ const (
 	ctlListen  = wire.TypePagerListen
 	ctlReply   = wire.TypePagerReply
 	ctlFatal   = wire.TypePagerFatal
+	ctlLog     = wire.TypePagerLog
 )
 
 // pagerEnv marks the re-executed pager process.
@@ -243,6 +244,10 @@ func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
 		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
 	}
 	f, err := p.readFrame(deadline.Add(5 * time.Second)) // the pager's own deadline comes first
+	for err == nil && f.Type == ctlLog {
+		p.m.logf("%s", f.Body)
+		f, err = p.readFrame(deadline.Add(5 * time.Second))
+	}
 	if err != nil {
 		return fmt.Errorf("dsm: rank %d: page server connecting to its peers: %w", p.m.cfg.Rank, err)
 	}
@@ -362,6 +367,8 @@ func (p *uffdImpl) dispatch(f wire.Frame) {
 	switch f.Type {
 	case ctlFatal:
 		fatalLost(decodeFatal(f.Body))
+	case ctlLog:
+		p.m.logf("%s", f.Body)
 	case ctlReply:
 		if len(f.Body) < 5 {
 			return

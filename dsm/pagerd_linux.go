@@ -137,6 +137,10 @@ func (p *pager) tracef(format string, args ...any) {
 }
 
 func (p *pager) logf(format string, args ...any) {
+	if p.host != nil {
+		p.host.log(fmt.Sprintf(format, args...))
+		return
+	}
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
 }
 

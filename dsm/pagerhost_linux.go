@@ -80,7 +80,8 @@ func hostSocketName(token []byte) string {
 }
 
 // hostConfig is what the starting rank tells the host page server (on a
-// pipe, fd 4): the token and the address to listen on for other hosts.
+// pipe, fd 4; fd 3 is the Unix listener, fd 5 the memory mesh's TCP
+// listener, made by that rank so that it sees the errors).
 type hostConfig struct {
 	Token string // hex
 	IP    string
@@ -141,6 +142,48 @@ type hostSide struct {
 	lost     map[int]bool
 
 	inproc []inMsg
+
+	logMu   sync.Mutex
+	logs    []string
+	logsN   atomic.Int32
+	logWake bool // the loop is asked to pass logs on
+}
+
+// log passes a line to a rank of this host, which prints it: the server
+// has no output of its own (it must not hold a rank's stderr, which
+// mpirun reads to its end, beyond that rank's life). Safe from any
+// goroutine.
+func (h *hostSide) log(line string) {
+	h.logMu.Lock()
+	if len(h.logs) < 1000 {
+		h.logs = append(h.logs, line)
+	}
+	h.logMu.Unlock()
+	h.logsN.Store(1)
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	unix.Write(h.p.net.wake, one[:])
+}
+
+// passLogs queues the waiting log lines on a rank's control socket (the
+// first that has not left); with none, they are dropped.
+func (h *hostSide) passLogs() {
+	if h.logsN.Load() == 0 {
+		return
+	}
+	h.logMu.Lock()
+	logs := h.logs
+	h.logs = nil
+	h.logsN.Store(0)
+	h.logMu.Unlock()
+	for _, l := range h.order {
+		if !l.closed && !l.gone.Load() {
+			for _, s := range logs {
+				l.ctl.queue(wire.ChanControl, ctlLog, l.rank, []byte(s))
+			}
+			return
+		}
+	}
 }
 
 // hostPagerMain is the host page server process.
@@ -150,8 +193,7 @@ func hostPagerMain() int {
 	runtime.GOMAXPROCS(2)
 	var hc hostConfig
 	if err := json.NewDecoder(os.NewFile(4, "config")).Decode(&hc); err != nil {
-		fmt.Fprintf(os.Stderr, "dsm host page server: no configuration (%v)\n", err)
-		return 1
+		return 1 // no output to say it on (see log)
 	}
 	token, err := hex.DecodeString(hc.Token)
 	if err != nil {
@@ -167,9 +209,11 @@ func hostPagerMain() int {
 	}
 	ul := l.(*net.UnixListener)
 	ul.SetUnlinkOnClose(false)
-	tcp, err := listen(hc.IP)
+	tf := os.NewFile(5, "memory listener")
+	tcp, err := net.FileListener(tf)
+	tf.Close()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "dsm host page server: %v\n", err)
+		fmt.Fprintf(os.Stderr, "dsm host page server: memory listener: %v\n", err)
 		return 1
 	}
 	p := &pager{cfg: pagerConfig{Rank: -1, Token: hc.Token, IP: hc.IP}}
@@ -258,7 +302,7 @@ func (h *hostSide) hello(c *net.UnixConn) {
 		return
 	}
 	w := wire.NewWriter(c, 0)
-	if err := w.Write(wire.ChanControl, ctlListen, 0, []byte(h.endpoint)); err != nil || r.Buffered() > 0 {
+	if err := w.Write(wire.ChanControl, ctlListen, 0, fmt.Appendf(nil, "%s %d", h.endpoint, os.Getpid())); err != nil || r.Buffered() > 0 {
 		c.Close()
 		return
 	}
@@ -510,6 +554,7 @@ func (h *hostSide) loop() int {
 			h.runInproc()
 		}
 		p.flushPeers()
+		h.passLogs()
 		busy := false
 		for _, l := range h.order {
 			if l.gone.Load() {

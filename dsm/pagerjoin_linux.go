@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,6 +80,16 @@ func startHostPager(m *Memory, addr *net.UnixAddr) error {
 		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
 	}
 	defer lf.Close()
+	tcp, err := listen(m.cfg.IP)
+	if err != nil {
+		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
+	}
+	defer tcp.Close()
+	tf, err := tcp.(*net.TCPListener).File()
+	if err != nil {
+		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
+	}
+	defer tf.Close()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
@@ -86,8 +98,10 @@ func startHostPager(m *Memory, addr *net.UnixAddr) error {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{pagerName, "host"}
 	cmd.Env = append(os.Environ(), pagerEnv+"=host")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.ExtraFiles = []*os.File{lf, pr}
+	// No output: it must not hold this rank's stdout and stderr, which
+	// mpirun reads to their end, beyond this rank's life. It passes what
+	// it has to say to a rank (LOG).
+	cmd.ExtraFiles = []*os.File{lf, pr, tf}
 	// Its own session, and no parent-death signal: it serves every rank of
 	// the job on this host, and this one may finish first. It exits when
 	// all of them have gone.
@@ -129,7 +143,13 @@ func helloHostPager(m *Memory, c *net.UnixConn, region *pagemem.Region, u *uffd.
 	if f.Channel != wire.ChanControl || f.Type != ctlListen {
 		return nil, fmt.Errorf("frame type %d instead of LISTEN", f.Type)
 	}
-	ep := string(f.Body)
+	// The server's endpoint and pid (SO_PEERCRED names the process that
+	// bound the socket: the rank that started the server).
+	ep, spid, _ := strings.Cut(string(f.Body), " ")
+	pid, err := strconv.Atoi(spid)
+	if err != nil {
+		return nil, fmt.Errorf("bad LISTEN %q", f.Body)
+	}
 	cfg, _ := json.Marshal(pagerConfig{Rank: rank, Size: m.cfg.Size, Base: region.Base(), Length: region.Size(), PageSize: m.pageSize})
 	hd := wire.MakeHeader(wire.ChanControl, ctlConfig, 0, rank, len(cfg))
 	msg := append(hd[:], cfg...)
@@ -156,6 +176,6 @@ func helloHostPager(m *Memory, c *net.UnixConn, region *pagemem.Region, u *uffd.
 	if err != nil {
 		return nil, err
 	}
-	p.ep, p.pid = ep, int(cred.Pid)
+	p.ep, p.pid = ep, pid
 	return p, nil
 }

@@ -53,6 +53,7 @@ const (
 	TypePagerListen  uint8 = 50
 	TypePagerReply   uint8 = 51
 	TypePagerFatal   uint8 = 52
+	TypePagerLog     uint8 = 53
 )
 
 // ControlTypes names every ChanControl frame type as spec.md does.
@@ -64,5 +65,5 @@ var ControlTypes = map[uint8]string{
 	TypeMemVerdict:  "VERDICT", TypeMemLost: "LOST RANK",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
 	TypePagerStats: "STATS", TypePagerClose: "CLOSE", TypePagerReset: "RESETSTATS", TypePagerListen: "LISTEN",
-	TypePagerReply: "REPLY", TypePagerFatal: "FATAL",
+	TypePagerReply: "REPLY", TypePagerFatal: "FATAL", TypePagerLog: "LOG",
 }
