@@ -62,7 +62,7 @@ var ControlTypes = map[uint8]string{
 	TypeJoin: "JOIN", TypeTable: "TABLE", TypeCell: "CELL", TypeStats: "STATS", TypeBye: "BYE",
 	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN", TypeLost: "LOST", TypeState: "STATE",
 	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY", TypeMeshOK: "MESH OK",
-	TypeMemVerdict:  "VERDICT", TypeMemLost: "LOST RANK",
+	TypeMemVerdict: "VERDICT", TypeMemLost: "LOST RANK",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
 	TypePagerStats: "STATS", TypePagerClose: "CLOSE", TypePagerReset: "RESETSTATS", TypePagerListen: "LISTEN",
 	TypePagerReply: "REPLY", TypePagerFatal: "FATAL", TypePagerLog: "LOG",
