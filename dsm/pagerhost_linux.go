@@ -49,7 +49,8 @@ import (
 //
 // The server exits when every local rank that registered has gone (CLOSE
 // or its control socket closed) and the table says no other will come, or
-// when nobody registers within hostIdle.
+// when nobody registers within hostIdle (or the rank that started it
+// ends before any rank registered).
 
 // hostPagerID is the host page server's identity in the handshake.
 const hostPagerID = -2
@@ -128,6 +129,7 @@ type hostSide struct {
 	endpoint string
 	trace    bool
 	started  time.Time
+	ppid     int // the rank that started it (until it joins, its end ends the server)
 
 	locals     map[int]*localRank
 	order      []*localRank
@@ -218,7 +220,7 @@ func hostPagerMain() int {
 	}
 	p := &pager{cfg: pagerConfig{Rank: -1, Token: hc.Token, IP: hc.IP}}
 	h := &hostSide{p: p, token: token, ul: ul, tcp: tcp, endpoint: tcp.Addr().String(),
-		trace: os.Getenv("DSMEXEC_DSM_TRACE") != "", started: time.Now(),
+		trace: os.Getenv("DSMEXEC_DSM_TRACE") != "", started: time.Now(), ppid: os.Getppid(),
 		locals: map[int]*localRank{}, lost: map[int]bool{}}
 	p.host = h
 	p.spin, p.busySpin = defaultSpin, defaultBusySpin
@@ -555,9 +557,8 @@ func (h *hostSide) loop() int {
 		}
 		p.flushPeers()
 		h.passLogs()
-		busy := false
 		for _, l := range h.order {
-			if l.gone.Load() {
+			if l.gone.Load() || (len(l.ctl.out) == 0 && !l.ctl.pollOut) {
 				continue
 			}
 			if left, err := l.ctl.flush(); err != nil {
@@ -571,7 +572,6 @@ func (h *hostSide) loop() int {
 				unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, l.ctl.fd, &ev)
 				l.ctl.pollOut = left
 			}
-			busy = busy || (!l.closed && l.d.busy())
 		}
 		h.runInproc() // what a lost rank's PeerLost produced
 		now := time.Now()
@@ -581,15 +581,15 @@ func (h *hostSide) loop() int {
 		if h.exiting && (h.closed() || now.After(p.closeDeadline)) {
 			return 0
 		}
-		if h.registered == 0 && now.Sub(h.started) > hostIdle {
-			return 0
+		if h.registered == 0 && (now.Sub(h.started) > hostIdle || os.Getppid() != h.ppid) {
+			return 0 // nobody came, or the rank that started it is gone before joining
 		}
 		if n > 0 {
 			last = now
 		}
 		idle := now.Sub(last)
 		switch {
-		case (idle < p.spin || (idle < p.busySpin && busy)) && p.roomToSpin():
+		case (idle < p.spin || (idle < p.busySpin && h.busy())) && p.roomToSpin():
 			if p.yield {
 				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 			}
@@ -597,7 +597,7 @@ func (h *hostSide) loop() int {
 		case h.exiting:
 			timeout = int(time.Until(p.closeDeadline)/time.Millisecond) + 1
 		case h.registered == 0:
-			timeout = int((hostIdle-now.Sub(h.started))/time.Millisecond) + 1
+			timeout = 20 // watching the parent
 		default:
 			timeout = -1
 		}
@@ -605,6 +605,16 @@ func (h *hostSide) loop() int {
 			timeout = p.checkYielded(now, timeout)
 		}
 	}
+}
+
+// busy reports whether a local rank waits for a fault or a lock.
+func (h *hostSide) busy() bool {
+	for _, l := range h.order {
+		if !l.closed && !l.gone.Load() && l.d.busy() {
+			return true
+		}
+	}
+	return false
 }
 
 // allCame reports whether every rank the table places on this host has
