@@ -112,6 +112,21 @@ func connectBudget(left time.Duration) (budget, attempt time.Duration) {
 // the eventfd of the connecting goroutines. Peer sockets join it as they
 // connect.
 func (p *pager) setupEpoll() error {
+	if err := p.newEpoll(); err != nil {
+		return err
+	}
+	for _, s := range []struct{ fd, tag int }{{p.ctl.fd, tagControl}, {p.u.Fd(), tagUffd}} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(s.tag)}
+		if err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return nil
+}
+
+// newEpoll makes the loop's epoll set with the eventfd of the connecting
+// goroutines in it, and the loop's buffers.
+func (p *pager) newEpoll() error {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return os.NewSyscallError("epoll_create1", err)
@@ -122,11 +137,9 @@ func (p *pager) setupEpoll() error {
 		return os.NewSyscallError("eventfd", err)
 	}
 	p.net.wake = wake
-	for _, s := range []struct{ fd, tag int }{{p.ctl.fd, tagControl}, {p.u.Fd(), tagUffd}, {wake, tagWake}} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(s.tag)}
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
-			return os.NewSyscallError("epoll_ctl", err)
-		}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tagWake}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
 	}
 	p.msgs = make([]uffd.Msg, 64)
 	p.evs = make([]unix.EpollEvent, 64)

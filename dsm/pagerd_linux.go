@@ -163,6 +163,12 @@ func (p *pager) die(err error) {
 }
 
 func (p *pager) reply(id uint32, err error, body []byte) {
+	replyFrame(p.ctl, p.cfg.Rank, id, err, body)
+}
+
+// replyFrame queues a REPLY on a rank's control socket ctl: status 0, or
+// 1 with the error's text, or 2 when a lost rank caused it.
+func replyFrame(ctl *rawConn, src int, id uint32, err error, body []byte) {
 	var hdr [5]byte
 	binary.BigEndian.PutUint32(hdr[:], id)
 	if err != nil {
@@ -173,7 +179,38 @@ func (p *pager) reply(id uint32, err error, body []byte) {
 			body = encodeFatal(err)
 		}
 	}
-	p.ctl.queue(wire.ChanControl, ctlReply, p.cfg.Rank, hdr[:], body)
+	ctl.queue(wire.ChanControl, ctlReply, src, hdr[:], body)
+}
+
+// serveRequest carries out a rank's LOCK, UNLOCK, STATS, RESETSTATS or
+// REPORT on its driver d, replying on ctl; it returns the call id of a
+// CLOSE, which the caller handles (ok false: not a CLOSE).
+func serveRequest(d *driver, ctl *rawConn, src int, f wire.Frame) (closeID uint32, ok bool) {
+	if len(f.Body) < 8 {
+		return 0, false
+	}
+	id := binary.BigEndian.Uint32(f.Body)
+	arg := binary.BigEndian.Uint32(f.Body[4:])
+	switch f.Type {
+	case ctlLock:
+		d.lockAsync(arg, func(err error) { replyFrame(ctl, src, id, err, nil) })
+	case ctlUnlock:
+		d.unlock(arg)
+		if id != 0 {
+			replyFrame(ctl, src, id, nil, nil)
+		}
+	case ctlStats:
+		b, _ := json.Marshal(d.snapshot())
+		replyFrame(ctl, src, id, nil, b)
+	case ctlReset:
+		d.resetStats()
+		replyFrame(ctl, src, id, nil, nil)
+	case ctlReport:
+		replyFrame(ctl, src, id, nil, d.reportJSON())
+	case ctlClose:
+		return id, true
+	}
+	return 0, false
 }
 
 func (p *pager) run() int {
@@ -394,28 +431,7 @@ func (p *pager) onControl() (code int, exit bool) {
 		if !ok {
 			return 0, false
 		}
-		if len(f.Body) < 8 {
-			continue
-		}
-		id := binary.BigEndian.Uint32(f.Body)
-		arg := binary.BigEndian.Uint32(f.Body[4:])
-		switch f.Type {
-		case ctlLock:
-			p.d.lockAsync(arg, func(err error) { p.reply(id, err, nil) })
-		case ctlUnlock:
-			p.d.unlock(arg)
-			if id != 0 {
-				p.reply(id, nil, nil)
-			}
-		case ctlStats:
-			b, _ := json.Marshal(p.d.snapshot())
-			p.reply(id, nil, b)
-		case ctlReset:
-			p.d.resetStats()
-			p.reply(id, nil, nil)
-		case ctlReport:
-			p.reply(id, nil, p.d.reportJSON())
-		case ctlClose:
+		if id, ok := serveRequest(p.d, p.ctl, p.cfg.Rank, f); ok {
 			p.beginClose(id)
 		}
 	}

@@ -224,33 +224,12 @@ func hostPagerMain() int {
 		locals: map[int]*localRank{}, lost: map[int]bool{}}
 	p.host = h
 	p.spin, p.busySpin = defaultSpin, defaultBusySpin
-	if err := h.setupEpoll(); err != nil {
+	if err := p.newEpoll(); err != nil {
 		p.logf("dsm host page server: %v", err)
 		return 1
 	}
 	go h.acceptLocals()
 	return h.loop()
-}
-
-func (h *hostSide) setupEpoll() error {
-	p := h.p
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("epoll_create1", err)
-	}
-	p.ep = ep
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return os.NewSyscallError("eventfd", err)
-	}
-	p.net.wake = wake
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tagWake}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
-	}
-	p.msgs = make([]uffd.Msg, 64)
-	p.evs = make([]unix.EpollEvent, 64)
-	return nil
 }
 
 // acceptLocals accepts the ranks of this host (a goroutine).
@@ -507,21 +486,6 @@ func (h *hostSide) die(l *localRank, err error) {
 	})
 }
 
-// replyFrame queues a REPLY on ctl (see pager.reply).
-func replyFrame(ctl *rawConn, src int, id uint32, err error, body []byte) {
-	var hdr [5]byte
-	binary.BigEndian.PutUint32(hdr[:], id)
-	if err != nil {
-		hdr[4] = 1
-		body = []byte(err.Error())
-		if lost := lostPeer(err); lost >= 0 {
-			hdr[4] = 2
-			body = encodeFatal(err)
-		}
-	}
-	ctl.queue(wire.ChanControl, ctlReply, src, hdr[:], body)
-}
-
 // loop is the host page server's loop (see pager.loop).
 func (h *hostSide) loop() int {
 	p := h.p
@@ -678,28 +642,7 @@ func (h *hostSide) onControl(l *localRank) {
 			replyFrame(l.ctl, l.rank, 0, h.connect(l, f.Body), nil)
 			continue
 		}
-		if len(f.Body) < 8 {
-			continue
-		}
-		id := binary.BigEndian.Uint32(f.Body)
-		arg := binary.BigEndian.Uint32(f.Body[4:])
-		switch f.Type {
-		case ctlLock:
-			l.d.lockAsync(arg, func(err error) { replyFrame(l.ctl, l.rank, id, err, nil) })
-		case ctlUnlock:
-			l.d.unlock(arg)
-			if id != 0 {
-				replyFrame(l.ctl, l.rank, id, nil, nil)
-			}
-		case ctlStats:
-			b, _ := json.Marshal(l.d.snapshot())
-			replyFrame(l.ctl, l.rank, id, nil, b)
-		case ctlReset:
-			l.d.resetStats()
-			replyFrame(l.ctl, l.rank, id, nil, nil)
-		case ctlReport:
-			replyFrame(l.ctl, l.rank, id, nil, l.d.reportJSON())
-		case ctlClose:
+		if id, ok := serveRequest(l.d, l.ctl, l.rank, f); ok {
 			if !l.closed {
 				l.closed = true
 				for _, c := range p.net.conns {
