@@ -14,7 +14,7 @@ import (
 
 // group makes an n-rank region in this process: n Memories, each with its
 // page server, connected (CONNECT: on demand, nothing is dialled yet).
-func group(t *testing.T, n int, bytes int64, backend string) []*Memory {
+func group(t testing.TB, n int, bytes int64, backend string) []*Memory {
 	t.Helper()
 	ms := make([]*Memory, n)
 	t.Cleanup(func() {
@@ -60,7 +60,7 @@ func group(t *testing.T, n int, bytes int64, backend string) []*Memory {
 }
 
 // pagerPid is the page server process of m (userfaultfd backend).
-func pagerPid(t *testing.T, m *Memory) int {
+func pagerPid(t testing.TB, m *Memory) int {
 	t.Helper()
 	u, ok := m.impl.(*uffdImpl)
 	if !ok {

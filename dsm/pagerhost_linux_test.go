@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -232,4 +233,57 @@ func TestHostPagerLostRank(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
 	}
+}
+
+// BenchmarkLocalReadFault: read faults of one rank on pages another rank
+// of the same host wrote, with a page server per host and per rank; it
+// reports the context switches per fault of the ranks' process and the
+// page servers (2 with one per host: the faulting thread and the server;
+// 4 or more with one per rank).
+//
+//	go test -run '^$' -bench LocalReadFault ./dsm
+func BenchmarkLocalReadFault(b *testing.B) {
+	uffdtest.Need(b)
+	for _, mode := range []string{"host", "rank"} {
+		b.Run(mode, func(b *testing.B) {
+			b.Setenv(pagersEnv, mode)
+			ms := group(b, 2, int64(2*(b.N+1))*int64(os.Getpagesize()), "uffd")
+			ps := ms[0].PageSize()
+			for k := range b.N {
+				ms[0].StoreInt64(2*k*ps, int64(k+1)) // page 2k: homed at rank 0
+			}
+			pids := []int{os.Getpid(), pagerPid(b, ms[0])}
+			if p := pagerPid(b, ms[1]); p != pids[1] {
+				pids = append(pids, p)
+			}
+			cs0 := contextSwitches(pids)
+			b.ResetTimer()
+			for k := range b.N {
+				if ms[1].LoadInt64(2*k*ps) != int64(k+1) {
+					b.Fatal("wrong value")
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(contextSwitches(pids)-cs0)/float64(b.N), "cs/fault")
+		})
+	}
+}
+
+// contextSwitches sums the context switches of every thread of pids.
+func contextSwitches(pids []int) int {
+	n := 0
+	for _, pid := range pids {
+		ts, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+		for _, f := range ts {
+			b, _ := os.ReadFile(f)
+			for _, l := range strings.Split(string(b), "\n") {
+				k, v, _ := strings.Cut(l, ":")
+				if k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches" {
+					c, _ := strconv.Atoi(strings.TrimSpace(v))
+					n += c
+				}
+			}
+		}
+	}
+	return n
 }
