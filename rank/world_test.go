@@ -566,6 +566,14 @@ func TestLostPageOwner(t *testing.T) {
 				t.Fatalf("rank 0 exited 0 after reading a lost page:\n%s", outs[0])
 			}
 			t.Logf("rank 0: %s", outs[0])
+			if backend == "uffd" && os.Getenv("DSMEXEC_PAGERS") != "rank" && strings.Contains(outs[0], "read 7 from a page whose owner is gone") {
+				// The host's page server still held rank 1's memory
+				// when rank 0 asked (it had not yet read the end of
+				// rank 1's control socket): it served the last value
+				// rank 1 wrote. Once it has, the page is lost as
+				// below (dsm's TestHostPagerLostRank checks that).
+				return
+			}
 			if !strings.Contains(outs[0], "page 0") || !strings.Contains(outs[0], "rank 1") {
 				t.Fatalf("rank 0's error does not name the page and the rank:\n%s", outs[0])
 			}
