@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperConnectForever())
 	case "pair-idle":
 		os.Exit(helperPairIdle())
+	case "start-only":
+		os.Exit(helperStartOnly())
 	case "host-rank":
 		os.Exit(helperHostRank())
 	case "fault-on-gone":

@@ -84,8 +84,9 @@ func hostSocketName(token []byte) string {
 // pipe, fd 4; fd 3 is the Unix listener, fd 5 the memory mesh's TCP
 // listener, made by that rank so that it sees the errors).
 type hostConfig struct {
-	Token string // hex
-	IP    string
+	Token   string // hex
+	IP      string
+	Starter int // the starting rank's pid: the server's parent until it ends
 }
 
 // localHello is a rank's registration, from the goroutine that ran its
@@ -220,7 +221,7 @@ func hostPagerMain() int {
 	}
 	p := &pager{cfg: pagerConfig{Rank: -1, Token: hc.Token, IP: hc.IP}}
 	h := &hostSide{p: p, token: token, ul: ul, tcp: tcp, endpoint: tcp.Addr().String(),
-		trace: os.Getenv("DSMEXEC_DSM_TRACE") != "", started: time.Now(), ppid: os.Getppid(),
+		trace: os.Getenv("DSMEXEC_DSM_TRACE") != "", started: time.Now(), ppid: hc.Starter,
 		locals: map[int]*localRank{}, lost: map[int]bool{}}
 	p.host = h
 	p.spin, p.busySpin = defaultSpin, defaultBusySpin

@@ -287,3 +287,44 @@ func contextSwitches(pids []int) int {
 	}
 	return n
 }
+
+// helperStartOnly starts the host page server, prints its pid and exits
+// without joining it.
+func helperStartOnly() int {
+	tok, _ := hex.DecodeString(os.Getenv(hostTokenEnv))
+	m := &Memory{cfg: config{Rank: 0, Size: 2, Token: tok, IP: "127.0.0.1"}}
+	pid, err := startHostPager(m, &net.UnixAddr{Name: hostSocketName(tok), Net: "unix"})
+	if err != nil || pid == 0 {
+		fmt.Println("ERROR", pid, err)
+		return 1
+	}
+	fmt.Println("PAGER", pid)
+	return 0
+}
+
+// TestHostPagerStarterGone: a host page server whose starting rank ends
+// before any rank joined exits (it does not wait for its idle bound).
+func TestHostPagerStarterGone(t *testing.T) {
+	uffdtest.Need(t)
+	tok := newTestToken()
+	cmd, sc := startHelper(t, "start-only", func(cmd *exec.Cmd) {
+		cmd.Env = append(cmd.Env, hostTokenEnv+"="+hex.EncodeToString(tok))
+	})
+	if !sc.Scan() {
+		t.Fatalf("helper printed nothing: %v", sc.Err())
+	}
+	s, ok := strings.CutPrefix(sc.Text(), "PAGER ")
+	pid, err := strconv.Atoi(s)
+	if !ok || err != nil {
+		t.Fatalf("helper: %q", sc.Text())
+	}
+	cmd.Wait()
+	start := time.Now()
+	for alive(pid) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("host page server %d still runs 5 s after the rank that started it ended", pid)
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, not synchronisation
+	}
+	t.Logf("page server gone %v after its starter", time.Since(start))
+}

@@ -36,7 +36,7 @@ func joinHostPager(m *Memory, region *pagemem.Region, u *uffd.FD) (*uffdImpl, er
 			// Nobody listens: become the one that starts the server (or
 			// find that another rank just did).
 			last = err
-			if err := startHostPager(m, addr); err != nil {
+			if _, err := startHostPager(m, addr); err != nil {
 				return nil, err
 			}
 			continue
@@ -63,36 +63,36 @@ type refusedError struct{ msg string }
 func (e *refusedError) Error() string { return e.msg }
 
 // startHostPager binds the job's socket and, if it was free, starts the
-// host page server with it. It returns nil as well when another process
-// holds the name (the caller dials again).
-func startHostPager(m *Memory, addr *net.UnixAddr) error {
+// host page server with it, returning its pid. It returns 0 and nil when
+// another process holds the name (the caller dials again).
+func startHostPager(m *Memory, addr *net.UnixAddr) (int, error) {
 	ln, err := net.ListenUnix("unix", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil
+			return 0, nil
 		}
-		return fmt.Errorf("dsm: rank %d: listen for this host's ranks: %w", m.cfg.Rank, err)
+		return 0, fmt.Errorf("dsm: rank %d: listen for this host's ranks: %w", m.cfg.Rank, err)
 	}
 	ln.SetUnlinkOnClose(false)
 	defer ln.Close()
 	lf, err := ln.File()
 	if err != nil {
-		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
+		return 0, fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
 	}
 	defer lf.Close()
 	tcp, err := listen(m.cfg.IP)
 	if err != nil {
-		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
+		return 0, fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
 	}
 	defer tcp.Close()
 	tf, err := tcp.(*net.TCPListener).File()
 	if err != nil {
-		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
+		return 0, fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
 	}
 	defer tf.Close()
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
+		return 0, fmt.Errorf("dsm: rank %d: %w", m.cfg.Rank, err)
 	}
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe")
@@ -108,15 +108,15 @@ func startHostPager(m *Memory, addr *net.UnixAddr) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		pw.Close()
-		return fmt.Errorf("dsm: rank %d: start this host's page server: %w", m.cfg.Rank, err)
+		return 0, fmt.Errorf("dsm: rank %d: start this host's page server: %w", m.cfg.Rank, err)
 	}
 	go cmd.Wait() // reaped here if it ends before this rank
-	err = json.NewEncoder(pw).Encode(hostConfig{Token: hex.EncodeToString(m.cfg.Token), IP: m.cfg.IP})
+	err = json.NewEncoder(pw).Encode(hostConfig{Token: hex.EncodeToString(m.cfg.Token), IP: m.cfg.IP, Starter: os.Getpid()})
 	pw.Close()
 	if err != nil {
-		return fmt.Errorf("dsm: rank %d: configure this host's page server: %w", m.cfg.Rank, err)
+		return 0, fmt.Errorf("dsm: rank %d: configure this host's page server: %w", m.cfg.Rank, err)
 	}
-	return nil
+	return cmd.Process.Pid, nil
 }
 
 // helloHostPager registers this rank with the host page server at c:
