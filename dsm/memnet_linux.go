@@ -92,9 +92,10 @@ type handoff struct {
 	rank     int
 	fd       int // -1: none
 	left     []byte
-	incoming bool  // accepted, waiting for the loop's verdict
-	yield    bool  // dialled: the peer's own dial wins
-	err      error // dialled: failed for good
+	incoming bool        // accepted, waiting for the loop's verdict
+	local    *localHello // a rank of this host joining the host's page server
+	yield    bool        // dialled: the peer's own dial wins
+	err      error       // dialled: failed for good
 }
 
 // connectBudget derives how long a page server keeps trying to connect to
@@ -111,6 +112,21 @@ func connectBudget(left time.Duration) (budget, attempt time.Duration) {
 // the eventfd of the connecting goroutines. Peer sockets join it as they
 // connect.
 func (p *pager) setupEpoll() error {
+	if err := p.newEpoll(); err != nil {
+		return err
+	}
+	for _, s := range []struct{ fd, tag int }{{p.ctl.fd, tagControl}, {p.u.Fd(), tagUffd}} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(s.tag)}
+		if err := unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return nil
+}
+
+// newEpoll makes the loop's epoll set with the eventfd of the connecting
+// goroutines in it, and the loop's buffers.
+func (p *pager) newEpoll() error {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return os.NewSyscallError("epoll_create1", err)
@@ -121,11 +137,9 @@ func (p *pager) setupEpoll() error {
 		return os.NewSyscallError("eventfd", err)
 	}
 	p.net.wake = wake
-	for _, s := range []struct{ fd, tag int }{{p.ctl.fd, tagControl}, {p.u.Fd(), tagUffd}, {wake, tagWake}} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(s.tag)}
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
-			return os.NewSyscallError("epoll_ctl", err)
-		}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tagWake}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
 	}
 	p.msgs = make([]uffd.Msg, 64)
 	p.evs = make([]unix.EpollEvent, 64)
@@ -348,6 +362,10 @@ func (p *pager) onHandoffs() {
 	p.net.handoffs = nil
 	p.net.mu.Unlock()
 	for _, h := range hs {
+		if h.local != nil {
+			p.addLocal(h)
+			continue
+		}
 		if h.incoming {
 			p.onIncoming(h)
 		} else {
@@ -409,11 +427,16 @@ func accepted(self int) []byte {
 // onIncoming decides on an authenticated connection from rank h.rank.
 func (p *pager) onIncoming(h handoff) {
 	self, j := p.cfg.Rank, h.rank
+	if p.host != nil && !p.host.acceptsHost(j) {
+		unix.Write(h.fd, refusal(refuseGone, self, j))
+		unix.Close(h.fd)
+		return
+	}
 	c := p.peer(j)
 	dc := decide(c.state, self, j)
 	if dc != takeIt {
-		if dc == mineWins && p.d.trace {
-			p.d.tracef("memory mesh: rank %d dialled while this rank dials it: this rank's dial wins", j)
+		if dc == mineWins {
+			p.tracef("memory mesh: rank %d dialled while this rank dials it: this rank's dial wins", j)
 		}
 		unix.Write(h.fd, refusal(dc, self, j)) // a few bytes on a new socket: they fit
 		unix.Close(h.fd)
@@ -450,9 +473,7 @@ func (p *pager) onDialed(h handoff) {
 		}
 		p.peerLost(h.rank, h.err)
 	case h.yield:
-		if p.d.trace {
-			p.d.tracef("memory mesh: rank %d's dial wins over this rank's; waiting for it", h.rank)
-		}
+		p.tracef("memory mesh: rank %d's dial wins over this rank's; waiting for it", h.rank)
 		c.state, c.until = peerYielded, c.since.Add(p.net.budget)
 		p.net.yielded++
 	default:
@@ -470,12 +491,12 @@ func (p *pager) attach(c *rawConn, fd int, left []byte) {
 		p.peerLost(c.rank, fmt.Errorf("dsm: memory of rank %d: watch the connection with rank %d: %w", p.cfg.Rank, c.rank, os.NewSyscallError("epoll_ctl", err)))
 		return
 	}
-	if p.closing {
+	if p.host != nil {
+		p.host.announce(c)
+	} else if p.closing {
 		c.queue(wire.ChanControl, typeBye, p.cfg.Rank)
 	}
-	if p.d.trace {
-		p.d.tracef("memory mesh: connected with rank %d", c.rank)
-	}
+	p.tracef("memory mesh: connected with rank %d", c.rank)
 	p.parsePeer(c)
 	if !c.closed {
 		p.flushPeer(c)

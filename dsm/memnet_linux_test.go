@@ -14,7 +14,7 @@ import (
 
 // group makes an n-rank region in this process: n Memories, each with its
 // page server, connected (CONNECT: on demand, nothing is dialled yet).
-func group(t *testing.T, n int, bytes int64, backend string) []*Memory {
+func group(t testing.TB, n int, bytes int64, backend string) []*Memory {
 	t.Helper()
 	ms := make([]*Memory, n)
 	t.Cleanup(func() {
@@ -32,8 +32,9 @@ func group(t *testing.T, n int, bytes int64, backend string) []*Memory {
 		}
 		wg.Wait()
 	})
+	tok := newTestToken()
 	for r := range ms {
-		m, err := newMemory(config{Rank: r, Size: n, Bytes: bytes, Token: testToken, IP: "127.0.0.1", Backend: backend})
+		m, err := newMemory(config{Rank: r, Size: n, Bytes: bytes, Token: tok, IP: "127.0.0.1", Backend: backend})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,13 +60,13 @@ func group(t *testing.T, n int, bytes int64, backend string) []*Memory {
 }
 
 // pagerPid is the page server process of m (userfaultfd backend).
-func pagerPid(t *testing.T, m *Memory) int {
+func pagerPid(t testing.TB, m *Memory) int {
 	t.Helper()
 	u, ok := m.impl.(*uffdImpl)
 	if !ok {
 		t.Fatalf("backend %s has no page server", m.Backend())
 	}
-	return u.cmd.Process.Pid
+	return u.pid
 }
 
 // tcpConns counts the established TCP connections each of pids holds,
@@ -123,7 +124,7 @@ func memConns(t *testing.T, ms []*Memory) []int {
 	for r, m := range ms {
 		switch impl := m.impl.(type) {
 		case *uffdImpl:
-			pids = append(pids, impl.cmd.Process.Pid)
+			pids = append(pids, impl.pid)
 		case *sigsegvImpl:
 			lm := impl.d.tr.(*lazyMesh)
 			lm.mu.Lock()
@@ -151,6 +152,7 @@ func memConns(t *testing.T, ms []*Memory) []int {
 // neighbour's make 2 connections each (a ring), whatever the number of
 // ranks, and the page servers' descriptors do not grow with it.
 func TestMemoryMeshOnDemand(t *testing.T) {
+	t.Setenv(pagersEnv, "rank") // the mesh between page servers: one per rank here
 	for _, b := range backends(t) {
 		t.Run(b, func(t *testing.T) {
 			const n = 8
@@ -204,6 +206,7 @@ func TestMemoryMeshOnDemand(t *testing.T) {
 // other simultaneously; exactly one connection per pair survives, and no
 // update is lost or applied twice.
 func TestSimultaneousDials(t *testing.T) {
+	t.Setenv(pagersEnv, "rank") // the mesh between page servers: one per rank here
 	for _, b := range backends(t) {
 		t.Run(b, func(t *testing.T) {
 			const n, rounds = 6, 3
@@ -282,6 +285,7 @@ func TestDecide(t *testing.T) {
 // it may dial at a time (maxDials): the dials past the cap wait for a
 // slot, and every fault is served.
 func TestDialQueue(t *testing.T) {
+	t.Setenv(pagersEnv, "rank") // the mesh between page servers: one per rank here
 	for _, b := range backends(t) {
 		t.Run(b, func(t *testing.T) {
 			const n = maxDials + 4

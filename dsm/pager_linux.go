@@ -18,6 +18,7 @@ import (
 
 	"github.com/dsmexec/dsmexec/internal/mesh"
 	"github.com/dsmexec/dsmexec/internal/pagemem"
+	"github.com/dsmexec/dsmexec/internal/uffd"
 	"github.com/dsmexec/dsmexec/internal/wire"
 )
 
@@ -49,6 +50,7 @@ const (
 	ctlListen  = wire.TypePagerListen
 	ctlReply   = wire.TypePagerReply
 	ctlFatal   = wire.TypePagerFatal
+	ctlLog     = wire.TypePagerLog
 )
 
 // pagerEnv marks the re-executed pager process.
@@ -67,8 +69,11 @@ type pagerConfig struct {
 }
 
 func init() {
-	if os.Getenv(pagerEnv) == "1" {
+	switch os.Getenv(pagerEnv) {
+	case "1":
 		os.Exit(pagerMain())
+	case "host":
+		os.Exit(hostPagerMain())
 	}
 }
 
@@ -90,6 +95,7 @@ type uffdImpl struct {
 	w      *wire.Writer
 	ep     string
 	mode   string
+	pid    int // the page server's process
 
 	noSpin bool          // this host has more ranks than CPUs
 	token  chan struct{} // held (sent into) by whoever reads the socket
@@ -117,10 +123,40 @@ func newUffd(m *Memory, region *pagemem.Region) error {
 	if u.UserModeOnly() {
 		mode = "uffd (user-mode only)"
 	}
+	var p *uffdImpl
+	if pagersPerHost() {
+		p, err = joinHostPager(m, region, u)
+	} else {
+		p, err = startRankPager(m, region, u)
+	}
+	// Our copy: the page server holds the userfaultfd now, so if it dies
+	// the kernel releases blocked threads instead of leaving them forever.
+	u.Close()
+	if err != nil {
+		return err
+	}
+	p.mode = mode
+	m.impl = p
+	m.backend = mode
+	addFaultProcs()
+	return nil
+}
+
+func newUffdImpl(m *Memory, region *pagemem.Region, conn net.Conn, left []byte) (*uffdImpl, error) {
+	rc, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &uffdImpl{m: m, region: region, conn: conn, rc: rc, in: newRawConn(-1, -1, left), w: wire.NewWriter(conn, m.cfg.Rank),
+		token: make(chan struct{}, 1), resume: make(chan struct{}, 1),
+		calls: map[uint32]chan reply{}, exited: make(chan struct{})}, nil
+}
+
+// startRankPager starts this rank's own page server (DSMEXEC_PAGERS=rank).
+func startRankPager(m *Memory, region *pagemem.Region, u *uffd.FD) (*uffdImpl, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		u.Close()
-		return fmt.Errorf("dsm: rank %d: socketpair: %w", m.cfg.Rank, err)
+		return nil, fmt.Errorf("dsm: rank %d: socketpair: %w", m.cfg.Rank, err)
 	}
 	appEnd := os.NewFile(uintptr(fds[0]), "pager-control")
 	pagerEnd := os.NewFile(uintptr(fds[1]), "pager-control")
@@ -135,48 +171,40 @@ func newUffd(m *Memory, region *pagemem.Region) error {
 	// do. The pager exits when its control socket closes instead, which
 	// the kernel does when this process dies, however it dies.
 	err = cmd.Start()
-	// Our copies: the pager holds the userfaultfd now, so if it dies the
-	// kernel releases blocked threads instead of leaving them forever.
-	u.Close()
 	pagerEnd.Close()
 	if err != nil {
 		appEnd.Close()
-		return fmt.Errorf("dsm: rank %d: start the page server: %w", m.cfg.Rank, err)
+		return nil, fmt.Errorf("dsm: rank %d: start the page server: %w", m.cfg.Rank, err)
 	}
 	conn, err := net.FileConn(appEnd)
 	appEnd.Close()
+	var p *uffdImpl
+	if err == nil {
+		p, err = newUffdImpl(m, region, conn, nil)
+		if err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return fmt.Errorf("dsm: rank %d: pager control: %w", m.cfg.Rank, err)
+		return nil, fmt.Errorf("dsm: rank %d: pager control: %w", m.cfg.Rank, err)
 	}
-	rc, err := conn.(*net.UnixConn).SyscallConn()
-	if err != nil {
-		conn.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("dsm: rank %d: pager control: %w", m.cfg.Rank, err)
-	}
-	p := &uffdImpl{m: m, region: region, cmd: cmd, conn: conn, rc: rc, in: newRawConn(-1, -1, nil), w: wire.NewWriter(conn, m.cfg.Rank),
-		token: make(chan struct{}, 1), resume: make(chan struct{}, 1),
-		calls: map[uint32]chan reply{}, exited: make(chan struct{}), mode: mode}
+	p.cmd, p.pid = cmd, cmd.Process.Pid
 	go func() { cmd.Wait(); close(p.exited) }()
 	cfg, _ := json.Marshal(pagerConfig{Rank: m.cfg.Rank, Size: m.cfg.Size, Token: hex.EncodeToString(m.cfg.Token), IP: m.cfg.IP,
 		Base: region.Base(), Length: region.Size(), PageSize: m.pageSize})
 	if err := p.w.Write(wire.ChanControl, ctlConfig, 0, cfg); err != nil {
 		p.kill()
-		return fmt.Errorf("dsm: rank %d: configure the page server: %w", m.cfg.Rank, err)
+		return nil, fmt.Errorf("dsm: rank %d: configure the page server: %w", m.cfg.Rank, err)
 	}
 	f, err := p.readFrame(time.Now().Add(30 * time.Second))
 	if err != nil || f.Type != ctlListen {
 		p.kill()
-		return fmt.Errorf("dsm: rank %d: the page server did not start (%v)", m.cfg.Rank, err)
+		return nil, fmt.Errorf("dsm: rank %d: the page server did not start (%v)", m.cfg.Rank, err)
 	}
 	p.ep = string(f.Body)
-	m.impl = p
-	m.backend = mode
-	addFaultProcs()
-	return nil
+	return p, nil
 }
 
 // addFaultProcs raises GOMAXPROCS by DSMEXEC_FAULT_PROCS (default 4). A
@@ -199,8 +227,10 @@ func addFaultProcs() {
 }
 
 func (p *uffdImpl) kill() {
-	p.cmd.Process.Kill()
-	<-p.exited
+	if p.cmd != nil {
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
 	p.conn.Close()
 }
 
@@ -214,6 +244,10 @@ func (p *uffdImpl) connect(addrs []string, deadline time.Time) error {
 		return fmt.Errorf("dsm: rank %d: page server: %w", p.m.cfg.Rank, err)
 	}
 	f, err := p.readFrame(deadline.Add(5 * time.Second)) // the pager's own deadline comes first
+	for err == nil && f.Type == ctlLog {
+		p.m.logf("%s", f.Body)
+		f, err = p.readFrame(deadline.Add(5 * time.Second))
+	}
 	if err != nil {
 		return fmt.Errorf("dsm: rank %d: page server connecting to its peers: %w", p.m.cfg.Rank, err)
 	}
@@ -333,6 +367,8 @@ func (p *uffdImpl) dispatch(f wire.Frame) {
 	switch f.Type {
 	case ctlFatal:
 		fatalLost(decodeFatal(f.Body))
+	case ctlLog:
+		p.m.logf("%s", f.Body)
 	case ctlReply:
 		if len(f.Body) < 5 {
 			return
@@ -462,11 +498,13 @@ func (p *uffdImpl) resetStats() {
 
 func (p *uffdImpl) close() error {
 	_, err := p.call(ctlClose, 0)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
+	if p.cmd != nil {
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
 	}
 	p.conn.Close()
 	return errors.Join(err, p.region.Close())

@@ -3,6 +3,7 @@ package dsm
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,10 @@ func TestMain(m *testing.M) {
 		os.Exit(helperConnectForever())
 	case "pair-idle":
 		os.Exit(helperPairIdle())
+	case "start-only":
+		os.Exit(helperStartOnly())
+	case "host-rank":
+		os.Exit(helperHostRank())
 	case "fault-on-gone":
 		os.Exit(helperFaultOnGone())
 	default:
@@ -42,7 +47,13 @@ func TestMain(m *testing.M) {
 	}
 }
 
-var testToken = []byte("0123456789abcdef0123456789abcdef")
+// newTestToken is a job token of its own for each test's ranks: ranks
+// with one token share a host page server.
+func newTestToken() []byte {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return b
+}
 
 // addr0Env gives the helpers rank 0's memory endpoint.
 const addr0Env = "DSMEXEC_DSM_TEST_ADDR0"
@@ -51,7 +62,7 @@ const addr0Env = "DSMEXEC_DSM_TEST_ADDR0"
 // address is a listener nobody accepts on): a fault on a page homed at
 // rank 0 leaves the page server connecting, until its budget (a minute).
 func helperConnectForever() int {
-	m, err := newMemory(config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
+	m, err := newMemory(config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: newTestToken(), IP: "127.0.0.1", Backend: "uffd"})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		return 1
@@ -70,7 +81,7 @@ func helperConnectForever() int {
 // (nothing listens at its address): a fault on a page homed there must
 // end this rank, naming rank 0.
 func helperFaultOnGone() int {
-	m, err := newMemory(config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: os.Getenv("DSMEXEC_FAULT")})
+	m, err := newMemory(config{Rank: 1, Size: 2, Bytes: 1 << 20, Token: newTestToken(), IP: "127.0.0.1", Backend: os.Getenv("DSMEXEC_FAULT")})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		return 1
@@ -90,8 +101,9 @@ func helperFaultOnGone() int {
 // until stdin closes.
 func helperPairIdle() int {
 	var ms [2]*Memory
+	tok := newTestToken()
 	for r := range ms {
-		m, err := newMemory(config{Rank: r, Size: 2, Bytes: 1 << 20, Token: testToken, IP: "127.0.0.1", Backend: "uffd"})
+		m, err := newMemory(config{Rank: r, Size: 2, Bytes: 1 << 20, Token: tok, IP: "127.0.0.1", Backend: "uffd"})
 		if err != nil {
 			fmt.Println("ERROR", err)
 			return 1
@@ -184,6 +196,15 @@ func alive(pid int) bool {
 // the page server's name.
 func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 	uffdtest.Need(t)
+	for _, mode := range []string{"rank", "host"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv(pagersEnv, mode)
+			testPagerExitsWhenRankDies(t, mode)
+		})
+	}
+}
+
+func testPagerExitsWhenRankDies(t *testing.T, mode string) {
 	mute, err := net.Listen("tcp", "127.0.0.1:0") // accepts nothing: handshakes hang
 	if err != nil {
 		t.Fatal(err)
@@ -214,8 +235,12 @@ func TestPagerExitsWhenRankDiesWhileConnecting(t *testing.T) {
 	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pager)); strings.TrimSpace(string(b)) != pagerName {
 		t.Errorf("/proc/%d/comm = %q, want %q", pager, b, pagerName)
 	}
-	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pager)); !strings.HasPrefix(string(b), pagerName+"\x00rank\x001") {
-		t.Errorf("/proc/%d/cmdline = %q, want %q", pager, b, pagerName+" rank 1")
+	want := pagerName + "\x00rank\x001"
+	if mode == "host" {
+		want = pagerName + "\x00host\x00"
+	}
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pager)); !strings.HasPrefix(string(b), want) {
+		t.Errorf("/proc/%d/cmdline = %q, want %q", pager, b, want)
 	}
 	if !sc.Scan() || sc.Text() != "CONNECT <nil>" {
 		t.Fatalf("helper: %q %v", sc.Text(), sc.Err())
@@ -329,8 +354,9 @@ func pair(t *testing.T, bytes int64, backend string) [2]*Memory {
 func pairWith(t *testing.T, bytes int64, backend string, before func([2]*Memory)) [2]*Memory {
 	t.Helper()
 	var ms [2]*Memory
+	tok := newTestToken()
 	for r := range ms {
-		m, err := newMemory(config{Rank: r, Size: 2, Bytes: bytes, Token: testToken, IP: "127.0.0.1", Backend: backend})
+		m, err := newMemory(config{Rank: r, Size: 2, Bytes: bytes, Token: tok, IP: "127.0.0.1", Backend: backend})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +434,7 @@ func TestRegionCap(t *testing.T) {
 		t.Fatalf("MaxRegion %d names more than %d pages of %d bytes", MaxRegion, int64(maxPages), os.Getpagesize())
 	}
 	for _, size := range []int{1, 2} {
-		_, err := newMemory(config{Rank: 0, Size: size, Bytes: MaxRegion + 1, Token: testToken, IP: "127.0.0.1"})
+		_, err := newMemory(config{Rank: 0, Size: size, Bytes: MaxRegion + 1, Token: newTestToken(), IP: "127.0.0.1"})
 		if err == nil || !strings.Contains(err.Error(), "maximum") {
 			t.Errorf("New(size %d, MaxRegion+1 bytes) = %v, want an error naming the maximum", size, err)
 		}
@@ -435,19 +461,26 @@ func cpuTicks(t *testing.T, pid int) int {
 // for a moment after activity).
 func TestIdlePagerCostsNothing(t *testing.T) {
 	uffdtest.Need(t)
+	for _, mode := range []string{"rank", "host"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv(pagersEnv, mode)
+			testIdlePager(t)
+		})
+	}
+}
+
+func testIdlePager(t *testing.T) {
 	ms := pair(t, 1<<20, "uffd")
 	ms[0].StoreInt64(0, 1)
 	if ms[1].LoadInt64(0) != 1 { // some activity first: then idle
 		t.Fatal("wrong value")
 	}
-	var pagers []int
-	for pid, comm := range children(os.Getpid()) {
-		if comm == pagerName {
-			pagers = append(pagers, pid)
-		}
+	pagers := []int{pagerPid(t, ms[0])}
+	if p := pagerPid(t, ms[1]); p != pagers[0] {
+		pagers = append(pagers, p)
 	}
-	if len(pagers) != 2 {
-		t.Fatalf("found page servers %v, want 2", pagers)
+	if want := map[string]int{"rank": 2, "host": 1}[os.Getenv(pagersEnv)]; len(pagers) != want {
+		t.Fatalf("found page servers %v, want %d", pagers, want)
 	}
 	before := make([]int, len(pagers))
 	for i, pid := range pagers {
@@ -508,6 +541,15 @@ func TestMutexCounter(t *testing.T) {
 // then goes too.
 func TestRankExitsWhenPagerDies(t *testing.T) {
 	uffdtest.Need(t)
+	for _, mode := range []string{"rank", "host"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv(pagersEnv, mode)
+			testRankExitsWhenPagerDies(t, mode)
+		})
+	}
+}
+
+func testRankExitsWhenPagerDies(t *testing.T, mode string) {
 	var stderr strings.Builder
 	var stdin io.WriteCloser
 	cmd, sc := startHelper(t, "pair-idle", func(cmd *exec.Cmd) {
@@ -524,8 +566,8 @@ func TestRankExitsWhenPagerDies(t *testing.T) {
 			pagers = append(pagers, pid)
 		}
 	}
-	if len(pagers) != 2 {
-		t.Fatalf("page servers %v, want 2", pagers)
+	if want := map[string]int{"rank": 2, "host": 1}[mode]; len(pagers) != want {
+		t.Fatalf("page servers %v, want %d", pagers, want)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -540,7 +582,7 @@ func TestRankExitsWhenPagerDies(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the rank still runs 10 s after its page server was killed")
 	}
-	for alive(pagers[1]) {
+	for len(pagers) > 1 && alive(pagers[1]) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("page server %d outlived its rank by 5 s", pagers[1])
 		}
@@ -596,7 +638,11 @@ func TestStrangersAtThePageServer(t *testing.T) {
 			defer wg.Done()
 			if c := dial(); c != nil {
 				r := bufio.NewReader(c)
-				if err := auth.Dial(c, r, testToken, 1, 1, time.Now().Add(20*time.Second)); err != nil {
+				to := 1 // rank 1's own page server...
+				if pagersPerHost() {
+					to = 0 // ...or the one of its host, named by its lowest rank
+				}
+				if err := auth.Dial(c, r, ms[1].cfg.Token, 1, to, time.Now().Add(20*time.Second)); err != nil {
 					t.Errorf("handshake as rank 1: %v", err)
 					return
 				}

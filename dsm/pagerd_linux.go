@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -116,6 +115,8 @@ type pager struct {
 	closeDeadline time.Time
 
 	fatal sync.Once
+
+	host *hostSide // one page server for every rank of the host (pagerhost_linux.go); nil: this rank's own
 }
 
 // Epoll tags (EpollEvent.Fd): which source an event is from.
@@ -126,7 +127,20 @@ const (
 	tagPeer0   = 3 // + rank
 )
 
+// tracef traces a memory-mesh event (DSMEXEC_DSM_TRACE).
+func (p *pager) tracef(format string, args ...any) {
+	if p.d != nil {
+		p.d.tracef(format, args...)
+	} else if p.host != nil && p.host.trace {
+		p.logf("dsm trace: host page server %s "+format, append([]any{time.Now().Format("15:04:05.000000")}, args...)...)
+	}
+}
+
 func (p *pager) logf(format string, args ...any) {
+	if p.host != nil {
+		p.host.log(fmt.Sprintf(format, args...))
+		return
+	}
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
 }
 
@@ -149,6 +163,12 @@ func (p *pager) die(err error) {
 }
 
 func (p *pager) reply(id uint32, err error, body []byte) {
+	replyFrame(p.ctl, p.cfg.Rank, id, err, body)
+}
+
+// replyFrame queues a REPLY on a rank's control socket ctl: status 0, or
+// 1 with the error's text, or 2 when a lost rank caused it.
+func replyFrame(ctl *rawConn, src int, id uint32, err error, body []byte) {
 	var hdr [5]byte
 	binary.BigEndian.PutUint32(hdr[:], id)
 	if err != nil {
@@ -159,7 +179,38 @@ func (p *pager) reply(id uint32, err error, body []byte) {
 			body = encodeFatal(err)
 		}
 	}
-	p.ctl.queue(wire.ChanControl, ctlReply, p.cfg.Rank, hdr[:], body)
+	ctl.queue(wire.ChanControl, ctlReply, src, hdr[:], body)
+}
+
+// serveRequest carries out a rank's LOCK, UNLOCK, STATS, RESETSTATS or
+// REPORT on its driver d, replying on ctl; it returns the call id of a
+// CLOSE, which the caller handles (ok false: not a CLOSE).
+func serveRequest(d *driver, ctl *rawConn, src int, f wire.Frame) (closeID uint32, ok bool) {
+	if len(f.Body) < 8 {
+		return 0, false
+	}
+	id := binary.BigEndian.Uint32(f.Body)
+	arg := binary.BigEndian.Uint32(f.Body[4:])
+	switch f.Type {
+	case ctlLock:
+		d.lockAsync(arg, func(err error) { replyFrame(ctl, src, id, err, nil) })
+	case ctlUnlock:
+		d.unlock(arg)
+		if id != 0 {
+			replyFrame(ctl, src, id, nil, nil)
+		}
+	case ctlStats:
+		b, _ := json.Marshal(d.snapshot())
+		replyFrame(ctl, src, id, nil, b)
+	case ctlReset:
+		d.resetStats()
+		replyFrame(ctl, src, id, nil, nil)
+	case ctlReport:
+		replyFrame(ctl, src, id, nil, d.reportJSON())
+	case ctlClose:
+		return id, true
+	}
+	return 0, false
 }
 
 func (p *pager) run() int {
@@ -259,7 +310,10 @@ func (p *pager) configureSpin(addrs []string) {
 
 // detach takes the socket out of Go's hands: a duplicate descriptor
 // (non-blocking, like the original) that the netpoller does not watch.
-func detach(c *net.TCPConn) (int, error) {
+func detach(c interface {
+	syscall.Conn
+	Close() error
+}) (int, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return -1, err
@@ -377,28 +431,7 @@ func (p *pager) onControl() (code int, exit bool) {
 		if !ok {
 			return 0, false
 		}
-		if len(f.Body) < 8 {
-			continue
-		}
-		id := binary.BigEndian.Uint32(f.Body)
-		arg := binary.BigEndian.Uint32(f.Body[4:])
-		switch f.Type {
-		case ctlLock:
-			p.d.lockAsync(arg, func(err error) { p.reply(id, err, nil) })
-		case ctlUnlock:
-			p.d.unlock(arg)
-			if id != 0 {
-				p.reply(id, nil, nil)
-			}
-		case ctlStats:
-			b, _ := json.Marshal(p.d.snapshot())
-			p.reply(id, nil, b)
-		case ctlReset:
-			p.d.resetStats()
-			p.reply(id, nil, nil)
-		case ctlReport:
-			p.reply(id, nil, p.d.reportJSON())
-		case ctlClose:
+		if id, ok := serveRequest(p.d, p.ctl, p.cfg.Rank, f); ok {
 			p.beginClose(id)
 		}
 	}
@@ -465,6 +498,10 @@ func (p *pager) onPeer(j int, events uint32) {
 
 // parsePeer hands every whole frame buffered from c to the driver.
 func (p *pager) parsePeer(c *rawConn) {
+	if p.host != nil {
+		p.parseHostPeer(c)
+		return
+	}
 	j := c.rank
 	for !c.closed {
 		f, ok, err := c.next(p.maxIn)
@@ -499,13 +536,17 @@ func (p *pager) peerLost(j int, err error) {
 		c.state = peerGone
 		c.out = nil
 	}
+	if p.host != nil {
+		if !p.closing {
+			p.host.hostLost(j, err)
+		}
+		return
+	}
 	if p.closing || p.lost[j] {
 		return
 	}
 	p.lost[j] = true
-	if p.d.trace {
-		p.d.tracef("lost rank %d: %v", j, err)
-	}
+	p.tracef("lost rank %d: %v", j, err)
 	p.d.peerLost(j)
 }
 

@@ -485,6 +485,11 @@ func chaosJob(t *testing.T, r chaosRun, marker string, bound time.Duration, res 
 		cause.how = last[3]
 	}
 	blames := cause.rank == r.victim && cause.pid == rankPid
+	if r.target == targetPager && hostPagers {
+		// The host's page server serves every rank here: the job may
+		// name any of them.
+		blames = cause.rank >= 0 && cause.rank < r.np
+	}
 	switch r.target {
 	case targetRank:
 		switch {
@@ -684,9 +689,13 @@ func findRank(ps []procInfo, mpirun, rank int) *procInfo {
 	return nil
 }
 
+// hostPagers: one page server per host (DSMEXEC_PAGERS, default host),
+// started by whichever rank of the host came first and serving them all.
+var hostPagers = os.Getenv("DSMEXEC_PAGERS") != "rank"
+
 func findPager(ps []procInfo, rank int) *procInfo {
 	for i := range ps {
-		if ps[i].ppid == rank && ps[i].comm == "dsmexec-pager" {
+		if (ps[i].ppid == rank || hostPagers) && ps[i].comm == "dsmexec-pager" {
 			return &ps[i]
 		}
 	}

@@ -22,8 +22,8 @@ func TestFileLimitRefused(t *testing.T) {
 		t.Errorf("status %d, want 1; stderr:\n%s", r.status, r.stderr)
 	}
 	j := limits.Job{Size: 100, DSM: true, Mesh: limits.CurrentMesh, MemMesh: limits.CurrentMemMesh, Pagers: limits.CurrentPagers}
-	want := "mpirun: error: a job of 100 ranks needs ~" + strconv.Itoa(j.ProcessFDs()) +
-		" open files per process (mpirun itself ~326), the hard limit here is 64\n" +
+	// "(mpirun itself ~326)" when mpirun needs more than a rank process.
+	want := "mpirun: error: " + limits.Check(100, j.ProcessFDs(), limits.MpirunFDs(100, 0, 0), "", 64).Error() + "\n" +
 		"mpirun: hint: raise it with ulimit -Hn (as root) or /etc/security/limits.conf\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)

@@ -180,10 +180,14 @@ var programs = map[string]func(w *World) error{
 		if w.Rank() == 1 {
 			m.StoreInt64(0, 7)
 			w.Send(0, 1, nil)
-			// Die with the page: kill the page server too, as a crash of
-			// the machine would (it otherwise still holds the page
-			// until it notices its rank is gone).
-			killChildren()
+			// Die with the page. A page server of its own is killed
+			// too, as a crash of the machine would (it otherwise still
+			// holds the page until it notices its rank is gone); the
+			// host's page server (the default) serves rank 0 as well
+			// and sees rank 1's control socket close at once.
+			if os.Getenv("DSMEXEC_PAGERS") == "rank" {
+				killChildren()
+			}
 			os.Exit(0)
 		}
 		if _, err := w.Recv(1, 1); err != nil {
@@ -562,6 +566,14 @@ func TestLostPageOwner(t *testing.T) {
 				t.Fatalf("rank 0 exited 0 after reading a lost page:\n%s", outs[0])
 			}
 			t.Logf("rank 0: %s", outs[0])
+			if backend == "uffd" && os.Getenv("DSMEXEC_PAGERS") != "rank" && strings.Contains(outs[0], "read 7 from a page whose owner is gone") {
+				// The host's page server still held rank 1's memory
+				// when rank 0 asked (it had not yet read the end of
+				// rank 1's control socket): it served the last value
+				// rank 1 wrote. Once it has, the page is lost as
+				// below (dsm's TestHostPagerLostRank checks that).
+				return
+			}
 			if !strings.Contains(outs[0], "page 0") || !strings.Contains(outs[0], "rank 1") {
 				t.Fatalf("rank 0's error does not name the page and the rank:\n%s", outs[0])
 			}

@@ -22,7 +22,8 @@
 //     when it runs out).
 //   - Pagers: [PagerPerRank] (every rank has its own page server) or
 //     [PagerPerHost] (one page server per host: at most H-1 memory
-//     connections to the other hosts' and one Unix socket per local rank).
+//     connections to the other hosts' and, per local rank, its control
+//     socket, memfd and userfaultfd).
 //
 // mpirun builds its Job with [CurrentMesh], [CurrentMemMesh] and
 // [CurrentPagers], what rank and dsm do today; the merge that changes one
@@ -50,8 +51,13 @@ const (
 	rankFixed    = 16 // + Peers() application mesh connections; userfaultfd backend
 	rankNoDSM    = 13 // + Peers(): -dsm-size 0 (no memory mesh, no page server)
 	sigsegvFixed = 14 // + Peers() + memory peers: the rank serves its own pages on the memory mesh
-	pagerFixed   = 13 // + memory peers (N-1 today; userfaultfd backend)
-	mpirunFixed  = 10
+	pagerFixed   = 13 // + memory peers; a page server per rank (userfaultfd backend)
+	// A page server per host: its listeners (Unix, TCP), epoll and eventfd
+	// and the runtime's; per local rank pagerPerLocalRank (control socket,
+	// memfd, userfaultfd), per other host one memory-mesh connection.
+	pagerHostFixed    = 15
+	pagerPerLocalRank = 3
+	mpirunFixed       = 10
 	// mpirun per rank it forks: stdout and stderr pipes and the rank's
 	// master connection. Per remote host: the SSH connection (the agent
 	// relays its ranks' rendezvous over it). Per remote rank that talks to
@@ -92,7 +98,7 @@ const (
 const (
 	CurrentMesh    = OnDemand
 	CurrentMemMesh = OnDemand
-	CurrentPagers  = PagerPerRank
+	CurrentPagers  = PagerPerHost
 )
 
 // ProgramPeers is what the formulas allow, with connections on demand,
@@ -163,11 +169,9 @@ func (j Job) perHost() int {
 
 func (j Job) hosts() int { return max(j.Hosts, 1) }
 
-// memPeers is the memory-mesh connections of one page server.
+// memPeers is the memory-mesh connections of one rank's page server (or
+// of the rank itself, sigsegv backend).
 func (j Job) memPeers() int {
-	if j.Pagers == PagerPerHost {
-		return j.hosts() - 1 + j.perHost() // other hosts' page servers, local ranks' sockets
-	}
 	n := max(j.Size-1, 0)
 	if j.MemMesh == AllToAll {
 		return n
@@ -193,6 +197,9 @@ func (j Job) RankFDs() int {
 func (j Job) PagerFDs() int {
 	if !j.DSM || j.SIGSEGV {
 		return 0
+	}
+	if j.Pagers == PagerPerHost {
+		return pagerHostFixed + j.hosts() - 1 + pagerPerLocalRank*j.perHost() + Slack
 	}
 	return pagerFixed + j.memPeers() + Slack
 }

@@ -113,7 +113,7 @@ func TestFormulasOnDemand(t *testing.T) {
 	if got, want := j.RankFDs(), rankFixed+31+ProgramPeers+Slack; got != want {
 		t.Errorf("RankFDs = %d, want %d", got, want)
 	}
-	if got, want := j.PagerFDs(), pagerFixed+99+10+Slack; got != want {
+	if got, want := j.PagerFDs(), pagerHostFixed+99+3*10+Slack; got != want {
 		t.Errorf("PagerFDs = %d, want %d", got, want)
 	}
 	// 256 ranks on one host: the goal of ≤ 32 descriptors per rank needs

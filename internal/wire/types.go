@@ -38,6 +38,8 @@ const (
 	// The memory mesh's acceptor, after the handshake: 0 accepted, 1 my
 	// own dial to you wins (dsm).
 	TypeMemVerdict uint8 = 38
+	// Between host page servers: a rank of the sender's host was lost.
+	TypeMemLost uint8 = 39
 
 	// The rank ↔ page server control socket (dsm).
 	TypePagerConfig  uint8 = 40
@@ -51,6 +53,7 @@ const (
 	TypePagerListen  uint8 = 50
 	TypePagerReply   uint8 = 51
 	TypePagerFatal   uint8 = 52
+	TypePagerLog     uint8 = 53
 )
 
 // ControlTypes names every ChanControl frame type as spec.md does.
@@ -59,8 +62,8 @@ var ControlTypes = map[uint8]string{
 	TypeJoin: "JOIN", TypeTable: "TABLE", TypeCell: "CELL", TypeStats: "STATS", TypeBye: "BYE",
 	TypeWhere: "WHERE", TypeAbort: "ABORT", TypeFailed: "FAILED", TypeJoins: "JOINS", TypeWarn: "WARN", TypeLost: "LOST", TypeState: "STATE",
 	TypeMeshBye: "BYE", TypeDoorbell: "DOORBELL", TypeRingOffer: "RING OFFER", TypeRingReply: "RING REPLY", TypeMeshOK: "MESH OK",
-	TypeMemVerdict:  "VERDICT",
+	TypeMemVerdict: "VERDICT", TypeMemLost: "LOST RANK",
 	TypePagerConfig: "CONFIG", TypePagerConnect: "CONNECT", TypePagerLock: "LOCK", TypePagerUnlock: "UNLOCK",
 	TypePagerStats: "STATS", TypePagerClose: "CLOSE", TypePagerReset: "RESETSTATS", TypePagerListen: "LISTEN",
-	TypePagerReply: "REPLY", TypePagerFatal: "FATAL",
+	TypePagerReply: "REPLY", TypePagerFatal: "FATAL", TypePagerLog: "LOG",
 }

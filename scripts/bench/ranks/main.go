@@ -394,7 +394,10 @@ func idle(w *rank.World, d time.Duration) error {
 		if err != nil {
 			return err
 		}
-		pager, havePager := procstat.Pager(kids)
+		// A host's page server (the default) is the child of whichever
+		// rank came first: look at rank 0's children too, after rank 1's.
+		own, _ := procstat.Children(os.Getpid())
+		pager, havePager := procstat.Pager(append(kids, own...))
 		r0, err := procstat.Read(pid)
 		if err != nil {
 			return err
