@@ -387,8 +387,13 @@ func (e *engine) nextSpin() time.Duration {
 	return e.spinCur
 }
 
+// spinHit: data came while spinning. The window doubles, to at least an
+// eighth of the longest: from a probe (the window at 0) a window of 1 µs
+// is shorter than the peer's turnaround in a ping-pong (a receive and a
+// send, 2-3 µs), so it missed and fell back to 0 again and again, and
+// every wait parked.
 func (e *engine) spinHit() {
-	e.spinCur = min(e.spin, 2*e.spinCur+time.Microsecond)
+	e.spinCur = min(e.spin, max(2*e.spinCur, e.spin/8))
 }
 
 func (e *engine) spinMiss() {

@@ -135,7 +135,7 @@ func (l *link) rd(p []byte) (int, error) {
 		return l.rdRing(p)
 	}
 	for {
-		n, err := unix.Read(l.fd, p)
+		n, err := rawRead(l.fd, p)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -462,7 +462,7 @@ func (l *link) writeAll(iov [][]byte) error {
 		var n int
 		var err error
 		if len(iov) == 1 {
-			n, err = unix.Write(l.fd, iov[0])
+			n, err = rawWrite(l.fd, iov[0])
 		} else {
 			n, err = unix.Writev(l.fd, iov)
 		}

@@ -327,7 +327,7 @@ func (l *link) rdRing(p []byte) (int, error) {
 // (the ring is then drained to its end by pump).
 func (l *link) pumpDoorbells() error {
 	for !l.tcpEOF {
-		n, err := unix.Read(l.fd, l.tbuf[l.tn:])
+		n, err := rawRead(l.fd, l.tbuf[l.tn:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -365,14 +365,14 @@ func (l *link) doorbell() {
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
 	if l.npend > 0 {
-		k, err := unix.Write(l.fd, l.pend[:l.npend])
+		k, err := rawWrite(l.fd, l.pend[:l.npend])
 		if err == nil && k > 0 {
 			l.npend = copy(l.pend[:], l.pend[k:l.npend])
 		}
 		return
 	}
 	h := wire.MakeHeader(wire.ChanControl, typeDoorbell, 0, l.e.rank, 0)
-	k, err := unix.Write(l.fd, h[:])
+	k, err := rawWrite(l.fd, h[:])
 	if err == nil && k < len(h) {
 		l.npend = copy(l.pend[:], h[k:])
 	}
@@ -385,7 +385,7 @@ func (l *link) flushDoorbell() {
 	defer l.dmu.Unlock()
 	deadline := time.Now().Add(time.Second)
 	for l.npend > 0 && time.Now().Before(deadline) {
-		k, err := unix.Write(l.fd, l.pend[:l.npend])
+		k, err := rawWrite(l.fd, l.pend[:l.npend])
 		if err == nil && k > 0 {
 			l.npend = copy(l.pend[:], l.pend[k:l.npend])
 			continue
