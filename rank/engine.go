@@ -20,9 +20,10 @@ type engine struct {
 
 	mu      sync.Mutex
 	q       matcher
-	links   []*link // by world rank; nil for this rank
-	down    []error // by world rank: non-nil once nothing more comes from it
-	hard    []bool  // down because lost (not a normal finalize)
+	links   []*link                // by world rank; nil for this rank
+	out     []atomic.Pointer[link] // links as senders see them without the lock (set with links)
+	down    []error                // by world rank: non-nil once nothing more comes from it
+	hard    []bool                 // down because lost (not a normal finalize)
 	members map[uint32][]bool
 	closed  error
 
@@ -38,9 +39,11 @@ type engine struct {
 	closeWait  chan struct{}
 	pollWaiter waiter // the driver of tryProgress
 	parked     atomic.Bool
+	stop       atomic.Bool // closed is set: the driver stops (read without the lock)
 	resumeWant atomic.Bool
 	toResume   []*link
 
+	direct    *link         // the driver's: the socket link its receive waits on, read directly while spinning
 	rings     []*link       // the links over shared memory, polled every round
 	nSock     int           // links over a socket only
 	rounds    uint          // rounds with rings
@@ -101,6 +104,7 @@ func newEngine(rank, size int) *engine {
 		rank: rank, size: size,
 		q:       newMatcher(),
 		links:   make([]*link, size),
+		out:     make([]atomic.Pointer[link], size),
 		down:    make([]error, size),
 		hard:    make([]bool, size),
 		members: map[uint32][]bool{},
@@ -191,17 +195,12 @@ func (e *engine) dequeueLocked(w *waiter) {
 func (e *engine) block(w *waiter) {
 	e.mu.Lock()
 	for !w.ready() && !w.expired() && e.closed == nil {
-		if e.driver == nil && e.closeWait == nil && e.poller != nil {
+		if e.canDriveLocked() {
 			e.driver = w
 			e.mu.Unlock()
 			e.drive(w)
 			e.mu.Lock()
-			e.driver = nil
-			e.installPendingLocked()
-			if e.closeWait != nil {
-				close(e.closeWait)
-				e.closeWait = nil
-			}
+			e.dropDriverLocked()
 			continue
 		}
 		w.queued = true
@@ -253,15 +252,25 @@ func (e *engine) drive(w *waiter) {
 	if e.nSock > 0 {
 		clockEvery = 2 // a round over sockets is an epoll_wait: µs
 	}
+	e.direct = e.directFor(w)
+	defer func() { e.direct = nil }()
 	var last, spinEnd time.Time
 	fresh := true // the window starts at the next empty round
 	idle := 0     // empty rounds since the clock was read
 	for {
-		e.mu.Lock()
-		ok := w.ready() || e.closeWait != nil || e.closed != nil
-		e.mu.Unlock()
-		if ok {
-			return
+		if w.req != nil {
+			// Without the lock: done and stop are atomics, and closeWait
+			// is only set after closed (stop).
+			if w.req.done.Load() || e.stop.Load() {
+				return
+			}
+		} else {
+			e.mu.Lock()
+			ok := w.ready() || e.closeWait != nil || e.closed != nil
+			e.mu.Unlock()
+			if ok {
+				return
+			}
 		}
 		e.quick = true
 		did := e.progress(false, time.Time{})
@@ -318,7 +327,7 @@ func (e *engine) drive(w *waiter) {
 		}
 		e.parked.Store(true)
 		e.mu.Lock()
-		ok = w.ready() || w.expired() || e.closeWait != nil || e.closed != nil
+		ok := w.ready() || w.expired() || e.closeWait != nil || e.closed != nil
 		e.mu.Unlock()
 		if !ok {
 			e.progress(true, w.deadline)
@@ -332,6 +341,24 @@ func (e *engine) drive(w *waiter) {
 		preempted = false
 	}
 }
+
+// directFor is the socket link a receive from one source reads while the
+// driver spins (nil: none): one read that finds the message instead of an
+// epoll_wait that says it is there and the read after it.
+func (e *engine) directFor(w *waiter) *link {
+	if w.req == nil || w.req.from < 0 || w.req.from >= len(e.links) {
+		return nil
+	}
+	if l := e.links[w.req.from]; l != nil && l.rr == nil {
+		return l
+	}
+	return nil
+}
+
+// directEvery: while the driver reads one socket directly, the epoll set
+// (the other links, kicks, room to write) is asked every directEvery-th
+// round.
+const directEvery = 8
 
 // yieldIfOversub lets a runnable process on this CPU (perhaps the peer
 // this rank waits for) run first, on a host with more ranks than CPUs.
@@ -360,8 +387,13 @@ func (e *engine) nextSpin() time.Duration {
 	return e.spinCur
 }
 
+// spinHit: data came while spinning. The window doubles, to at least an
+// eighth of the longest: from a probe (the window at 0) a window of 1 µs
+// is shorter than the peer's turnaround in a ping-pong (a receive and a
+// send, 2-3 µs), so it missed and fell back to 0 again and again, and
+// every wait parked.
 func (e *engine) spinHit() {
-	e.spinCur = min(e.spin, 2*e.spinCur+time.Microsecond)
+	e.spinCur = min(e.spin, max(2*e.spinCur, e.spin/8))
 }
 
 func (e *engine) spinMiss() {
@@ -383,14 +415,25 @@ func (e *engine) tryProgress() {
 	e.mu.Unlock()
 	e.progress(false, time.Time{})
 	e.mu.Lock()
+	e.dropDriverLocked()
+	e.handoffLocked()
+	e.mu.Unlock()
+}
+
+// dropDriverLocked ends the caller's turn as the driver: the links that
+// came meanwhile go in, and a shutdown waiting for the role is told.
+func (e *engine) dropDriverLocked() {
 	e.driver = nil
 	e.installPendingLocked()
 	if e.closeWait != nil {
 		close(e.closeWait)
 		e.closeWait = nil
 	}
-	e.handoffLocked()
-	e.mu.Unlock()
+}
+
+// canDriveLocked says whether a waiter may take the free driver role.
+func (e *engine) canDriveLocked() bool {
+	return e.driver == nil && e.closeWait == nil && e.poller != nil
 }
 
 // progress is one round of the driver: resume stalled links if asked,
@@ -420,6 +463,17 @@ func (e *engine) progress(park bool, deadline time.Time) bool {
 		// not parked) and EOF: look at them every 32nd round.
 		e.rounds++
 		if e.quick && e.nSock == 0 && e.rounds%32 != 0 {
+			return did
+		}
+	}
+	if l := e.direct; l != nil && e.quick {
+		e.rounds++
+		if e.rounds%directEvery != 0 {
+			if l.down == nil && !l.stalled {
+				n := l.nread
+				l.pump()
+				did = did || l.nread != n || l.down != nil
+			}
 			return did
 		}
 	}
@@ -791,11 +845,9 @@ func (e *engine) peerDownLocked(peer int, err error, hard bool) {
 	e.down[peer] = err
 	e.hard[peer] = hard
 	var fail []*Request
-	for _, l := range e.q.posted {
-		for r := l.head; r != nil; r = r.pnext {
-			if r.from == peer || r.from == AnySource && e.downFor(r.ctx, AnySource) != nil {
-				fail = append(fail, r)
-			}
+	for _, r := range e.q.postedAll() {
+		if r.from == peer || r.from == AnySource && e.downFor(r.ctx, AnySource) != nil {
+			fail = append(fail, r)
 		}
 	}
 	for _, r := range fail {
@@ -845,6 +897,7 @@ func (e *engine) start(links []*link, spin time.Duration, limit int64) error {
 			continue
 		}
 		e.links[l.peer] = l
+		e.out[l.peer].Store(l)
 		if l.rr != nil {
 			e.rings = append(e.rings, l)
 		} else {
@@ -902,13 +955,9 @@ func (e *engine) shutdown(timeout time.Duration) {
 	e.mu.Lock()
 	if e.closed == nil {
 		e.closed = ErrFinalized
+		e.stop.Store(true)
 	}
-	var fail []*Request
-	for _, l := range e.q.posted {
-		for r := l.head; r != nil; r = r.pnext {
-			fail = append(fail, r)
-		}
-	}
+	fail := e.q.postedAll()
 	for _, r := range fail {
 		e.q.unpost(r)
 		e.failLocked(r, e.closed)

@@ -117,13 +117,29 @@ var callNames = [...]string{callRecv: "Recv", callRecvInto: "RecvInto", callProb
 func (w *World) enterRecv(g *group, call int32, from, tag int) uint64 {
 	r := &w.recvRec
 	gen := r.gen.Add(1)
-	r.g.Store(g)
-	r.from.Store(int64(from))
-	r.tag.Store(int64(tag))
-	r.since.Store(time.Now().UnixNano())
+	// A store is a locked instruction, a load is not: the fields a loop
+	// of calls repeats are not stored again (readers check gen around
+	// their reads).
+	if r.g.Load() != g {
+		r.g.Store(g)
+	}
+	if r.from.Load() != int64(from) {
+		r.from.Store(int64(from))
+	}
+	if r.tag.Load() != int64(tag) {
+		r.tag.Store(int64(tag))
+	}
+	r.since.Store(int64(time.Since(recvEpoch))) // (monotonic only: half of time.Now's cost)
 	r.call.Store(call)
 	return gen
 }
+
+// recvEpoch is the origin of recvRecord.since, which counts nanoseconds
+// from it on the monotonic clock.
+var recvEpoch = time.Now()
+
+// recvTime is the time of a recvRecord.since value.
+func recvTime(since int64) time.Time { return recvEpoch.Add(time.Duration(since)) }
 
 func (w *World) leave(gen uint64) {
 	if w.recvRec.gen.Load() == gen {
@@ -138,7 +154,7 @@ func (w *World) whereRecv() string {
 	if c == 0 {
 		return ""
 	}
-	since := time.Duration(time.Now().UnixNano() - r.since.Load())
+	since := time.Since(recvTime(r.since.Load()))
 	return fmt.Sprintf("%s(from %s, tag %s) for %v", callNames[c], anyName(int(r.from.Load())), anyName(int(r.tag.Load())),
 		since.Round(time.Millisecond))
 }

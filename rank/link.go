@@ -38,10 +38,12 @@ type link struct {
 	got        int  // payload bytes of cur read so far
 	alloc      bool // dst must be allocated (outside e.mu)
 	bye        bool // the peer said BYE
+	nread      uint // reads that returned bytes (the driver)
 	stalled    bool // under e.mu
 	peerClosed bool // under e.mu: seen closed while stalled
 	down       error
-	inSet      bool // in the epoll set (under e.mu)
+	gone       atomic.Bool // down is set (read by senders without the lock)
+	inSet      bool        // in the epoll set (under e.mu)
 	rdErr      error
 
 	// Write side.
@@ -133,7 +135,7 @@ func (l *link) rd(p []byte) (int, error) {
 		return l.rdRing(p)
 	}
 	for {
-		n, err := unix.Read(l.fd, p)
+		n, err := rawRead(l.fd, p)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -144,6 +146,7 @@ func (l *link) rd(p []byte) (int, error) {
 		case n == 0:
 			return 0, io.EOF
 		}
+		l.nread++
 		return n, nil
 	}
 }
@@ -159,7 +162,7 @@ func (l *link) pump() {
 		l.lost(err)
 		return
 	}
-	if l.rr != nil && l.rr.WriterNeedsDoorbell() {
+	if l.rr != nil && l.rr.OwnWriterNeedsDoorbell() {
 		l.doorbell() // the peer's sender waits for the room just made
 	}
 }
@@ -304,6 +307,21 @@ func (l *link) header() (done bool, err error) {
 	m := e.newMsgLocked()
 	m.ctx, m.src, m.tag, m.total = ctx, l.peer, int(tag), int(total)
 	dst, alloc, stall := e.arriveLocked(m)
+	if !more && !stall && l.rend-l.rpos >= body {
+		// The whole message is buffered (a small one, usually): match,
+		// copy and complete it in this one turn of the lock.
+		if alloc {
+			dst = make([]byte, m.total)
+			if !m.direct {
+				m.buf = dst
+			}
+		}
+		copy(dst, l.rbuf[l.rpos:l.rpos+body])
+		e.completeLocked(m, dst)
+		e.mu.Unlock()
+		l.rpos += body
+		return true, nil
+	}
 	l.cur, l.dst, l.alloc, l.got = m, dst, alloc, 0
 	l.inMsg, l.inBody, l.fragLeft, l.more = true, true, body, more
 	if stall {
@@ -348,6 +366,7 @@ func (l *link) lost(err error) {
 	}
 	pe := &PeerError{Rank: l.peer, Err: err}
 	l.down = pe
+	l.gone.Store(true)
 	e.interestLocked(l)
 	if m := l.cur; m != nil && l.inMsg {
 		if m.req != nil {
@@ -443,7 +462,7 @@ func (l *link) writeAll(iov [][]byte) error {
 		var n int
 		var err error
 		if len(iov) == 1 {
-			n, err = unix.Write(l.fd, iov[0])
+			n, err = rawWrite(l.fd, iov[0])
 		} else {
 			n, err = unix.Writev(l.fd, iov)
 		}
@@ -557,6 +576,7 @@ func (e *engine) installPendingLocked() bool {
 			continue
 		}
 		e.links[l.peer] = l
+		e.out[l.peer].Store(l)
 		if l.rr != nil {
 			e.rings = append(e.rings, l)
 		} else {

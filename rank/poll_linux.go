@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,7 +70,7 @@ func newPoller() (p *poller, err error) {
 		return nil, fmt.Errorf("rank: epoll fd: %w", err)
 	}
 	p.readFn = func(uintptr) bool {
-		p.n, p.werr = unix.EpollWait(p.sock, p.ev, 0)
+		p.n, p.werr = epollNow(p.sock, p.ev)
 		if p.werr == unix.EINTR {
 			p.n, p.werr = 0, nil
 		}
@@ -96,7 +97,7 @@ func (p *poller) set(fd int, data int32, events uint32, inSet bool) (bool, error
 // one is ready or the deadline (zero: none) passes.
 func (p *poller) wait(park bool, deadline time.Time) ([]unix.EpollEvent, error) {
 	if !park {
-		n, err := unix.EpollWait(p.sock, p.ev, 0)
+		n, err := epollNow(p.sock, p.ev)
 		if err != nil {
 			if err == unix.EINTR {
 				return nil, nil
@@ -144,13 +145,13 @@ func (p *poller) wait(park bool, deadline time.Time) ([]unix.EpollEvent, error) 
 // kick makes a parked wait return.
 func (p *poller) kick() {
 	var one = [8]byte{1}
-	unix.Write(p.evfd, one[:])
+	rawWrite(p.evfd, one[:])
 }
 
 // drainKick resets the eventfd.
 func (p *poller) drainKick() {
 	var b [8]byte
-	unix.Read(p.evfd, b[:])
+	rawRead(p.evfd, b[:])
 }
 
 func (p *poller) close() {
@@ -165,4 +166,54 @@ func (p *poller) close() {
 	if p.evfd >= 0 {
 		unix.Close(p.evfd)
 	}
+}
+
+// System calls that never block (non-blocking fds, a zero timeout) and
+// copy little are made raw: without the runtime's entersyscall and
+// exitsyscall (~0.1 µs each here), and so that the runtime never sees the
+// driver's P in a system call, which sysmon would hand to another thread
+// (a thread wake-up, on a CPU the peer needs) when the call is
+// descheduled on a loaded machine. Larger copies go through the normal
+// calls (rawMax).
+const rawMax = 64 << 10
+
+// epollNow is epoll_wait with a zero timeout.
+func epollNow(epfd int, evs []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// rawRead is read(2) on a non-blocking fd.
+func rawRead(fd int, p []byte) (int, error) {
+	if len(p) > rawMax {
+		return unix.Read(fd, p)
+	}
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// rawWrite is write(2) on a non-blocking fd.
+func rawWrite(fd int, p []byte) (int, error) {
+	if len(p) > rawMax {
+		return unix.Write(fd, p)
+	}
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

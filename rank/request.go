@@ -269,12 +269,27 @@ func (e *engine) recv(g *group, ctx uint32, from, tag int, buf []byte, hasInto b
 	r.w = &r.wt
 	e.postLocked(r)
 	e.demandLocked(from)
-	e.mu.Unlock()
+	if !r.done.Load() && e.closed == nil && e.canDriveLocked() {
+		// The usual case, without block's round of the lock: become the
+		// driver at once, and drop the role in the lock that ends the call.
+		e.driver = &r.wt
+		e.mu.Unlock()
+		e.drive(&r.wt)
+		e.mu.Lock()
+		e.dropDriverLocked()
+	}
 	if !r.done.Load() {
+		e.mu.Unlock()
 		e.block(&r.wt)
+		e.mu.Lock()
+	} else {
+		e.handoffLocked()
+		select { // (block drains it too)
+		case <-r.wt.ch:
+		default:
+		}
 	}
 	n, b, st, err := r.n, r.buf, r.st, r.err
-	e.mu.Lock()
 	e.putReqLocked(r)
 	e.mu.Unlock()
 	return n, b, st, err
@@ -329,6 +344,16 @@ func (e *engine) send(ctx uint32, to, tag int, b []byte) error {
 		e.sendSelf(ctx, tag, b)
 		return nil
 	}
+	// The usual case without the engine's lock: a link that is up.
+	// (Whether it goes down just after the look or just before makes no
+	// difference: a write to a peer that is gone fails or is lost, as
+	// with the lock.)
+	if l := e.out[to].Load(); l != nil && !l.gone.Load() && !e.stop.Load() {
+		if err := l.send(ctx, tag, b); err != nil {
+			return e.sendFailed(l, to, err)
+		}
+		return nil
+	}
 	e.mu.Lock()
 	if e.closed != nil {
 		e.mu.Unlock()
@@ -349,17 +374,22 @@ func (e *engine) send(ctx uint32, to, tag int, b []byte) error {
 	}
 	e.mu.Unlock()
 	if err := l.send(ctx, tag, b); err != nil {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if e.closed != nil {
-			return e.closed
-		}
-		if l.down != nil {
-			return l.down
-		}
-		return &PeerError{Rank: to, Err: err}
+		return e.sendFailed(l, to, err)
 	}
 	return nil
+}
+
+// sendFailed is the error of a send to `to` whose write on l failed.
+func (e *engine) sendFailed(l *link, to int, err error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed != nil {
+		return e.closed
+	}
+	if l.down != nil {
+		return l.down
+	}
+	return &PeerError{Rank: to, Err: err}
 }
 
 // sendSelf delivers a message from this rank to itself: to a posted

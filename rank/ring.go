@@ -310,7 +310,7 @@ func (l *link) attachRing(s *shm.Segment) {
 // rdRing reads the ring: n > 0, errAgain, or io.EOF once the socket said
 // the peer is gone (or it closed the segment) and the ring is empty.
 func (l *link) rdRing(p []byte) (int, error) {
-	n, err := l.rr.TryRead(p)
+	n, err := l.rr.OwnTryRead(p) // (the driver; segments close after the last one)
 	switch {
 	case n > 0:
 		return n, nil
@@ -327,7 +327,7 @@ func (l *link) rdRing(p []byte) (int, error) {
 // (the ring is then drained to its end by pump).
 func (l *link) pumpDoorbells() error {
 	for !l.tcpEOF {
-		n, err := unix.Read(l.fd, l.tbuf[l.tn:])
+		n, err := rawRead(l.fd, l.tbuf[l.tn:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -365,14 +365,14 @@ func (l *link) doorbell() {
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
 	if l.npend > 0 {
-		k, err := unix.Write(l.fd, l.pend[:l.npend])
+		k, err := rawWrite(l.fd, l.pend[:l.npend])
 		if err == nil && k > 0 {
 			l.npend = copy(l.pend[:], l.pend[k:l.npend])
 		}
 		return
 	}
 	h := wire.MakeHeader(wire.ChanControl, typeDoorbell, 0, l.e.rank, 0)
-	k, err := unix.Write(l.fd, h[:])
+	k, err := rawWrite(l.fd, h[:])
 	if err == nil && k < len(h) {
 		l.npend = copy(l.pend[:], h[k:])
 	}
@@ -385,7 +385,7 @@ func (l *link) flushDoorbell() {
 	defer l.dmu.Unlock()
 	deadline := time.Now().Add(time.Second)
 	for l.npend > 0 && time.Now().Before(deadline) {
-		k, err := unix.Write(l.fd, l.pend[:l.npend])
+		k, err := rawWrite(l.fd, l.pend[:l.npend])
 		if err == nil && k > 0 {
 			l.npend = copy(l.pend[:], l.pend[k:l.npend])
 			continue
@@ -414,7 +414,7 @@ func (l *link) writeRing(iov [][]byte) error {
 			part = append(part, b[:k])
 			left -= k
 		}
-		n, err := l.rw.TryWrite(part...)
+		n, bell, err := l.rw.TryWriteBell(part)
 		clear(part)
 		if err != nil {
 			return fmt.Errorf("write to rank %d: %w", l.peer, err)
@@ -425,7 +425,7 @@ func (l *link) writeRing(iov [][]byte) error {
 			}
 			continue
 		}
-		if l.rw.NeedsDoorbell() {
+		if bell {
 			l.doorbell()
 		}
 		iov = advanceIov(iov, n)
@@ -471,10 +471,10 @@ func (e *engine) pollRings() bool {
 		if l.stalled || l.rr.Empty() {
 			continue
 		}
-		if n, err := l.rr.Readable(); n > 0 || err != nil {
-			l.pump()
-			did = true
-		}
+		// Not empty: bytes, the peer's close or a bad index, which pump
+		// reads (Readable would say the same under the reader's lock).
+		l.pump()
+		did = true
 	}
 	return did
 }

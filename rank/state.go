@@ -96,7 +96,7 @@ func (w *World) state() (c deadlock.Call, since time.Time, ok bool) {
 		if len(c.Recvs) == 0 {
 			c.Recvs = []deadlock.Match{{From: from, Tag: tag, Comm: comm}}
 		}
-		return c, time.Unix(0, s), true
+		return c, recvTime(s), true
 	}
 	b := w.blocked.Load()
 	if b == nil {

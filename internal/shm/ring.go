@@ -121,6 +121,10 @@ func (w *Writer) publish(n uint64) {
 func (w *Writer) TryWrite(parts ...[]byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.tryWrite(parts)
+}
+
+func (w *Writer) tryWrite(parts [][]byte) (int, error) {
 	if err := w.usable(); err != nil {
 		return 0, err
 	}
@@ -133,6 +137,19 @@ func (w *Writer) TryWrite(parts ...[]byte) (int, error) {
 		w.publish(n)
 	}
 	return int(n), nil
+}
+
+// TryWriteBell is TryWrite followed by NeedsDoorbell, under one turn of
+// the Writer's lock (the engine's send path): doorbell reports that bytes
+// were published while the reader was parked outside the ring.
+func (w *Writer) TryWriteBell(parts [][]byte) (n int, doorbell bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err = w.tryWrite(parts)
+	if n > 0 {
+		doorbell = w.needsDoorbell()
+	}
+	return n, doorbell, err
 }
 
 // NeedsDoorbell reports whether the reader parked outside the ring since
@@ -363,7 +380,21 @@ func (r *Reader) advance(n uint64) {
 func (r *Reader) WriterNeedsDoorbell() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return !r.seg.closed.Load() && atomic.LoadUint32(r.writerWait) == writerDoorbell &&
+	return !r.seg.closed.Load() && r.writerNeedsDoorbell()
+}
+
+// OwnWriterNeedsDoorbell is WriterNeedsDoorbell without the Reader's lock
+// in the usual case (the writer does not wait): like Empty, only for the
+// goroutine that reads, with no Close running meanwhile.
+func (r *Reader) OwnWriterNeedsDoorbell() bool {
+	if atomic.LoadUint32(r.writerWait) != writerDoorbell {
+		return false
+	}
+	return r.WriterNeedsDoorbell()
+}
+
+func (r *Reader) writerNeedsDoorbell() bool {
+	return atomic.LoadUint32(r.writerWait) == writerDoorbell &&
 		atomic.CompareAndSwapUint32(r.writerWait, writerDoorbell, 0)
 }
 
@@ -391,6 +422,13 @@ func (r *Reader) Readable() (int, error) {
 func (r *Reader) TryRead(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.OwnTryRead(p)
+}
+
+// OwnTryRead is TryRead without the Reader's lock: like Empty, only for
+// the goroutine that reads, with no Close running meanwhile (the engine's
+// driver: segments are closed after the last driver).
+func (r *Reader) OwnTryRead(p []byte) (int, error) {
 	n, err := r.availOrEOF()
 	if n == 0 || err != nil {
 		return 0, err
