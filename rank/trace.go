@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsmexec/dsmexec/dsm"
@@ -34,9 +35,8 @@ type tracer struct {
 	rec  *trace.Recorder
 	rank int
 
-	mu   sync.Mutex
-	sent map[chanKey]uint64 // messages sent per (to, ctx, tag)
-	got  map[chanKey]uint64 // messages received per (from, ctx, tag)
+	sent []flowCounts // messages sent, per world rank sent to
+	got  []flowCounts // messages received, per world rank received from
 
 	init     trace.Span    // Init, from the recorder's start to its end
 	file     *os.File      // DSMEXEC_TRACE=FILE: the stream goes there
@@ -45,10 +45,48 @@ type tracer struct {
 	stopOnce sync.Once
 }
 
-type chanKey struct {
-	peer int
-	ctx  uint32
-	tag  int
+// flowCounts counts the messages of one peer per (context, tag). The
+// counter of the last pair used is found without a lock (a ping-pong
+// uses one pair over and over); the others in a map.
+type flowCounts struct {
+	last atomic.Pointer[flowCount]
+	mu   sync.Mutex
+	m    map[flowKey]*flowCount
+}
+
+type flowKey struct {
+	ctx uint32
+	tag int
+}
+
+type flowCount struct {
+	flowKey
+	n atomic.Uint64
+}
+
+// count is the counter of (ctx, tag).
+func (f *flowCounts) count(ctx uint32, tag int) *flowCount {
+	if c := f.last.Load(); c != nil && c.ctx == ctx && c.tag == tag {
+		return c
+	}
+	k := flowKey{ctx, tag}
+	f.mu.Lock()
+	c := f.m[k]
+	if c == nil {
+		if f.m == nil {
+			f.m = map[flowKey]*flowCount{}
+		}
+		c = &flowCount{flowKey: k}
+		f.m[k] = c
+	}
+	f.mu.Unlock()
+	f.last.Store(c)
+	return c
+}
+
+// newTracer makes the tracer of world rank `rank` of a world of size.
+func newTracer(rec *trace.Recorder, rank, size int) *tracer {
+	return &tracer{rec: rec, rank: rank, sent: make([]flowCounts, size), got: make([]flowCounts, size), stop: make(chan struct{})}
 }
 
 // flowID is the id both ends of a message compute (never 0).
@@ -64,24 +102,25 @@ func flowID(src, dst int, ctx uint32, tag int, k uint64) uint64 {
 
 // sendFlow numbers a message about to be sent to world rank to.
 func (t *tracer) sendFlow(to int, ctx uint32, tag int) uint64 {
-	t.mu.Lock()
-	k := chanKey{to, ctx, tag}
-	t.sent[k]++
-	n := t.sent[k]
-	t.mu.Unlock()
-	return flowID(t.rank, to, ctx, tag, n)
+	if to < 0 || to >= len(t.sent) {
+		return 0
+	}
+	return flowID(t.rank, to, ctx, tag, t.sent[to].count(ctx, tag).n.Add(1))
 }
 
 // recvFlow numbers a message received from world rank from; peek leaves
 // the count (Probe: the next receive takes the same message).
 func (t *tracer) recvFlow(from int, ctx uint32, tag int, peek bool) uint64 {
-	t.mu.Lock()
-	k := chanKey{from, ctx, tag}
-	n := t.got[k] + 1
-	if !peek {
-		t.got[k] = n
+	if from < 0 || from >= len(t.got) {
+		return 0
 	}
-	t.mu.Unlock()
+	c := t.got[from].count(ctx, tag)
+	var n uint64
+	if peek {
+		n = c.n.Load() + 1
+	} else {
+		n = c.n.Add(1)
+	}
 	return flowID(from, t.rank, ctx, tag, n)
 }
 
@@ -197,7 +236,7 @@ func (w *World) startTrace(getenv func(string) string, ship func([]byte) error) 
 	if rec == nil {
 		return nil
 	}
-	t := &tracer{rec: rec, rank: w.rank, sent: map[chanKey]uint64{}, got: map[chanKey]uint64{}, stop: make(chan struct{})}
+	t := newTracer(rec, w.rank, w.size)
 	if file != "" {
 		f, err := os.Create(file)
 		if err != nil {

@@ -3,6 +3,7 @@ package rank
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/trace"
 	"github.com/dsmexec/dsmexec/internal/tracefmt"
@@ -11,8 +12,7 @@ import (
 // tracing turns recording on for local test worlds.
 func tracing(ws []*World) {
 	for _, w := range ws {
-		w.tr = &tracer{rec: trace.New(trace.Config{Rank: w.rank, Size: w.size, Host: "localhost"}), rank: w.rank,
-			sent: map[chanKey]uint64{}, got: map[chanKey]uint64{}, stop: make(chan struct{})}
+		w.tr = newTracer(trace.New(trace.Config{Rank: w.rank, Size: w.size, Host: "localhost"}), w.rank, w.size)
 	}
 }
 
@@ -133,5 +133,66 @@ func TestTraceOffAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per call with tracing off", n)
+	}
+}
+
+// BenchmarkTracedPingPong: the 8 B ping-pong of BenchmarkPingPong between
+// two in-process worlds on shared-memory rings and on sockets, untraced
+// and traced (each world's recorder drained by its pump, as in a job).
+// Compare on/off of one transport in one run (-count interleaves them).
+func BenchmarkTracedPingPong(b *testing.B) {
+	for _, ring := range []int{64 << 10, 0} {
+		for _, on := range []bool{false, true} {
+			name := "socket"
+			if ring > 0 {
+				name = "ring"
+			}
+			if on {
+				name += "/on"
+			} else {
+				name += "/off"
+			}
+			b.Run(name, func(b *testing.B) {
+				localRing = ring
+				defer func() { localRing = 0 }()
+				ws := localWorlds(b, 2, 50*time.Microsecond, 1<<30)
+				if on {
+					tracing(ws)
+					for _, w := range ws {
+						stop := make(chan struct{})
+						done := w.tr.rec.Pump(200*time.Millisecond, func([]byte) error { return nil }, stop)
+						defer func() { close(stop); <-done }()
+					}
+				}
+				msg := make([]byte, 8)
+				buf := make([]byte, 8)
+				done := make(chan error, 1)
+				go func() {
+					for i := 0; i < b.N; i++ {
+						if _, _, err := ws[1].RecvInto(0, 1, buf); err != nil {
+							done <- err
+							return
+						}
+						if err := ws[1].Send(0, 1, msg); err != nil {
+							done <- err
+							return
+						}
+					}
+					done <- nil
+				}()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := ws[0].Send(1, 1, msg); err != nil {
+						b.Fatal(err)
+					}
+					if _, _, err := ws[0].RecvInto(1, 1, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
 	}
 }
