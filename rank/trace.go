@@ -89,6 +89,12 @@ func newTracer(rec *trace.Recorder, rank, size int) *tracer {
 	return &tracer{rec: rec, rank: rank, sent: make([]flowCounts, size), got: make([]flowCounts, size), stop: make(chan struct{})}
 }
 
+// off says whether t records nothing: t is nil (tracing off), or the
+// program was built with the tag dsmexec_notrace, which compiles every
+// call site's tracing away (the baseline of make bench's "tracing off"
+// row).
+func (t *tracer) off() bool { return !traceBuilt || t == nil }
+
 // flowID is the id both ends of a message compute (never 0).
 func flowID(src, dst int, ctx uint32, tag int, k uint64) uint64 {
 	h := uint64(14695981039346656037)
@@ -126,7 +132,7 @@ func (t *tracer) recvFlow(from int, ctx uint32, tag int, peek bool) uint64 {
 
 // send begins a Send (or Sendrecv) slice; to is a communicator rank.
 func (t *tracer) send(k trace.Kind, g *group, to, tag, n int) trace.Span {
-	if t == nil || to == ProcNull {
+	if t.off() || to == ProcNull {
 		return trace.Span{}
 	}
 	wr := g.worldRank(to)
@@ -135,7 +141,7 @@ func (t *tracer) send(k trace.Kind, g *group, to, tag, n int) trace.Span {
 
 // recv begins a receive-like slice (Recv, Probe, Wait).
 func (t *tracer) recv(k trace.Kind, g *group, from, tag int) trace.Span {
-	if t == nil {
+	if t.off() {
 		return trace.Span{}
 	}
 	if from >= 0 {
@@ -147,7 +153,7 @@ func (t *tracer) recv(k trace.Kind, g *group, from, tag int) trace.Span {
 // recvEnd ends a receive-like slice with what it took (st in the
 // communicator's ranks); peek for probes.
 func (t *tracer) recvEnd(sp trace.Span, g *group, st Status, err error, peek bool) {
-	if t == nil {
+	if t.off() {
 		return
 	}
 	if err != nil || st.Source < 0 {
@@ -184,7 +190,7 @@ func traceColl(c Communicator, call func() string) func() {
 	case *Comm:
 		g = x.group
 	}
-	if g == nil || g.w.tr == nil {
+	if g == nil || g.w.tr.off() {
 		return nil
 	}
 	t := g.w.tr
@@ -218,7 +224,7 @@ func (t *tracer) sentBytes(w *World) int64 {
 
 // lost records that a peer was lost.
 func (t *tracer) lost(peer int) {
-	if t != nil {
+	if !t.off() {
 		t.rec.Instant(fmt.Sprintf("lost rank %d", peer))
 	}
 }
@@ -234,6 +240,10 @@ func (w *World) startTrace(getenv func(string) string, ship func([]byte) error) 
 		return fmt.Errorf("rank %d: %w", w.rank, err)
 	}
 	if rec == nil {
+		return nil
+	}
+	if !traceBuilt {
+		fmt.Fprintf(os.Stderr, "rank %d: warning: %s is set but this program was built with the tag dsmexec_notrace; not tracing\n", w.rank, trace.EnvTrace)
 		return nil
 	}
 	t := newTracer(rec, w.rank, w.size)
@@ -258,7 +268,7 @@ func (w *World) startTrace(getenv func(string) string, ship func([]byte) error) 
 // setClock records this rank's clock offset measured against the
 // reference (mpirun's clock, or rank 0's under PMI).
 func (t *tracer) setClock(samples []trace.ClockSample) {
-	if t == nil {
+	if t.off() {
 		return
 	}
 	off, bound, err := trace.Offset(samples)
@@ -271,7 +281,7 @@ func (t *tracer) setClock(samples []trace.ClockSample) {
 // stopTrace ships what is left (Finalize, before the connection to mpirun
 // closes; or a rank about to exit). It waits at most a few seconds.
 func (t *tracer) stopTrace() {
-	if t == nil {
+	if t.off() {
 		return
 	}
 	first := false
@@ -296,7 +306,7 @@ func (t *tracer) stopTrace() {
 // sendrecv begins a Sendrecv slice: the send's peer, bytes and flow at
 // the begin, the receive's at the end (recvEnd).
 func (t *tracer) sendrecv(g *group, to, tag, n, from, recvTag int) trace.Span {
-	if t == nil {
+	if t.off() {
 		return trace.Span{}
 	}
 	a := trace.Args{Peer: -1, Tag: recvTag, Bytes: int64(n), Comm: int(g.p2p)}
@@ -310,14 +320,14 @@ func (t *tracer) sendrecv(g *group, to, tag, n, from, recvTag int) trace.Span {
 // iprobe: an Iprobe is recorded only when it found a message (a polling
 // loop would fill the trace with empty ones).
 func (t *tracer) iprobe(g *group, from, tag int) time.Time {
-	if t == nil {
+	if t.off() {
 		return time.Time{}
 	}
 	return time.Now()
 }
 
 func (t *tracer) iprobeEnd(start time.Time, g *group, st Status, ok bool) {
-	if t == nil || !ok || st.Source < 0 {
+	if t.off() || !ok || st.Source < 0 {
 		return
 	}
 	src := g.worldRank(st.Source)
@@ -327,7 +337,7 @@ func (t *tracer) iprobeEnd(start time.Time, g *group, st Status, ok bool) {
 // tracer is the tracer of the world a request belongs to (nil for
 // requests made complete: sends, ProcNull).
 func (r *Request) tracer() *tracer {
-	if r == nil || r.g == nil {
+	if !traceBuilt || r == nil || r.g == nil {
 		return nil
 	}
 	return r.g.w.tr
@@ -335,7 +345,7 @@ func (r *Request) tracer() *tracer {
 
 // wait begins a Wait (or Waitany: r nil) slice.
 func (t *tracer) wait(r *Request) trace.Span {
-	if t == nil {
+	if t.off() {
 		return trace.Span{}
 	}
 	if r == nil || r.e == nil || r.g == nil { // Waitany, a send (complete at post), a null request
@@ -350,7 +360,7 @@ func (t *tracer) wait(r *Request) trace.Span {
 
 // waitEnd ends a Wait slice; r is the request it returned (nil: none).
 func (t *tracer) waitEnd(sp trace.Span, r *Request) {
-	if t == nil {
+	if t.off() {
 		return
 	}
 	sp.End(t.took(r))
@@ -358,7 +368,7 @@ func (t *tracer) waitEnd(sp trace.Span, r *Request) {
 
 // test records a Test that found r complete, from start to now.
 func (t *tracer) test(r *Request, start time.Time) {
-	if t == nil {
+	if t.off() {
 		return
 	}
 	t.rec.Complete(0, trace.KindTest, start, time.Now(), t.took(r))
@@ -378,7 +388,7 @@ func (t *tracer) took(r *Request) trace.Args {
 
 // now is time.Now when t is on (a call's start), else the zero time.
 func (t *tracer) now() time.Time {
-	if t == nil {
+	if t.off() {
 		return time.Time{}
 	}
 	return time.Now()
@@ -407,7 +417,7 @@ func (w *World) startTraceMpirun(master *rendezvous.Client) error {
 
 // setMem gives the shared memory the recorder (lock waits).
 func (t *tracer) setMem(m *dsm.Memory) {
-	if t != nil && m != nil && dsmhook.SetTrace != nil {
+	if !t.off() && m != nil && dsmhook.SetTrace != nil {
 		dsmhook.SetTrace(m, t.rec)
 	}
 }
@@ -424,7 +434,7 @@ func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
 	if rep == nil {
 		return
 	}
-	if t != nil && len(rep.Faults) > 0 {
+	if !t.off() && len(rep.Faults) > 0 {
 		track := t.rec.NewTrack("page faults")
 		for _, f := range rep.Faults {
 			acc := trace.AccessRead
@@ -434,13 +444,13 @@ func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
 			t.rec.Complete(track, trace.KindFault, time.Unix(0, f.Start), time.Unix(0, f.End), trace.Args{Page: f.Page, Access: acc, From: f.From})
 		}
 	}
-	if t != nil {
+	if !t.off() {
 		for _, h := range rep.Held {
 			t.rec.CountAt(trace.CounterPagesHeld, h.Pages, time.Unix(0, h.At))
 		}
 	}
 	rep.Held = nil
-	if t != nil && rep.FaultsDropped > 0 {
+	if !t.off() && rep.FaultsDropped > 0 {
 		t.rec.Instant(fmt.Sprintf("%d page faults not recorded (over the bound)", rep.FaultsDropped))
 	}
 	rep.Faults = nil
@@ -457,7 +467,7 @@ const rolePages = 2
 
 // initDone ends the Init slice (the world is formed).
 func (t *tracer) initDone() {
-	if t != nil {
+	if !t.off() {
 		t.init.End(trace.Args{})
 	}
 }
