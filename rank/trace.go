@@ -2,8 +2,10 @@ package rank
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -278,6 +280,83 @@ func (t *tracer) setClock(samples []trace.ClockSample) {
 	t.rec.SetClock(-off, bound)
 }
 
+// ctxClock is the context of the clock exchange under PMI: no
+// communicator has it (their contexts stay below math.MaxUint32, see
+// Split).
+const ctxClock = math.MaxUint32
+
+// clockSamples is the number of exchanges of the clock measurement.
+const clockSamples = 8
+
+// alignClock measures this rank's clock against rank 0's over the mesh,
+// NTP style, when it traces: under PMI (Hydra, Slurm) there is no mpirun
+// whose clock the ranks measure against, and ranks on several hosts have
+// their own clocks. Each rank makes clockSamples exchanges with rank 0
+// (8 bytes out: T0; 24 back: T0, T1, T2; UnixNano), and records the
+// offset of the one with the shortest round trip and its bound in its
+// stream (trace.Offset): mpirun -merge-traces applies them. Rank 0
+// records offset 0. The messages go on their own context, inside Init,
+// before the program can receive anything; they are counted in the
+// message counters like others. Every rank of the job calls it when
+// DSMEXEC_TRACE is set; a failure costs the alignment only (a warning).
+func (w *World) alignClock() {
+	t := w.tr
+	if t.off() {
+		return
+	}
+	if w.rank == 0 {
+		t.rec.SetClock(0, 0)
+	}
+	if w.size < 2 {
+		return
+	}
+	warn := func(err error) {
+		fmt.Fprintf(os.Stderr, "rank %d: warning: trace clock not aligned with rank 0's: %v\n", w.rank, err)
+	}
+	g := w.group
+	if w.rank == 0 {
+		for range clockSamples * (w.size - 1) {
+			_, b, st, err := w.e.recv(g, ctxClock, AnySource, 0, nil, false)
+			t1 := time.Now().UnixNano()
+			if err != nil {
+				warn(err)
+				return
+			}
+			if len(b) != 8 || st.Source <= 0 {
+				warn(fmt.Errorf("a clock request of %d bytes from rank %d", len(b), st.Source))
+				continue
+			}
+			reply := binary.LittleEndian.AppendUint64(append(make([]byte, 0, 24), b...), uint64(t1))
+			reply = binary.LittleEndian.AppendUint64(reply, uint64(time.Now().UnixNano()))
+			if err := w.e.send(ctxClock, st.Source, 0, reply); err != nil {
+				warn(err)
+				return
+			}
+		}
+		return
+	}
+	samples := make([]trace.ClockSample, 0, clockSamples)
+	for range clockSamples {
+		t0 := time.Now().UnixNano()
+		if err := w.e.send(ctxClock, 0, 0, binary.LittleEndian.AppendUint64(nil, uint64(t0))); err != nil {
+			warn(err)
+			return
+		}
+		_, b, _, err := w.e.recv(g, ctxClock, 0, 0, nil, false)
+		t3 := time.Now().UnixNano()
+		if err != nil {
+			warn(err)
+			return
+		}
+		if len(b) != 24 || int64(binary.LittleEndian.Uint64(b)) != t0 {
+			warn(fmt.Errorf("a clock reply of %d bytes that does not answer the request", len(b)))
+			return
+		}
+		samples = append(samples, trace.ClockSample{T0: t0, T1: int64(binary.LittleEndian.Uint64(b[8:])), T2: int64(binary.LittleEndian.Uint64(b[16:])), T3: t3})
+	}
+	t.setClock(samples)
+}
+
 // stopTrace ships what is left (Finalize, before the connection to mpirun
 // closes; or a rank about to exit). It waits at most a few seconds.
 func (t *tracer) stopTrace() {
@@ -413,6 +492,16 @@ func (w *World) startTraceMpirun(master *rendezvous.Client) error {
 	}
 	w.tr.setClock(samples)
 	return nil
+}
+
+// setMem connects the shared memory to the rank: its lock waits are
+// reported to the deadlock detector (always) and recorded (when
+// tracing).
+func (w *World) setMem(m *dsm.Memory) {
+	if m != nil && dsmhook.WatchLocks != nil {
+		dsmhook.WatchLocks(m, w.lockWait)
+	}
+	w.tr.setMem(m)
 }
 
 // setMem gives the shared memory the recorder (lock waits).

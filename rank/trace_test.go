@@ -2,6 +2,8 @@ package rank
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,5 +196,55 @@ func BenchmarkTracedPingPong(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestAlignClock: under PMI each traced rank measures its clock against
+// rank 0's over the mesh and records the offset and its bound (rank 0:
+// zero). In one process every clock is the same, so the true offset is 0
+// and must lie within the bound; no clock message is left for the
+// program, and the streams merge with the offsets in the notes.
+func TestAlignClock(t *testing.T) {
+	ws := localWorlds(t, 4, 0, 1<<30)
+	tracing(ws)
+	each(t, ws, func(w *World) error {
+		w.alignClock()
+		if _, ok, err := w.Iprobe(AnySource, AnyTag); ok || err != nil {
+			return fmt.Errorf("rank %d: a message after the clock exchange (err %v)", w.rank, err)
+		}
+		return w.Barrier()
+	})
+	var bufs [][]byte
+	for _, w := range ws {
+		b := w.tr.rec.Drain()
+		bufs = append(bufs, b)
+		s, err := trace.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clocks []trace.Event
+		for _, e := range s.Events {
+			if e.Op == trace.OpClock {
+				clocks = append(clocks, e)
+			}
+		}
+		if len(clocks) != 1 {
+			t.Fatalf("rank %d: %d clock records, want 1", w.rank, len(clocks))
+		}
+		c := clocks[0]
+		switch {
+		case w.rank == 0 && (c.Offset != 0 || c.Bound != 0):
+			t.Errorf("rank 0: offset %v ± %v, want 0 ± 0", c.Offset, c.Bound)
+		case w.rank > 0 && (c.Bound <= 0 || c.Offset > c.Bound || -c.Offset > c.Bound):
+			t.Errorf("rank %d: offset %v ± %v does not hold the true offset 0", w.rank, c.Offset, c.Bound)
+		}
+		t.Logf("rank %d: offset %v ± %v", w.rank, c.Offset, c.Bound)
+	}
+	tl, err := tracefmt.BuildBytes(bufs, tracefmt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.Join(tl.Notes, "\n"), "offset"); n != 4 {
+		t.Errorf("notes %q: want the 4 ranks' offsets", tl.Notes)
 	}
 }
