@@ -45,6 +45,8 @@ type tracer struct {
 	stop     chan struct{} // ends the pump
 	done     <-chan error  // the pump's result
 	stopOnce sync.Once
+
+	pagesDone atomic.Bool // the page server's faults are recorded (recordPages)
 }
 
 // flowCounts counts the messages of one peer per (context, tag). The
@@ -523,7 +525,25 @@ func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
 	if rep == nil {
 		return
 	}
-	if !t.off() && len(rep.Faults) > 0 {
+	t.recordPages(rep)
+	rep.Held = nil
+	rep.Faults = nil
+	if master != nil {
+		b, err := json.Marshal(rep)
+		if err == nil {
+			master.Trace(rolePages, b)
+		}
+	}
+}
+
+// recordPages records a page report's faults as slices of a "page
+// faults" track and its pages-held samples, once (Finalize, or a rank
+// about to exit on a failure).
+func (t *tracer) recordPages(rep *dsmhook.PageReport) {
+	if t.off() || rep == nil || !t.pagesDone.CompareAndSwap(false, true) {
+		return
+	}
+	if len(rep.Faults) > 0 {
 		track := t.rec.NewTrack("page faults")
 		for _, f := range rep.Faults {
 			acc := trace.AccessRead
@@ -533,22 +553,30 @@ func (t *tracer) shipPages(m *dsm.Memory, master *rendezvous.Client) {
 			t.rec.Complete(track, trace.KindFault, time.Unix(0, f.Start), time.Unix(0, f.End), trace.Args{Page: f.Page, Access: acc, From: f.From})
 		}
 	}
-	if !t.off() {
-		for _, h := range rep.Held {
-			t.rec.CountAt(trace.CounterPagesHeld, h.Pages, time.Unix(0, h.At))
-		}
+	for _, h := range rep.Held {
+		t.rec.CountAt(trace.CounterPagesHeld, h.Pages, time.Unix(0, h.At))
 	}
-	rep.Held = nil
-	if !t.off() && rep.FaultsDropped > 0 {
+	if rep.FaultsDropped > 0 {
 		t.rec.Instant(fmt.Sprintf("%d page faults not recorded (over the bound)", rep.FaultsDropped))
 	}
-	rep.Faults = nil
-	if master != nil {
-		b, err := json.Marshal(rep)
-		if err == nil {
-			master.Trace(rolePages, b)
+}
+
+// stopTraceExit is stopTrace for a rank about to exit on a failure: it
+// first records the faults its page server recorded so far (they are
+// otherwise fetched at Finalize), waiting at most a second for them (the
+// page server may be what failed), so that the dying rank's trace keeps
+// them.
+func (t *tracer) stopTraceExit(m *dsm.Memory) {
+	if !t.off() && m != nil && dsmhook.Report != nil {
+		got := make(chan *dsmhook.PageReport, 1)
+		go func() { got <- dsmhook.Report(m) }()
+		select {
+		case rep := <-got:
+			t.recordPages(rep)
+		case <-time.After(time.Second):
 		}
 	}
+	t.stopTrace()
 }
 
 // rolePages is the TRACE frame role of a rank's page report (JSON).
