@@ -138,46 +138,10 @@ func (s *slot) args() Args {
 	return Args{Peer: int(s.peer), Tag: int(s.tag), Comm: int(s.comm), Bytes: s.bytes, Flow: s.flow}
 }
 
-// appendArgs encodes the slot's Args as appendArgs does, from the packed
-// fields of the common form without unpacking them.
+// appendArgs encodes the slot's Args.
 func (s *slot) appendArgs(b []byte) []byte {
-	if s.form != formPacked {
-		a := s.args()
-		return appendArgs(b, &a)
-	}
-	var m uint64
-	if s.peer != 0 {
-		m |= argPeer
-	}
-	if s.tag != 0 {
-		m |= argTag
-	}
-	if s.comm != 0 {
-		m |= argComm
-	}
-	if s.bytes != 0 {
-		m |= argBytes
-	}
-	if s.flow != 0 {
-		m |= argFlow
-	}
-	b = binary.AppendUvarint(b, m)
-	if s.peer != 0 {
-		b = binary.AppendVarint(b, int64(s.peer))
-	}
-	if s.tag != 0 {
-		b = binary.AppendVarint(b, int64(s.tag))
-	}
-	if s.comm != 0 {
-		b = binary.AppendVarint(b, int64(s.comm))
-	}
-	if s.bytes != 0 {
-		b = binary.AppendVarint(b, s.bytes)
-	}
-	if s.flow != 0 {
-		b = binary.AppendUvarint(b, s.flow)
-	}
-	return b
+	a := s.args()
+	return appendArgs(b, &a)
 }
 
 // blockSlots is the number of records in a block (32 KiB).
