@@ -35,6 +35,7 @@ const maxRangesPerPage = 16
 func init() {
 	dsmhook.SetTrace = func(m any, rec *trace.Recorder) { m.(*Memory).trace.rec.Store(rec) }
 	dsmhook.Report = func(m any) *dsmhook.PageReport { return m.(*Memory).pageReport() }
+	dsmhook.WatchLocks = func(m any, f func(int) func()) { m.(*Memory).trace.watch.Store(&f) }
 	dsmhook.LockTimes = func(m any) (wait, hold time.Duration) {
 		t := &m.(*Memory).trace
 		return time.Duration(t.lockWait.Load()), time.Duration(t.lockHold.Load())
@@ -44,8 +45,9 @@ func init() {
 // memTrace is the Memory's part: the rank's recorder and lock times.
 type memTrace struct {
 	rec      atomic.Pointer[trace.Recorder]
-	lockWait atomic.Int64 // ns waited in Mutex.Lock
-	lockHold atomic.Int64 // ns between Lock returning and Unlock
+	watch    atomic.Pointer[func(id int) func()] // the rank's deadlock state (dsmhook.WatchLocks)
+	lockWait atomic.Int64                        // ns waited in Mutex.Lock
+	lockHold atomic.Int64                        // ns between Lock returning and Unlock
 	heldMu   sync.Mutex
 	heldAt   map[int]time.Time // lock id -> when Lock returned
 }
@@ -56,8 +58,15 @@ func (m *Memory) lockBegin(id int) func() {
 	t := &m.trace
 	start := time.Now()
 	sp := t.rec.Load().Begin(trace.KindLock, trace.Args{Lock: id})
+	var watched func()
+	if f := t.watch.Load(); f != nil {
+		watched = (*f)(id)
+	}
 	return func() {
 		now := time.Now()
+		if watched != nil {
+			watched()
+		}
 		sp.End(trace.Args{})
 		t.lockWait.Add(int64(now.Sub(start)))
 		t.heldMu.Lock()

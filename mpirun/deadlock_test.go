@@ -48,6 +48,7 @@ func TestDeadlockNamed(t *testing.T) {
 		{"cycle3", 3, "mpirun: deadlock: rank 0 waits in Recv(from 1, tag 0), rank 1 waits in Recv(from 2, tag 0), rank 2 waits in Recv(from 0, tag 0); nobody can send"},
 		{"barrier", 3, "mpirun: deadlock: rank 0 waits in Recv(from 1, tag 5), rank 1 waits in Barrier (rank 0 has not arrived), rank 2 waits in Barrier (rank 0 has not arrived); nobody can send"},
 		{"missing", 2, "mpirun: deadlock: rank 0 waits in Finalize (rank 1 has not arrived), rank 1 waits in Recv(from 0, tag 0); nobody can send"},
+		{"lock", 2, "mpirun: deadlock: rank 0 waits in Recv(from 1, tag 0), rank 1 waits in Lock(0); nobody can send or unlock"},
 	}
 	for _, c := range cases {
 		t.Run(c.mode, func(t *testing.T) {

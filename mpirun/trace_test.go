@@ -290,6 +290,38 @@ func TestTraceDeadRank(t *testing.T) {
 	t.Logf("%s", r.stderr)
 }
 
+// TestTraceAbortKeepsFaults: a rank that fails (Abort) records the page
+// faults its page server recorded before its trace's last piece leaves
+// (they are otherwise fetched at Finalize).
+func TestTraceAbortKeepsFaults(t *testing.T) {
+	prog := filepath.Join(binDir, "fsprog")
+	if b, err := exec.Command("go", "build", "-o", prog, "./testdata/fsprog").CombinedOutput(); err != nil {
+		t.Fatalf("build fsprog: %v\n%s", err, b)
+	}
+	out := filepath.Join(t.TempDir(), "a.json")
+	r := runMpirun(t, "", "-np", "2", "-trace", out, prog, "20", "abort")
+	if r.status == 0 {
+		t.Fatalf("status 0, want the abort's: %s", r.stderr)
+	}
+	b := readTrace(t, out, 0)
+	var doc struct {
+		TraceEvents []map[string]any `json:"traceEvents"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	faults := 0
+	for _, e := range doc.TraceEvents {
+		if e["ph"] == "X" && e["name"] == "Fault" && e["pid"] == float64(1) { // pid = rank + 1
+			faults++
+		}
+	}
+	if faults == 0 {
+		t.Errorf("rank 0 aborted after 20 rounds of write faults, and its trace has no Fault slice; stderr:\n%s", r.stderr)
+	}
+	t.Logf("rank 0: %d fault slices", faults)
+}
+
 // TestFalseSharingSummary: ranks that write disjoint bytes of one page
 // that changes owner more than 100 times get the false-sharing line in
 // -summary, and the finding in -report-format json.

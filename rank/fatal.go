@@ -56,7 +56,7 @@ func (w *World) check(call func() string, err error) error {
 		lost = anyPeer // a collective another rank saw fail
 	}
 	w.tr.lost(lost)
-	w.tr.stopTrace()
+	w.tr.stopTraceExit(w.mem)
 	if w.master != nil {
 		w.master.Failed(lost, msg)
 	}
@@ -76,7 +76,7 @@ const anyPeer = -2
 // A singleton exits with code.
 func (w *World) Abort(code int) {
 	fmt.Fprintf(os.Stderr, "rank %d: Abort(%d)\n", w.rank, code)
-	w.tr.stopTrace()
+	w.tr.stopTraceExit(w.mem)
 	if w.master != nil {
 		w.master.Abort(code)
 	}

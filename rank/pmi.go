@@ -82,7 +82,7 @@ func initPMI(cfg pmi.Config) (*World, error) {
 		return fail(err)
 	}
 	w.mem = mem
-	w.tr.setMem(mem)
+	w.setMem(mem)
 	if err := c.Put(fmt.Sprintf("dsmexec-%d", w.rank), ln.Addr().String()+","+memEndpoint(mem)); err != nil {
 		ln.Close()
 		mem.Close()
@@ -107,6 +107,7 @@ func initPMI(cfg pmi.Config) (*World, error) {
 		mem.Close()
 		return fail(err)
 	}
+	w.alignClock()
 	w.tr.initDone()
 	return w, nil
 }

@@ -49,6 +49,18 @@ func (g *group) enterColl(call func() string) func() {
 	return func() { w.blocked.CompareAndSwap(b, nil) }
 }
 
+// lockWait records that the caller waits in dsm's Mutex.Lock for lock
+// id (the memory calls it through dsmhook.WatchLocks); the returned func
+// ends the wait. mpirun's deadlock detector sees it as "Lock(id)": a
+// rank that waits for a lock while every other rank is blocked or
+// finished waits forever.
+func (w *World) lockWait(id int) func() {
+	b := &blockedIn{call: func() string { return "Lock(" + strconv.Itoa(id) + ")" }, since: time.Now(), lock: id}
+	w.blocked.Store(b)
+	w.callGen.Add(1)
+	return func() { w.blocked.CompareAndSwap(b, nil) }
+}
+
 // members lists the world ranks of g (nil: every rank).
 func (g *group) members() []int {
 	if g.ranks == nil {
@@ -103,7 +115,7 @@ func (w *World) state() (c deadlock.Call, since time.Time, ok bool) {
 		return c, since, false
 	}
 	name, root := splitCall(b.call())
-	c = deadlock.Call{Name: name, Root: root}
+	c = deadlock.Call{Name: name, Root: root, Lock: b.lock}
 	if b.g != nil {
 		c.Comm, c.Members, c.Seq = b.g.commID(), b.g.members(), int(b.seq)
 	}

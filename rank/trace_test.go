@@ -2,7 +2,10 @@ package rank
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/trace"
 	"github.com/dsmexec/dsmexec/internal/tracefmt"
@@ -11,8 +14,7 @@ import (
 // tracing turns recording on for local test worlds.
 func tracing(ws []*World) {
 	for _, w := range ws {
-		w.tr = &tracer{rec: trace.New(trace.Config{Rank: w.rank, Size: w.size, Host: "localhost"}), rank: w.rank,
-			sent: map[chanKey]uint64{}, got: map[chanKey]uint64{}, stop: make(chan struct{})}
+		w.tr = newTracer(trace.New(trace.Config{Rank: w.rank, Size: w.size, Host: "localhost"}), w.rank, w.size)
 	}
 }
 
@@ -133,5 +135,116 @@ func TestTraceOffAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per call with tracing off", n)
+	}
+}
+
+// BenchmarkTracedPingPong: the 8 B ping-pong of BenchmarkPingPong between
+// two in-process worlds on shared-memory rings and on sockets, untraced
+// and traced (each world's recorder drained by its pump, as in a job).
+// Compare on/off of one transport in one run (-count interleaves them).
+func BenchmarkTracedPingPong(b *testing.B) {
+	for _, ring := range []int{64 << 10, 0} {
+		for _, on := range []bool{false, true} {
+			name := "socket"
+			if ring > 0 {
+				name = "ring"
+			}
+			if on {
+				name += "/on"
+			} else {
+				name += "/off"
+			}
+			b.Run(name, func(b *testing.B) {
+				localRing = ring
+				defer func() { localRing = 0 }()
+				ws := localWorlds(b, 2, 50*time.Microsecond, 1<<30)
+				if on {
+					tracing(ws)
+					for _, w := range ws {
+						stop := make(chan struct{})
+						done := w.tr.rec.Pump(200*time.Millisecond, func([]byte) error { return nil }, stop)
+						defer func() { close(stop); <-done }()
+					}
+				}
+				msg := make([]byte, 8)
+				buf := make([]byte, 8)
+				done := make(chan error, 1)
+				go func() {
+					for i := 0; i < b.N; i++ {
+						if _, _, err := ws[1].RecvInto(0, 1, buf); err != nil {
+							done <- err
+							return
+						}
+						if err := ws[1].Send(0, 1, msg); err != nil {
+							done <- err
+							return
+						}
+					}
+					done <- nil
+				}()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := ws[0].Send(1, 1, msg); err != nil {
+						b.Fatal(err)
+					}
+					if _, _, err := ws[0].RecvInto(1, 1, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+// TestAlignClock: under PMI each traced rank measures its clock against
+// rank 0's over the mesh and records the offset and its bound (rank 0:
+// zero). In one process every clock is the same, so the true offset is 0
+// and must lie within the bound; no clock message is left for the
+// program, and the streams merge with the offsets in the notes.
+func TestAlignClock(t *testing.T) {
+	ws := localWorlds(t, 4, 0, 1<<30)
+	tracing(ws)
+	each(t, ws, func(w *World) error {
+		w.alignClock()
+		if _, ok, err := w.Iprobe(AnySource, AnyTag); ok || err != nil {
+			return fmt.Errorf("rank %d: a message after the clock exchange (err %v)", w.rank, err)
+		}
+		return w.Barrier()
+	})
+	var bufs [][]byte
+	for _, w := range ws {
+		b := w.tr.rec.Drain()
+		bufs = append(bufs, b)
+		s, err := trace.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clocks []trace.Event
+		for _, e := range s.Events {
+			if e.Op == trace.OpClock {
+				clocks = append(clocks, e)
+			}
+		}
+		if len(clocks) != 1 {
+			t.Fatalf("rank %d: %d clock records, want 1", w.rank, len(clocks))
+		}
+		c := clocks[0]
+		switch {
+		case w.rank == 0 && (c.Offset != 0 || c.Bound != 0):
+			t.Errorf("rank 0: offset %v ± %v, want 0 ± 0", c.Offset, c.Bound)
+		case w.rank > 0 && (c.Bound <= 0 || c.Offset > c.Bound || -c.Offset > c.Bound):
+			t.Errorf("rank %d: offset %v ± %v does not hold the true offset 0", w.rank, c.Offset, c.Bound)
+		}
+		t.Logf("rank %d: offset %v ± %v", w.rank, c.Offset, c.Bound)
+	}
+	tl, err := tracefmt.BuildBytes(bufs, tracefmt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.Join(tl.Notes, "\n"), "offset"); n != 4 {
+		t.Errorf("notes %q: want the 4 ranks' offsets", tl.Notes)
 	}
 }

@@ -87,6 +87,7 @@ type blockedIn struct {
 	since time.Time
 	g     *group // the communicator of the collective (enterColl)
 	seq   int64  // its number among g's collectives
+	lock  int    // a Lock wait's lock id (state.go's lockWait)
 }
 
 // where says which call this rank waits in, for mpirun's -timeout report.
@@ -325,7 +326,7 @@ func initSingleton() (*World, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.tr.setMem(w.mem)
+	w.setMem(w.mem)
 	return w, nil
 }
 
@@ -358,6 +359,7 @@ func initMpirun(env *launchEnv) (*World, error) {
 		return nil, err
 	}
 	w.mem = mem
+	w.setMem(mem)
 	verbosef("rank %d: pid %d on %s; mesh on %s; shared memory %d bytes, %s backend, served at %s",
 		w.rank, os.Getpid(), w.host, ln.Addr(), mem.Len(), mem.Backend(), memEndpoint(mem))
 	table, err := master.Join(ctx, rendezvous.JoinInfo{

@@ -272,6 +272,41 @@ check_abort() {
 	fi
 }
 
+# check_trace NAME CMD...: run CMD (a 3-rank ring job) with DSMEXEC_TRACE, each
+# rank writing its own stream; mpirun -merge-traces must merge the three into a
+# valid trace and report each rank's clock offset against rank 0's with its
+# bound (measured over the mesh at Init: rank 0 exactly 0, the others a
+# positive bound that holds 0, since the ranks share this host's clock).
+check_trace() {
+	local name=$1 tag
+	shift
+	tag=$(echo "$name" | tr -c 'A-Za-z0-9\n' '-')
+	local dir=$STATE/$tag out=$STATE/$tag.out merged=$STATE/$tag.json st
+	mkdir -p "$dir"
+	innet timeout -k 5 "$JOBTIMEOUT" env DSMEXEC_TRACE="$dir/t.%r" "$@" "$BIN/ring" >"$out" 2>&1
+	st=$?
+	if [ $st -ne 0 ]; then
+		fail "$name" "$* $BIN/ring with DSMEXEC_TRACE exited $st" "$out"
+		return
+	fi
+	if ! "$BIN/mpirun" -merge-traces "$merged" "$dir/t.0" "$dir/t.1" "$dir/t.2" >>"$out" 2>&1; then
+		fail "$name" "mpirun -merge-traces failed" "$out"
+		return
+	fi
+	local bad
+	bad=$(awk '/^mpirun: clock of rank / {
+		n++; split($0, a, "offset "); split(a[2], b, " ± ")
+		off = b[1]; bound = b[2]
+		if ($5 == "0" && (off != "0s" || bound != "0s")) print "rank 0: " off " ± " bound
+		if ($5 != "0" && bound == "0s") print "rank " $5 ": no bound"
+	} END { if (n != 3) print n+0 " clock lines, want 3" }' "$out")
+	if [ -n "$bad" ]; then
+		fail "$name" "clocks: $bad" "$out"
+		return
+	fi
+	pass "$name ($(grep -c '"ph":"X"' "$merged") slices; $(grep '^mpirun: clock of rank 1 ' "$out" | sed 's/.*: offset //'))"
+}
+
 # ---- reference runs: our mpirun -----------------------------------------------
 
 log "state in $STATE; programs: ${PROGS[*]}"
@@ -298,6 +333,7 @@ else
 		mpiexec.hydra -iface lo -pmi-port -n "$NP" "$BIN/counter" ${ARGS[counter]}
 	# Hydra's PMI-1 abort ends the job with the rank's exit code.
 	check_abort "hydra PMI-1 abort" 1 mpiexec.hydra -n "$NP"
+	check_trace "hydra trace clocks" mpiexec.hydra -n "$NP"
 fi
 
 # ---- Slurm ------------------------------------------------------------------
@@ -397,6 +433,7 @@ elif start_munge && start_slurm; then
 	# without -K it would otherwise wait for the ranks stuck in the fence.
 	check_abort "slurm PMI-2 abort" "" srun --mpi=pmi2 -O -n "$NP"
 	check_abort "slurm PMI-1 abort" "" env DSMEXEC_PMI_VERSION=1 srun --mpi=pmi2 -O -n "$NP"
+	check_trace "slurm trace clocks" srun --mpi=pmi2 -O -n "$NP"
 fi
 
 echo "test-pmi: $passes passed, $failures failed, $skips skipped"

@@ -46,7 +46,15 @@ type Call struct {
 	Members []int
 	Seq     int
 	Root    int
+
+	// Lock is the dsm.Mutex id of a Lock wait (Name "Lock"): any other
+	// rank may hold it, and none that is blocked or finished will
+	// release it.
+	Lock int
 }
+
+// isLock says whether the call is a wait in dsm's Mutex.Lock.
+func (c *Call) isLock() bool { return c.Name == "Lock" && len(c.Recvs) == 0 }
 
 // Rank is one rank's state in a snapshot.
 type Rank struct {
@@ -131,6 +139,18 @@ func Check(s Snapshot, after time.Duration) Verdict {
 			waits[r] = dedup(waits[r])
 			continue
 		}
+		if c.isLock() {
+			// Whoever holds the lock is blocked or finished too (every
+			// live rank is blocked): it will not unlock. A lock handed
+			// over meanwhile would have reached the rank long before
+			// two snapshots D apart.
+			for p := range s.Ranks {
+				if p != r {
+					waits[r] = append(waits[r], p)
+				}
+			}
+			continue
+		}
 		missing := s.notArrived(r)
 		if len(missing) == 0 {
 			return Verdict{Text: fmt.Sprintf("every member has entered rank %d's %s", r, c.Name)}
@@ -164,10 +184,17 @@ func Check(s Snapshot, after time.Duration) Verdict {
 	if len(fin) > 0 {
 		parts = append(parts, ranksPhrase(fin)+" "+plural(len(fin), "has", "have")+" finished")
 	}
+	end := "; nobody can send"
+	for _, st := range s.Ranks {
+		if st.State == Blocked && st.Call.isLock() {
+			end = "; nobody can send or unlock"
+			break
+		}
+	}
 	return Verdict{
 		Deadlocked: true,
 		Cycle:      cycle,
-		Text:       "deadlock: " + strings.Join(parts, ", ") + "; nobody can send",
+		Text:       "deadlock: " + strings.Join(parts, ", ") + end,
 	}
 }
 
@@ -269,7 +296,7 @@ func (s *Snapshot) describe(r int, waits []int) string {
 	c := &s.Ranks[r].Call
 	var b strings.Builder
 	fmt.Fprintf(&b, "rank %d waits in %s", r, c.String())
-	if len(c.Recvs) == 0 {
+	if len(c.Recvs) == 0 && !c.isLock() {
 		fmt.Fprintf(&b, " (%s %s not arrived)", ranksPhrase(waits), plural(len(waits), "has", "have"))
 	}
 	return b.String()
@@ -290,6 +317,9 @@ func (c Call) String() string {
 			s += fmt.Sprintf(", comm %d", m.Comm)
 		}
 		return s + ")"
+	}
+	if c.isLock() {
+		return fmt.Sprintf("Lock(%d)", c.Lock)
 	}
 	if len(c.Recvs) > 1 {
 		var ps []string

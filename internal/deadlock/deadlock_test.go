@@ -14,6 +14,11 @@ func recv(from, tag int) Rank {
 	return Rank{State: Blocked, Since: t0, Call: Call{Name: "Recv", Recvs: []Match{{From: from, Tag: tag}}}}
 }
 
+// lock is a rank waiting in dsm's Mutex.Lock for lock id.
+func lock(id int) Rank {
+	return Rank{State: Blocked, Since: t0, Call: Call{Name: "Lock", Lock: id, Root: -1}}
+}
+
 func barrier(seq int) Rank {
 	return Rank{State: Blocked, Since: t0, Call: Call{Name: "Barrier", Seq: seq, Root: -1}, Entered: map[int]int{0: seq}}
 }
@@ -92,6 +97,18 @@ func TestDeadlocks(t *testing.T) {
 			cycle: []int{0, 2},
 			text:  "deadlock: rank 0 waits in Barrier(comm 7) (rank 2 has not arrived), rank 2 waits in Recv(from 0, tag 0, comm 7); nobody can send",
 		},
+		{
+			name:  "a lock holder waits for the rank that waits for its lock",
+			ranks: []Rank{recv(1, 0), lock(3)},
+			cycle: []int{0, 1},
+			text:  "deadlock: rank 0 waits in Recv(from 1, tag 0), rank 1 waits in Lock(3); nobody can send or unlock",
+		},
+		{
+			name:  "a lock kept by a rank that finished",
+			ranks: []Rank{{State: Finished}, lock(0), lock(0)},
+			cycle: []int{1, 2},
+			text:  "deadlock: rank 1 waits in Lock(0), rank 2 waits in Lock(0), rank 0 has finished; nobody can send or unlock",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,6 +147,7 @@ func TestNotDeadlocked(t *testing.T) {
 		{"everyone entered the barrier", []Rank{barrier(2), barrier(2), barrier(2)}, nil, "every member has entered"},
 		{"a member went past the barrier", []Rank{barrier(2), {State: Blocked, Since: t0, Call: Call{Name: "Recv", Recvs: []Match{{From: 0}}}, Entered: map[int]int{0: 2}}}, []InFlight{{From: 1, To: 0, Tag: 0, N: 1}}, "every member has entered"},
 		{"every rank finished", []Rank{{State: Finished}, {State: Finished}}, nil, "no rank is running"},
+		{"the lock holder computes", []Rank{lock(2), {State: Computing}}, nil, "rank 1 is computing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

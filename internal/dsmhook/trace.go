@@ -17,6 +17,11 @@ var (
 	Report func(m any) *PageReport
 	// LockTimes is the time this rank waited in Mutex.Lock and held locks.
 	LockTimes func(m any) (wait, hold time.Duration)
+	// WatchLocks gives the memory a func it calls when a goroutine
+	// starts waiting in Mutex.Lock (id: the lock); the func it returns
+	// is called when the wait ends. The rank reports the wait to mpirun's
+	// deadlock detector.
+	WatchLocks func(m any, f func(id int) (end func()))
 )
 
 // PageReport is what one rank's memory recorded, shipped to mpirun at

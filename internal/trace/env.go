@@ -82,7 +82,7 @@ func (r *Recorder) Pump(every time.Duration, write func([]byte) error, stop <-ch
 			case <-stop:
 				last = true
 			}
-			if b := r.Drain(); len(b) > 0 {
+			for _, b := range r.drainChunks() {
 				if err := write(b); err != nil {
 					done <- err
 					return

@@ -236,7 +236,9 @@ func TestMergeFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(notes) != 1 || !strings.Contains(notes[0], "rank 1") || !strings.Contains(notes[0], "cut short") {
+	// Each rank's clock offset, then the cut stream.
+	if len(notes) != 3 || !strings.Contains(notes[0], "rank 0 (rank): offset 0s ± 20µs") || !strings.Contains(notes[1], "rank 1 (rank): offset 1ms") ||
+		!strings.Contains(notes[2], "rank 1") || !strings.Contains(notes[2], "cut short") {
 		t.Errorf("notes %q", notes)
 	}
 	j, err := os.ReadFile(out)

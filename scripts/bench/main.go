@@ -41,19 +41,20 @@ var quickCounts = counts{3, 1000, 2000, 20, 1000, 500, 300, 300, 200, 5, 1, 1000
 
 // plan is what the measuring process needs: where everything is.
 type plan struct {
-	Mode        string // "local" or "multihost"
-	Counts      counts
-	Quick       bool
-	Mpirun      string
-	Hello       string
-	Ranks       string
-	RawRTT      string
-	Allreduce   string // "" when it did not build
-	RanksAPI    string // "" when it did not build (the API of issue 9 is missing)
-	OMPI        ompi   // zero when Open MPI is not used
-	Machinefile string
-	HelloFresh  string // multihost: a hello no host has cached yet
-	Results     string // where the measuring process writes its results
+	Mode         string // "local" or "multihost"
+	Counts       counts
+	Quick        bool
+	Mpirun       string
+	Hello        string
+	Ranks        string
+	RanksNoTrace string // ranks built with -tags dsmexec_notrace: no tracing call sites ("" when it did not build)
+	RawRTT       string
+	Allreduce    string // "" when it did not build
+	RanksAPI     string // "" when it did not build (the API of issue 9 is missing)
+	OMPI         ompi   // zero when Open MPI is not used
+	Machinefile  string
+	HelloFresh   string // multihost: a hello no host has cached yet
+	Results      string // where the measuring process writes its results
 }
 
 // ompi is the Open MPI side: the launcher and the compiled C programs.
@@ -307,6 +308,13 @@ func buildOurs(ctx context.Context, root, tmp string, p *plan, r *results) error
 	p.Ranks = filepath.Join(tmp, "ranks")
 	if err := gobuild(p.Ranks, "./scripts/bench/ranks"); err != nil {
 		return err
+	}
+	// The baseline of "recording off costs nothing": the same program
+	// with every tracing call site compiled away.
+	p.RanksNoTrace = filepath.Join(tmp, "ranks-notrace")
+	if err := gobuild(p.RanksNoTrace, "./scripts/bench/ranks", "-tags", "dsmexec_notrace"); err != nil {
+		p.RanksNoTrace = ""
+		progress("ranks with -tags dsmexec_notrace: %v", err)
 	}
 	p.RawRTT = filepath.Join(tmp, "rawrtt")
 	if err := gobuild(p.RawRTT, "./scripts/bench/rawrtt"); err != nil {

@@ -20,6 +20,7 @@ import (
 //	T.barrier.{ours,ompi}.N            mean barrier time
 //	T.pp.{ours,ompi}.{oneway,bw}       8 B one-way latency, 1 MiB bandwidth (bytes/s)
 //	T.pp.{ours,ompi}.{ctxsw,cpu}       context switches and CPU ns per 8 B round trip, both ranks
+//	T.pp.{traced,notrace}.oneway       8 B one-way with mpirun -trace; with ranks built -tags dsmexec_notrace
 //	T.idle.{ours,ompi}.{rank,pager}    % of a CPU used by a rank blocked in Recv (and its page server)
 //	T.ar.{ours,ompi}.N.E               mean allreduce of E float64s, N ranks
 //	T.typed.{bytes,float64}.B          8 B / 1 MiB one-way: Send/Recv vs SendSlice/RecvSlice[float64]
@@ -350,6 +351,18 @@ func (m *measurer) pingpong(tr transport, nodsm []string) {
 			m.take(v, "pingpong.oneway_ns", tr.key+".pp.traced.oneway")
 		}
 		os.Remove(f.Name())
+	}
+	// And built without the tracing call sites (issue 10: recording off
+	// costs nothing measurable). In the same round as the two above, so
+	// the three take turns on the machine.
+	if m.p.RanksNoTrace != "" {
+		if v, err := m.mpirun(2, nodsm, tr.env, m.p.RanksNoTrace, append([]string{"pingpong"}, args...)...); err != nil {
+			m.fail(tr.key+".pp.notrace.oneway", err)
+		} else {
+			m.take(v, "pingpong.oneway_ns", tr.key+".pp.notrace.oneway")
+		}
+	} else {
+		m.r.Err[tr.key+".pp.notrace.oneway"] = "ranks did not build with -tags dsmexec_notrace"
 	}
 	if m.haveOMPI() {
 		if v, err := m.ompirun(tr, 2, m.p.OMPI.Pingpong, "8", strconv.Itoa(c.PingSmall), strconv.Itoa(1<<20), strconv.Itoa(c.PingBig)); err != nil {

@@ -235,6 +235,14 @@ func report(w io.Writer, p *plan, r *results) {
 		}
 		return tr.key + ".pp.traced.oneway"
 	}, goal: byTransport(le(1.5), le(1.5))}})
+	fmt.Fprintln(w, "   recording off (no -trace: each call site's one branch on a nil tracer), against the same program built with")
+	fmt.Fprintln(w, "   -tags dsmexec_notrace (no call sites at all), in the same rounds; goal ≤ 1.02×")
+	rp.ttable(true, "no hooks", []mrow{{label: "8 B one-way, tracing off", key: func(tr transport, who string) string {
+		if who == "ompi" {
+			return tr.key + ".pp.notrace.oneway"
+		}
+		return tr.key + ".pp.ours.oneway"
+	}, goal: byTransport(le(1.02), le(1.02))}})
 
 	fmt.Fprintf(w, "\n4. CPU while idle: rank 1 blocked in Recv for %d ms while rank 0 sleeps; utime+stime of /proc/PID/stat over that time,\n", c.IdleMs)
 	fmt.Fprintln(w, "   in % of one CPU (ours with the default shared region: the page server is the rank's child process;")

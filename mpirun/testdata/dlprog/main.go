@@ -10,6 +10,8 @@
 //	                 neighbour while a goroutine of its own computes for D
 //	                 and then sends to its right one
 //	dlprog timer D   the same, the goroutine waiting <-time.After(D) instead
+//	dlprog lock      rank 0 takes dsm lock 0, tells rank 1 and waits in Recv
+//	                 from it; rank 1 waits in Lock(0)
 package main
 
 import (
@@ -53,6 +55,18 @@ func main() {
 			must(err)
 		} else {
 			must(w.Barrier())
+		}
+	case "lock":
+		mu := w.Memory().Mutex(0)
+		if r == 0 {
+			mu.Lock()
+			must(w.Send(1, 0, []byte("locked")))
+			_, err := w.Recv(1, 0)
+			must(err)
+		} else if r == 1 {
+			_, err := w.Recv(0, 0)
+			must(err)
+			mu.Lock()
 		}
 	case "missing":
 		if r == 0 {

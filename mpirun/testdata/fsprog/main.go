@@ -1,7 +1,8 @@
 // fsprog makes false sharing on purpose, for mpirun's tests: every rank
 // adds to its own int64 of page 0 (rank r at offset 8r), n times with a
 // barrier after each, so the page travels between the ranks although no
-// byte is written by two.
+// byte is written by two. `fsprog N abort`: then rank 0 calls Abort(1)
+// (the others wait in a Recv), for the trace of a rank that fails.
 package main
 
 import (
@@ -30,6 +31,12 @@ func main() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+	}
+	if len(os.Args) > 2 && os.Args[2] == "abort" {
+		if w.Rank() == 0 {
+			w.Abort(1)
+		}
+		w.Recv(0, 0)
 	}
 	if err := w.Barrier(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
