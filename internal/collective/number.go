@@ -166,6 +166,14 @@ func view[T Number](b []byte, e elemType) ([]T, bool) {
 	return unsafe.Slice((*T)(p), len(b)/sz), true
 }
 
+// bytesOf returns v's memory as bytes, if it is laid out as e on the wire.
+func bytesOf[T Number](v []T, e elemType) ([]byte, bool) {
+	if !sameLayout[T](e) {
+		return nil, false
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*e.size()), true
+}
+
 // decode returns the elements of b in fresh memory.
 func decode[T Number](b []byte, e elemType) []T {
 	n := len(b) / e.size()
