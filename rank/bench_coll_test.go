@@ -93,21 +93,29 @@ func BenchmarkWorldColl(b *testing.B) {
 		{"Allreduce8", func(w *World) error { _, err := Allreduce(w, v1, Sum); return err }},
 		{"Allreduce1M", func(w *World) error { _, err := Allreduce(w, big, Sum); return err }},
 	}
-	for _, n := range []int{2, 4} {
-		for _, c := range cases {
-			b.Run(fmt.Sprintf("%s/N=%d", c.name, n), func(b *testing.B) {
-				ws := localWorlds(b, n, 50*time.Microsecond, 1<<30)
-				b.ReportAllocs()
-				b.ResetTimer()
-				each(b, ws, func(w *World) error {
-					for range b.N {
-						if err := c.f(w); err != nil {
-							return err
+	for _, ring := range []int{0, 2 << 20} {
+		for _, n := range []int{2, 4} {
+			for _, c := range cases {
+				name := fmt.Sprintf("%s/N=%d", c.name, n)
+				if ring > 0 {
+					name = "ring/" + name
+				}
+				b.Run(name, func(b *testing.B) {
+					localRing = ring
+					ws := localWorlds(b, n, 50*time.Microsecond, 1<<30)
+					localRing = 0
+					b.ReportAllocs()
+					b.ResetTimer()
+					each(b, ws, func(w *World) error {
+						for range b.N {
+							if err := c.f(w); err != nil {
+								return err
+							}
 						}
-					}
-					return nil
+						return nil
+					})
 				})
-			})
+			}
 		}
 	}
 }

@@ -276,6 +276,37 @@ func combineWire[T Number](dst, src []byte, e elemType, op Op) {
 	encode(dst, d, e)
 }
 
+// combineElems is combineWire for the Go type that e travels as: T's
+// arithmetic depends only on its kind, which e names, so this gives the
+// bits combineWire[T] gives. Not generic, so that it is a func value
+// without an allocation.
+func combineElems(dst, src []byte, e elemType, op Op) {
+	switch e {
+	case elemInt, elemInt64:
+		combineWire[int64](dst, src, e, op)
+	case elemUint, elemUint64:
+		combineWire[uint64](dst, src, e, op)
+	case elemInt8:
+		combineWire[int8](dst, src, e, op)
+	case elemUint8:
+		combineWire[uint8](dst, src, e, op)
+	case elemInt16:
+		combineWire[int16](dst, src, e, op)
+	case elemUint16:
+		combineWire[uint16](dst, src, e, op)
+	case elemInt32:
+		combineWire[int32](dst, src, e, op)
+	case elemUint32:
+		combineWire[uint32](dst, src, e, op)
+	case elemFloat32:
+		combineWire[float32](dst, src, e, op)
+	case elemFloat64:
+		combineWire[float64](dst, src, e, op)
+	default:
+		panic(fmt.Sprintf("collective: combine %v", e))
+	}
+}
+
 // combine sets dst[i] = dst[i] op src[i]. The loops are unrolled by four:
 // the 1 MiB Allreduce spends its CPU time here.
 func combine[T Number](dst, src []T, op Op) {

@@ -8,14 +8,17 @@ import "math/bits"
 // and combines about twice the vector in all instead of log2 N times.
 const rabenseifnerMin = 64 << 10
 
+// noHeader is the room for a header that vector copies in front of the
+// elements (never written: its capacity is its length).
+var noHeader [hdrLen]byte
+
 // vector returns header room followed by v encoded, as 1 or 0 for a
 // logical op.
 func vector[T Number](v []T, e elemType, op Op) []byte {
-	if b, ok := bytesOf(v, e); ok && !op.logical() {
+	if b, ok := bytesOf(v, e); ok && len(b) > 0 && !op.logical() {
 		// append, not make and copy: the runtime does not clear the
 		// memory that the copy fills (a large vector is written once).
-		var room [hdrLen]byte
-		return append(room[:], b...)
+		return append(noHeader[:], b...)
 	}
 	buf := make([]byte, hdrLen+len(v)*e.size())
 	if op.logical() {
@@ -57,7 +60,7 @@ func Reduce[T Number](t Transport, root int, v []T, op Op) ([]T, error) {
 	e := elemOf[T]()
 	c.setVector(op, e, len(v))
 	acc := vector(v, e, op)
-	comb := combiner[T](e, op)
+	comb := combineFunc(combineElems)
 	vr := c.vrank()
 	for mask := 1; mask < c.size; mask <<= 1 {
 		step := uint8(bits.TrailingZeros(uint(mask)))
@@ -86,11 +89,6 @@ func Reduce[T Number](t Transport, root int, v []T, op Op) ([]T, error) {
 	return result[T](acc[hdrLen:], e), nil
 }
 
-// combiner returns combineWire for T, e and op.
-func combiner[T Number](e elemType, op Op) func(dst, src []byte) {
-	return func(dst, src []byte) { combineWire[T](dst, src, e, op) }
-}
-
 // Allreduce combines the ranks' vectors element by element with op and
 // returns the result on every rank; every rank gets the same bits. All
 // vectors must have the same length and every rank the same op and T;
@@ -111,7 +109,7 @@ func Allreduce[T Number](t Transport, v []T, op Op) ([]T, error) {
 	sz := e.size()
 	c.setVector(op, e, len(v))
 	acc := vector(v, e, op)
-	comb := combiner[T](e, op)
+	comb := combineFunc(combineElems)
 	f := newFold(c.rank, c.size)
 	switch {
 	case f.extra:
@@ -157,7 +155,7 @@ func Allreduce[T Number](t Transport, v []T, op Op) ([]T, error) {
 // in size (and may have chosen different algorithms) all know it at the end
 // of the first half (call.skew); they then all skip the second half, which
 // keeps the message pattern the same on every rank.
-func rabenseifner(c *call, f fold, acc []byte, sz int, comb func(dst, src []byte)) {
+func rabenseifner(c *call, f fold, acc []byte, sz int, comb combineFunc) {
 	type block struct{ lo, hi int } // elements
 	at := func(i int) int { return hdrLen + i*sz }
 	var blocks [64]block // the block before round j
