@@ -3,6 +3,7 @@ package rank
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/collective"
 )
@@ -52,6 +53,69 @@ func BenchmarkTypedVsBytes(b *testing.B) {
 			}
 			bench("Allgather/typed", func(c Communicator) error { _, err := AllgatherSlice(c, v); return err })
 			bench("Allgather/bytes", func(c Communicator) error { _, err := c.Allgather(raw); return err })
+		}
+	}
+}
+
+// BenchmarkWorldColl times collectives over the whole engine in one
+// process (localWorlds: socketpairs, or rings with -ring), next to a
+// ping-pong of 8 B (one-way = half of its time) on the same worlds: the
+// collective layer's own cost is what a call takes beyond its messages.
+// Its allocations per call are its garbage (-benchmem, whole world).
+func BenchmarkWorldColl(b *testing.B) {
+	v1 := []float64{1}
+	big := make([]float64, 1<<17)
+	for i := range big {
+		big[i] = float64(i)
+	}
+	cases := []struct {
+		name string
+		f    func(w *World) error
+	}{
+		{"PingPong8", func(w *World) error {
+			if w.Rank() > 1 {
+				return nil
+			}
+			var buf [8]byte
+			if w.Rank() == 0 {
+				if err := w.Send(1, 1, buf[:]); err != nil {
+					return err
+				}
+				_, _, err := w.RecvInto(1, 1, buf[:])
+				return err
+			}
+			if _, _, err := w.RecvInto(0, 1, buf[:]); err != nil {
+				return err
+			}
+			return w.Send(0, 1, buf[:])
+		}},
+		{"Barrier", func(w *World) error { return w.Barrier() }},
+		{"Allreduce8", func(w *World) error { _, err := Allreduce(w, v1, Sum); return err }},
+		{"Allreduce1M", func(w *World) error { _, err := Allreduce(w, big, Sum); return err }},
+	}
+	for _, ring := range []int{0, 2 << 20} {
+		for _, n := range []int{2, 4} {
+			for _, c := range cases {
+				name := fmt.Sprintf("%s/N=%d", c.name, n)
+				if ring > 0 {
+					name = "ring/" + name
+				}
+				b.Run(name, func(b *testing.B) {
+					localRing = ring
+					ws := localWorlds(b, n, 50*time.Microsecond, 1<<30)
+					localRing = 0
+					b.ReportAllocs()
+					b.ResetTimer()
+					each(b, ws, func(w *World) error {
+						for range b.N {
+							if err := c.f(w); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+				})
+			}
 		}
 	}
 }

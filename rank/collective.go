@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/dsmexec/dsmexec/internal/collective"
 )
@@ -102,17 +103,34 @@ func run[R any](c Communicator, call func() string, f func(t collective.Transpor
 	return r, nil
 }
 
+// RecvIntoWithin makes the collective transport a
+// collective.IntoReceiver: collectives receive into buffers they keep.
+func (t *collTransport) RecvIntoWithin(from int, buf []byte, d time.Duration) (int, bool, error) {
+	_, n, ok, err := t.g.e.recvWithinInto(t.g.collCtx, t.g.worldRank(from), t.tag, buf, true, d)
+	if errors.Is(err, ErrTruncate) {
+		err = nil // (the collective sees that n is too long)
+	}
+	return n, ok, err
+}
+
 func named(s string) func() string { return func() string { return s } }
 
 func rooted(call string, root int) func() string {
 	return func() string { return fmt.Sprintf("%s(root %d)", call, root) }
 }
 
+// The names of the calls without arguments, made once (a call's name is
+// a func so that it is formatted only when needed).
+var (
+	barrierName  = named("Barrier")
+	finalizeName = named("Finalize")
+)
+
 // collBarrier is Barrier on any communicator; World.Barrier and Comm.Barrier
 // call it. digest is compared across ranks (see collective.BarrierDigest):
 // 0 for a plain Barrier.
 func collBarrier(c Communicator, digest uint64) error {
-	_, err := run(c, named("Barrier"), func(t collective.Transport) (struct{}, error) {
+	_, err := run(c, barrierName, func(t collective.Transport) (struct{}, error) {
 		return struct{}{}, collective.BarrierDigest(t, digest)
 	})
 	return err
@@ -121,7 +139,7 @@ func collBarrier(c Communicator, digest uint64) error {
 // finalizeBarrier is Finalize's barrier: a call of its own kind, which
 // never passes for a Barrier.
 func finalizeBarrier(c Communicator) error {
-	_, err := run(c, named("Finalize"), func(t collective.Transport) (struct{}, error) {
+	_, err := run(c, finalizeName, func(t collective.Transport) (struct{}, error) {
 		return struct{}{}, collective.Finalize(t)
 	})
 	return err

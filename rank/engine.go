@@ -1005,16 +1005,23 @@ func (e *engine) shutdown(timeout time.Duration) {
 // whose message started arriving before the time ran out waits for the
 // rest.
 func (e *engine) recvWithin(ctx uint32, from, tag int, d time.Duration) ([]byte, bool, error) {
+	b, _, ok, err := e.recvWithinInto(ctx, from, tag, nil, false, d)
+	return b, ok, err
+}
+
+// recvWithinInto is recvWithin that, with hasInto, receives into buf like
+// RecvInto: n is the message's length (ErrTruncate when it exceeds buf).
+func (e *engine) recvWithinInto(ctx uint32, from, tag int, buf []byte, hasInto bool, d time.Duration) ([]byte, int, bool, error) {
 	e.mu.Lock()
 	if d <= 0 {
 		m := e.q.findUnexpected(ctx, from, tag)
 		if m == nil || !m.complete {
 			e.mu.Unlock()
-			return nil, false, nil
+			return nil, 0, false, nil
 		}
 	}
 	r := e.getReqLocked()
-	r.ctx, r.from, r.tag = ctx, from, tag
+	r.ctx, r.from, r.tag, r.into, r.hasInto = ctx, from, tag, buf, hasInto
 	r.wt.req = r
 	r.w = &r.wt
 	e.postLocked(r)
@@ -1029,17 +1036,17 @@ func (e *engine) recvWithin(ctx uint32, from, tag int, d time.Duration) ([]byte,
 		e.q.unpost(r)
 		e.putReqLocked(r)
 		e.mu.Unlock()
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
 	e.mu.Unlock()
 	if !r.done.Load() {
 		e.block(&r.wt) // matched: the payload is on its way
 	}
-	b, err := r.buf, r.err
+	b, n, err := r.buf, r.st.Count, r.err
 	e.mu.Lock()
 	e.putReqLocked(r)
 	e.mu.Unlock()
-	return b, err == nil, err
+	return b, n, err == nil || errors.Is(err, ErrTruncate), err
 }
 
 // RecvWithin makes the collective transport a collective.TimedReceiver, so

@@ -63,11 +63,11 @@ func barrierRun(t Transport, k Kind, digest uint64) error {
 		return err
 	}
 	d := digests{lo: digest, hi: digest, loRank: c.rank, hiRank: c.rank}
-	buf := make([]byte, hdrLen+digestsLen)
+	buf := c.out[:hdrLen+digestsLen]
 	for j, dist := 0, 1; dist < c.size; j, dist = j+1, dist*2 {
 		d.put(buf[hdrLen:])
 		c.send((c.rank+dist)%c.size, uint8(j), buf)
-		if p, ok := c.recvBody((c.rank-dist+c.size)%c.size, uint8(j), digestsLen); ok {
+		if p, _, ok := c.recvSeg((c.rank-dist+c.size)%c.size, uint8(j), digestsLen); ok {
 			if r1, r2 := binary.LittleEndian.Uint32(p[8:]), binary.LittleEndian.Uint32(p[12:]); int(r1) >= c.size || int(r2) >= c.size {
 				c.fail(codeMismatch, ErrMismatch, "barrier message from rank %d names ranks %d and %d", (c.rank-dist+c.size)%c.size, r1, r2)
 				continue

@@ -42,27 +42,37 @@ type call struct {
 	helloed bool
 
 	hdrOnly []byte // a header-sized scratch buffer
+	buf     []byte // scratch for receives when not Sequenced (see scratch)
+	// out is room for a small message (a barrier's), so that it needs no
+	// allocation of its own.
+	out [hdrLen + digestsLen]byte
 }
 
 // begin starts a call of kind k. It fails at once, with the error that
 // broke it, on a transport whose calls went out of step before.
 func begin(t Transport, k Kind) (*call, error) {
 	rank, size := CheckWorld(t)
-	c := &call{t: t, rank: rank, size: size}
-	c.h.kind = k
+	var c *call
 	switch s := t.(type) {
 	case *sequenced:
 		seq, err := s.start(k)
 		if err != nil {
 			return nil, err
 		}
+		// Calls on one transport do not overlap: each reuses the last
+		// one's state (and its header buffer).
+		c = &s.call
+		*c = call{t: t, rank: rank, size: size, hdrOnly: c.hdrOnly}
+		c.h.kind = k
 		c.h.seq = seq
 		c.seqd = s
 		switch {
 		case size == 1:
 		case s.timed != nil:
 			c.dropHellos(s, (c.rank+1)%size)
-			c.dropHellos(s, (c.rank-1+size)%size)
+			if size > 2 {
+				c.dropHellos(s, (c.rank-1+size)%size)
+			}
 		case !k.rooted():
 			c.hello(s)
 		}
@@ -70,7 +80,12 @@ func begin(t Transport, k Kind) (*call, error) {
 			return nil, c.err
 		}
 	case Sequencer:
+		c = &call{t: t, rank: rank, size: size}
+		c.h.kind = k
 		c.h.seq = s.NextSeq()
+	default:
+		c = &call{t: t, rank: rank, size: size}
+		c.h.kind = k
 	}
 	return c, nil
 }
@@ -239,19 +254,27 @@ func (c *call) pop(s *sequenced, q int) []byte {
 
 // next is the next message from rank from: from the stash, else from the
 // transport; a call with lazy hellos says them once it has waited
-// helloAfter.
-func (c *call) next(from int) ([]byte, error) {
+// helloAfter. With dst, on a transport that can (IntoReceiver), the
+// message goes into dst: msg is dst[:n], or all of dst when the message
+// (n bytes) is longer, which then holds its first bytes; else msg is the
+// whole message (n = len(msg)), in memory of its own.
+func (c *call) next(from int, dst []byte) (msg []byte, n int, err error) {
 	s := c.seqd
 	if s == nil || s.timed == nil {
-		return c.t.Recv(from)
+		msg, err = c.t.Recv(from)
+		return msg, len(msg), err
 	}
 	if len(s.stash) > from && len(s.stash[from]) > 0 {
-		return c.pop(s, from), nil
+		msg = c.pop(s, from)
+		return msg, len(msg), nil
+	}
+	if dst == nil || s.into == nil {
+		dst = nil
 	}
 	if !c.helloed {
-		msg, ok, err := s.timed.RecvWithin(from, helloAfter)
+		msg, n, ok, err := c.recvWithin(from, dst, helloAfter)
 		if ok || err != nil {
-			return msg, err
+			return msg, n, err
 		}
 		c.sayHello()
 	}
@@ -259,9 +282,9 @@ func (c *call) next(from int) ([]byte, error) {
 	// that say hello to this one (a rank waiting on this one in another
 	// call, around a cycle of waits that the first hellos did not break).
 	for {
-		msg, ok, err := s.timed.RecvWithin(from, helloRecheck)
+		msg, n, ok, err := c.recvWithin(from, dst, helloRecheck)
 		if ok || err != nil {
-			return msg, err
+			return msg, n, err
 		}
 		for _, q := range c.helloSenders() {
 			if q != from {
@@ -269,9 +292,23 @@ func (c *call) next(from int) ([]byte, error) {
 			}
 		}
 		if c.broken {
-			return nil, errBroken
+			return nil, 0, errBroken
 		}
 	}
+}
+
+// recvWithin is the transport's timed receive, into dst if not nil.
+func (c *call) recvWithin(from int, dst []byte, d time.Duration) (msg []byte, n int, ok bool, err error) {
+	s := c.seqd
+	if dst == nil {
+		msg, ok, err = s.timed.RecvWithin(from, d)
+		return msg, len(msg), ok, err
+	}
+	n, ok, err = s.into.RecvIntoWithin(from, dst, d)
+	if !ok || err != nil {
+		return nil, 0, ok, err
+	}
+	return dst[:min(n, len(dst))], n, true, nil
 }
 
 // helloRecheck is how often a call that said its hellos looks for the
@@ -463,12 +500,21 @@ func (c *call) send(to int, step uint8, buf []byte) {
 // goes out without a copy, which Send allows because it keeps nothing.
 // After a failure it sends the failure instead.
 func (c *call) sendAt(to int, step uint8, buf []byte, off, end int) {
+	c.sendSeg(to, step, buf, off, end, false)
+}
+
+// sendSeg is sendAt of a segment of a stream (see sendStream): more says
+// that the stream goes on after it.
+func (c *call) sendSeg(to int, step uint8, buf []byte, off, end int, more bool) {
 	if c.broken {
 		return
 	}
 	var msg []byte
 	var saved [hdrLen]byte
 	h := c.header(step)
+	if more {
+		h.flags |= flagMore
+	}
 	failing := c.err != nil
 	if failing {
 		msg = c.failureMsg(h)
@@ -510,79 +556,94 @@ func (c *call) failureMsg(h header) []byte {
 // header. It returns the whole message (header included) and true if it
 // carries data for this call; otherwise the failure has been recorded.
 func (c *call) recv(from int, step uint8) ([]byte, bool) {
-	if c.broken {
-		return nil, false
-	}
-	msg, err := c.next(from)
-	if c.broken {
-		return nil, false
-	}
-	if err != nil {
-		c.failTransport("receive from", from, step, err)
-		return nil, false
-	}
-	h, err := parseHeader(msg)
-	if err != nil {
-		c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
-		return nil, false
-	}
-	if h.step == stepNotice {
-		c.takeNotice(from, msg)
-		return nil, false
-	}
-	if s := c.seqd; s != nil && h.step == stepHello {
-		if s.timed != nil {
-			if m := c.badHello(from, h); m != nil {
-				c.breakCall(m)
-				return nil, false
+	msg, _, _, ok := c.recvMsg(from, step, nil)
+	return msg, ok
+}
+
+// recvMsg is recv into dst (see next: nil for a message in memory of its
+// own), which must have room for a header. It also returns the message's
+// length n (more than len(msg) when it did not fit dst) and whether the
+// sender's stream of this step goes on (flagMore: the message was a
+// segment of a longer one; see recvStream), which stays meaningful after a
+// failure so that the stream is drained all the same.
+func (c *call) recvMsg(from int, step uint8, dst []byte) (msg []byte, n int, more, ok bool) {
+	for {
+		if c.broken {
+			return nil, 0, false, false
+		}
+		var err error
+		msg, n, err = c.next(from, dst)
+		if c.broken {
+			return nil, 0, false, false
+		}
+		if err != nil {
+			c.failTransport("receive from", from, step, err)
+			return nil, 0, false, false
+		}
+		h, err := parseHeader(msg)
+		if err != nil {
+			c.fail(codeMismatch, ErrMismatch, "message from rank %d: %v", from, err)
+			return nil, 0, false, false
+		}
+		if h.step == stepNotice {
+			c.takeNotice(from, msg)
+			return nil, 0, false, false
+		}
+		if s := c.seqd; s != nil && h.step == stepHello {
+			if s.timed != nil {
+				if m := c.badHello(from, h); m != nil {
+					c.breakCall(m)
+					return nil, 0, false, false
+				}
+				continue
 			}
-			return c.recv(from, step)
-		}
-		if h.kind == c.h.kind && h.seq == c.h.seq && len(s.hello) == c.size && s.hello[from] == c.h.seq {
-			s.hello[from] = 0
-			return c.recv(from, step)
-		}
-	}
-	if h.kind != c.h.kind || h.seq != c.h.seq {
-		m := &MismatchError{Rank: from, Call: h.kind, Seq: h.seq,
-			Other: c.rank, OtherCall: c.h.kind, OtherSeq: c.h.seq}
-		// A message of an earlier call: this rank's part of that call
-		// needed nothing from the sender. Name what this rank called then.
-		if s, ok := c.t.(*sequenced); ok && h.seq < c.h.seq {
-			if k, ok := s.kindOf(h.seq); ok {
-				m.OtherCall, m.OtherSeq = k, h.seq
+			if h.kind == c.h.kind && h.seq == c.h.seq && len(s.hello) == c.size && s.hello[from] == c.h.seq {
+				s.hello[from] = 0
+				continue
 			}
 		}
-		c.breakCall(m)
-		return nil, false
-	}
-	if h.flags&flagSkew != 0 {
-		c.skew = true
-	}
-	want := c.header(step)
-	h.code, want.code = 0, 0
-	if !sameCall(h, want) {
-		c.skew = true
-		c.fail(codeMismatch, ErrMismatch, "rank %d sent %s, rank %d is in %s", from, h.call(), c.rank, want.call())
-		return nil, false
-	}
-	if code := msg[1]; code != codeOK {
-		body := msg[hdrLen:]
-		if len(body) < 4 {
-			c.fail(codeMismatch, ErrMismatch, "malformed failure report from rank %d", from)
-			return nil, false
+		if h.kind != c.h.kind || h.seq != c.h.seq {
+			m := &MismatchError{Rank: from, Call: h.kind, Seq: h.seq,
+				Other: c.rank, OtherCall: c.h.kind, OtherSeq: c.h.seq}
+			// A message of an earlier call: this rank's part of that call
+			// needed nothing from the sender. Name what this rank called then.
+			if s, ok := c.t.(*sequenced); ok && h.seq < c.h.seq {
+				if k, ok := s.kindOf(h.seq); ok {
+					m.OtherCall, m.OtherSeq = k, h.seq
+				}
+			}
+			c.breakCall(m)
+			return nil, 0, false, false
 		}
-		if c.err == nil {
-			c.err = &Error{Call: c.h.kind.String(), Rank: int(binary.LittleEndian.Uint32(body)),
-				Reason: clip(string(body[4:])), Err: codeErr(code)}
-			c.code = code
+		more = h.flags&flagMore != 0
+		if h.flags&flagSkew != 0 {
+			c.skew = true
 		}
-		return nil, false
+		want := c.header(step)
+		h.code, want.code = 0, 0
+		if !sameCall(h, want) {
+			c.skew = true
+			c.fail(codeMismatch, ErrMismatch, "rank %d sent %s, rank %d is in %s", from, h.call(), c.rank, want.call())
+			return nil, n, more, false
+		}
+		if code := msg[1]; code != codeOK {
+			body := msg[hdrLen:]
+			if len(body) < 4 {
+				c.fail(codeMismatch, ErrMismatch, "malformed failure report from rank %d", from)
+				return nil, n, more, false
+			}
+			if c.err == nil {
+				c.err = &Error{Call: c.h.kind.String(), Rank: int(binary.LittleEndian.Uint32(body)),
+					Reason: clip(string(body[4:])), Err: codeErr(code)}
+				c.code = code
+			}
+			return nil, n, more, false
+		}
+		if c.err != nil {
+			return nil, n, more, false
+		}
+		return msg, n, more, true
 	}
-	if c.err != nil {
-		return nil, false
-	}
-	return msg, true
 }
 
 // recvBody is recv for a message whose body must be exactly size bytes.

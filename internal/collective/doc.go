@@ -42,6 +42,15 @@
 // little-endian (int as 8 bytes) and are combined in place where the machine
 // is little-endian.
 //
+// Reduce and Allreduce send a vector part as a stream of segments of at
+// most 64 KiB (a message each, flagged when more follow): a rank combines
+// one segment while the next travels, and in an exchange each rank sends
+// two segments ahead of what it has received. On a transport that
+// receives into the caller's buffer ([IntoReceiver]) every segment lands
+// in memory the call reuses (a scratch buffer kept on the Sequenced
+// transport, or the result itself), so a large Allreduce allocates only
+// its result.
+//
 // # Errors
 //
 // Every message carries a header naming the collective, its call number

@@ -14,7 +14,8 @@ import (
 //	2      op     the Op of Reduce/Allreduce, 0 otherwise
 //	3      elem   the element type of Reduce/Allreduce, 0 otherwise
 //	4      step   which message of the algorithm this is
-//	5      flags  flagSkew: the sender knows the ranks' calls differ
+//	5      flags  flagSkew: the sender knows the ranks' calls differ;
+//	              flagMore: a segment, the stream goes on (large vectors)
 //	6:8    magic  0xC011
 //	8:12   seq    the call number (Sequencer), 0 without one
 //	12:16  root   the root of rooted collectives, 0 otherwise
@@ -38,7 +39,11 @@ const (
 	blockHdr  = 12
 )
 
-const flagSkew = 1
+// Header flags.
+const (
+	flagSkew = 1 << iota // the sender knows the ranks' calls differ
+	flagMore             // a segment of a stream that goes on (see recvStream)
+)
 
 // Kind names a collective call. It travels in every message header, so
 // that a message of one call never passes for one of another: the names

@@ -166,6 +166,14 @@ func view[T Number](b []byte, e elemType) ([]T, bool) {
 	return unsafe.Slice((*T)(p), len(b)/sz), true
 }
 
+// bytesOf returns v's memory as bytes, if it is laid out as e on the wire.
+func bytesOf[T Number](v []T, e elemType) ([]byte, bool) {
+	if !sameLayout[T](e) {
+		return nil, false
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*e.size()), true
+}
+
 // decode returns the elements of b in fresh memory.
 func decode[T Number](b []byte, e elemType) []T {
 	n := len(b) / e.size()
@@ -266,6 +274,37 @@ func combineWire[T Number](dst, src []byte, e elemType, op Op) {
 	d := decode[T](dst, e)
 	combine(d, decode[T](src, e), op)
 	encode(dst, d, e)
+}
+
+// combineElems is combineWire for the Go type that e travels as: T's
+// arithmetic depends only on its kind, which e names, so this gives the
+// bits combineWire[T] gives. Not generic, so that it is a func value
+// without an allocation.
+func combineElems(dst, src []byte, e elemType, op Op) {
+	switch e {
+	case elemInt, elemInt64:
+		combineWire[int64](dst, src, e, op)
+	case elemUint, elemUint64:
+		combineWire[uint64](dst, src, e, op)
+	case elemInt8:
+		combineWire[int8](dst, src, e, op)
+	case elemUint8:
+		combineWire[uint8](dst, src, e, op)
+	case elemInt16:
+		combineWire[int16](dst, src, e, op)
+	case elemUint16:
+		combineWire[uint16](dst, src, e, op)
+	case elemInt32:
+		combineWire[int32](dst, src, e, op)
+	case elemUint32:
+		combineWire[uint32](dst, src, e, op)
+	case elemFloat32:
+		combineWire[float32](dst, src, e, op)
+	case elemFloat64:
+		combineWire[float64](dst, src, e, op)
+	default:
+		panic(fmt.Sprintf("collective: combine %v", e))
+	}
 }
 
 // combine sets dst[i] = dst[i] op src[i]. The loops are unrolled by four:

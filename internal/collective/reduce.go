@@ -8,9 +8,18 @@ import "math/bits"
 // and combines about twice the vector in all instead of log2 N times.
 const rabenseifnerMin = 64 << 10
 
+// noHeader is the room for a header that vector copies in front of the
+// elements (never written: its capacity is its length).
+var noHeader [hdrLen]byte
+
 // vector returns header room followed by v encoded, as 1 or 0 for a
 // logical op.
 func vector[T Number](v []T, e elemType, op Op) []byte {
+	if b, ok := bytesOf(v, e); ok && len(b) > 0 && !op.logical() {
+		// append, not make and copy: the runtime does not clear the
+		// memory that the copy fills (a large vector is written once).
+		return append(noHeader[:], b...)
+	}
 	buf := make([]byte, hdrLen+len(v)*e.size())
 	if op.logical() {
 		v = append([]T(nil), v...)
@@ -51,21 +60,20 @@ func Reduce[T Number](t Transport, root int, v []T, op Op) ([]T, error) {
 	e := elemOf[T]()
 	c.setVector(op, e, len(v))
 	acc := vector(v, e, op)
+	comb := combineFunc(combineElems)
 	vr := c.vrank()
 	for mask := 1; mask < c.size; mask <<= 1 {
 		step := uint8(bits.TrailingZeros(uint(mask)))
 		if vr&mask != 0 {
-			c.send(c.abs(vr-mask), step, acc)
+			c.sendStream(c.abs(vr-mask), step, acc, hdrLen, len(acc), e.size())
 			break
 		}
 		if vr+mask < c.size {
-			if p, ok := c.recvBody(c.abs(vr+mask), step, len(acc)-hdrLen); ok {
-				combineWire[T](acc[hdrLen:], p, e, op)
-			}
+			c.recvStream(c.abs(vr+mask), step, acc, hdrLen, len(acc), e.size(), comb)
 		}
 	}
 	if vr != 0 {
-		c.recv(c.abs(parent(vr)), stepStatus)
+		c.recvSeg(c.abs(parent(vr)), stepStatus, 0)
 	}
 	for m := span(vr, c.size) / 2; m > 0; m /= 2 {
 		if vr+m < c.size {
@@ -98,35 +106,31 @@ func Allreduce[T Number](t Transport, v []T, op Op) ([]T, error) {
 		return nil, err
 	}
 	e := elemOf[T]()
+	sz := e.size()
 	c.setVector(op, e, len(v))
 	acc := vector(v, e, op)
-	body := len(acc) - hdrLen
+	comb := combineFunc(combineElems)
 	f := newFold(c.rank, c.size)
 	switch {
 	case f.extra:
-		c.send(f.partner, stepFoldIn, acc)
-		if p, ok := c.recvBody(f.partner, stepFold, body); ok {
-			return result[T](p, e), nil
+		c.sendStream(f.partner, stepFoldIn, acc, hdrLen, len(acc), sz)
+		c.recvStream(f.partner, stepFold, acc, hdrLen, len(acc), sz, nil)
+		if c.err != nil {
+			return nil, c.err
 		}
-		return nil, c.err
+		return result[T](acc[hdrLen:], e), nil
 	case f.partner >= 0:
-		if p, ok := c.recvBody(f.partner, stepFoldIn, body); ok {
-			combineWire[T](acc[hdrLen:], p, e, op)
-		}
+		c.recvStream(f.partner, stepFoldIn, acc, hdrLen, len(acc), sz, comb)
 	}
-	if body >= rabenseifnerMin {
-		rabenseifner[T](c, f, acc, e, op)
+	if len(acc)-hdrLen >= rabenseifnerMin {
+		rabenseifner(c, f, acc, sz, comb)
 	} else {
 		for j := range f.k {
-			peer := f.peer(j)
-			c.send(peer, uint8(j), acc)
-			if p, ok := c.recvBody(peer, uint8(j), body); ok {
-				combineWire[T](acc[hdrLen:], p, e, op)
-			}
+			c.exchange(f.peer(j), uint8(j), acc, hdrLen, len(acc), hdrLen, len(acc), sz, comb)
 		}
 	}
 	if f.partner >= 0 {
-		c.send(f.partner, stepFold, acc)
+		c.sendStream(f.partner, stepFold, acc, hdrLen, len(acc), sz)
 	}
 	if c.err != nil {
 		return nil, c.err
@@ -134,28 +138,29 @@ func Allreduce[T Number](t Transport, v []T, op Op) ([]T, error) {
 	return result[T](acc[hdrLen:], e), nil
 }
 
-// rabenseifner runs the power-of-two part of a large Allreduce on acc.
+// rabenseifner runs the power-of-two part of a large Allreduce on acc
+// (elements of sz bytes after hdrLen bytes of header room).
 //
 // Reduce-scatter: in round j (j = 0..k-1) the rank and its partner
 // newRank^(1<<j) split their current block in halves; the rank with bit j
 // clear keeps the lower half, the other the upper, each sends the half it
 // gives up and combines the half it keeps. After k rounds each rank holds
 // 1/p of the result. Allgather: the rounds in reverse, each rank sending its
-// block and copying in its partner's, until every rank has all of it.
+// block and receiving its partner's in place, until every rank has all of
+// it. Every exchange is a pair of streams (see exchange), so a round's
+// combining overlaps its transfer.
 //
 // The first half has the same partners and steps as recursive doubling,
 // and every header carries the vector length, so ranks whose vectors differ
 // in size (and may have chosen different algorithms) all know it at the end
 // of the first half (call.skew); they then all skip the second half, which
 // keeps the message pattern the same on every rank.
-func rabenseifner[T Number](c *call, f fold, acc []byte, e elemType, op Op) {
+func rabenseifner(c *call, f fold, acc []byte, sz int, comb combineFunc) {
 	type block struct{ lo, hi int } // elements
-	sz := e.size()
 	at := func(i int) int { return hdrLen + i*sz }
-	blocks := make([]block, f.k) // the block before round j
+	var blocks [64]block // the block before round j
 	cur := block{0, (len(acc) - hdrLen) / sz}
 	for j := range f.k {
-		peer := f.peer(j)
 		blocks[j] = cur
 		mid := cur.lo + (cur.hi-cur.lo)/2
 		give := block{mid, cur.hi}
@@ -164,27 +169,19 @@ func rabenseifner[T Number](c *call, f fold, acc []byte, e elemType, op Op) {
 		} else {
 			give, cur.lo = block{cur.lo, mid}, mid
 		}
-		c.sendAt(peer, uint8(j), acc, at(give.lo), at(give.hi))
-		if p, ok := c.recvBody(peer, uint8(j), (cur.hi-cur.lo)*sz); ok {
-			combineWire[T](acc[at(cur.lo):at(cur.hi)], p, e, op)
-		}
+		c.exchange(f.peer(j), uint8(j), acc, at(give.lo), at(give.hi), at(cur.lo), at(cur.hi), sz, comb)
 	}
 	if c.skew {
 		return
 	}
 	for j := f.k - 1; j >= 0; j-- {
-		peer := f.peer(j)
-		step := stepGather | uint8(j)
-		c.sendAt(peer, step, acc, at(cur.lo), at(cur.hi))
 		b := blocks[j]
 		mid := b.lo + (b.hi-b.lo)/2
 		theirs := block{mid, b.hi}
 		if f.newRank>>j&1 != 0 {
 			theirs = block{b.lo, mid}
 		}
-		if p, ok := c.recvBody(peer, step, (theirs.hi-theirs.lo)*sz); ok {
-			copy(acc[at(theirs.lo):at(theirs.hi)], p)
-		}
+		c.exchange(f.peer(j), stepGather|uint8(j), acc, at(cur.lo), at(cur.hi), at(theirs.lo), at(theirs.hi), sz, nil)
 		cur = b
 	}
 }

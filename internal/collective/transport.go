@@ -48,6 +48,15 @@ type TimedReceiver interface {
 	RecvWithin(from int, d time.Duration) (msg []byte, ok bool, err error)
 }
 
+// IntoReceiver may be implemented by a TimedReceiver so that collectives
+// receive into buffers of their own, reused from call to call, instead of
+// a new slice per message. RecvIntoWithin is RecvWithin (d > 0) into buf:
+// n is the message's length; a message longer than buf is taken whole,
+// and buf holds its first len(buf) bytes.
+type IntoReceiver interface {
+	RecvIntoWithin(from int, buf []byte, d time.Duration) (n int, ok bool, err error)
+}
+
 // helloAfter is how long a call on a TimedReceiver waits for a message
 // before it sends its hellos.
 var helloAfter = 2 * time.Millisecond
@@ -60,6 +69,9 @@ var helloAfter = 2 * time.Millisecond
 func Sequenced(t Transport) Transport {
 	s := &sequenced{Transport: t}
 	s.timed, _ = t.(TimedReceiver)
+	if s.timed != nil {
+		s.into, _ = t.(IntoReceiver)
+	}
 	return s
 }
 
@@ -79,6 +91,13 @@ type sequenced struct {
 	// stash[r] holds messages from rank r taken early while dropping
 	// stale hellos (lazy hellos only), in arrival order.
 	stash [][][]byte
+	// into is the transport's IntoReceiver (lazy hellos only).
+	into IntoReceiver
+	// scratch is the receive buffer of calls (see call.scratch), and call
+	// the state of the current one, kept from call to call: calls on one
+	// transport do not overlap.
+	scratch []byte
+	call    call
 }
 
 func (s *sequenced) NextSeq() uint32 {

@@ -155,6 +155,14 @@ func (e *MemEnd) RecvWithin(from int, d time.Duration) ([]byte, bool, error) {
 	return e.recv(from, d)
 }
 
+// RecvIntoWithin is RecvWithin into buf (collective.IntoReceiver): n is
+// the message's length, and buf holds its first len(buf) bytes.
+func (e *MemEnd) RecvIntoWithin(from int, buf []byte, d time.Duration) (int, bool, error) {
+	msg, ok, err := e.recv(from, d)
+	copy(buf, msg)
+	return len(msg), ok, err
+}
+
 // recv waits without a limit when d < 0.
 func (e *MemEnd) recv(from int, d time.Duration) ([]byte, bool, error) {
 	m := e.net
