@@ -14,10 +14,15 @@ FUZZTIME ?= 20s
 
 all: build
 
+# Static binaries (CGO_ENABLED=0): no dynamic loader and libc start-up in
+# mpirun, in every rank and in every page server (a re-execution of the
+# rank's binary): about a fifth of the CPU of launching 8 ranks here
+# (docs/PERFORMANCE.md), and an mpirun that runs on any Linux host it is
+# copied to whatever its libc.
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/mpirun ./mpirun
-	@for e in $(EXAMPLES); do echo "$(GO) build -o $(BIN)/$$e ./examples/$$e"; $(GO) build -o $(BIN)/$$e ./examples/$$e || exit 1; done
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/mpirun ./mpirun
+	@for e in $(EXAMPLES); do echo "CGO_ENABLED=0 $(GO) build -o $(BIN)/$$e ./examples/$$e"; CGO_ENABLED=0 $(GO) build -o $(BIN)/$$e ./examples/$$e || exit 1; done
 
 demo: build
 	$(BIN)/mpirun -np 3 $(BIN)/double_touch

@@ -231,21 +231,28 @@ func (d *driver) tellWhere(a launch.AskWhere) {
 
 // reports returns what the ranks told the master. A rank that exited
 // normally after finalizing sent its statistics just before; they may still
-// be in flight, so wait a little (bounded) for the master to read them.
+// be in flight, so wait a little (bounded) for the master to read them, or
+// to see the rank's connection end without them.
 func (d *driver) reports() []rendezvous.Report {
-	deadline := time.Now().Add(time.Second)
+	limit := time.NewTimer(time.Second)
+	defer limit.Stop()
 	for {
+		changed := d.master.Changed() // before Reports: no change is missed
 		reps := d.master.Reports()
 		pending := false
 		for i, rep := range reps {
-			if i < len(d.exits) && rep.Joined && !rep.Finalized && d.started[i] && !d.exits[i].Failed() {
+			if i < len(d.exits) && rep.Joined && !rep.Finalized && !rep.Ended && d.started[i] && !d.exits[i].Failed() {
 				pending = true
 			}
 		}
-		if !pending || time.Now().After(deadline) {
+		if !pending {
 			return reps
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-limit.C:
+			return d.master.Reports()
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -129,6 +130,8 @@ type Process struct {
 
 	mu     sync.Mutex // guards reaped against Signal
 	reaped bool       // the pid is gone: never signal its group again
+
+	exited *os.File // the child's pidfd (Linux), readable once it exits; nil: none
 
 	done chan struct{} // closed when exit is set
 	exit Exit

@@ -106,6 +106,7 @@ func Start(spec Spec, lines chan<- Line) (*Process, error) {
 	}
 	closeAfter = append(closeAfter, errW)
 
+	pidfd := -1 // set by the fork where the kernel has pidfds (5.3+)
 	env := spec.Env
 	if env == nil {
 		env = os.Environ()
@@ -119,6 +120,7 @@ func Start(spec Spec, lines chan<- Line) (*Process, error) {
 		Sys: &syscall.SysProcAttr{
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,
+			PidFD:     &pidfd,
 		},
 	}
 	argv := append([]string{spec.Path}, spec.Args...)
@@ -136,7 +138,7 @@ func Start(spec Spec, lines chan<- Line) (*Process, error) {
 		return nil, fmt.Errorf("proc: start rank %d (%s): %w", spec.Rank, spec.Path, err)
 	}
 
-	p := &Process{rank: spec.Rank, pid: pid, start: start, done: make(chan struct{})}
+	p := &Process{rank: spec.Rank, pid: pid, start: start, done: make(chan struct{}), exited: pidFile(pidfd)}
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go readLines(&readers, outR, spec.Rank, Stdout, lines)
@@ -175,14 +177,7 @@ func (p *Process) Signal(sig syscall.Signal) error {
 // process group id cannot be reused meanwhile), lets the output drain, kills
 // whatever is left of the group, and only then reaps the leader.
 func (p *Process) waitExit(readers *sync.WaitGroup, pipes []*os.File, stdinW *os.File) {
-	var info unix.Siginfo
-	var werr error
-	for {
-		werr = unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if werr != unix.EINTR {
-			break
-		}
-	}
+	werr := p.waitExited()
 	wall := time.Since(p.start)
 	if stdinW != nil {
 		stdinW.Close() // the copier's next write fails and it stops
@@ -228,6 +223,9 @@ func (p *Process) waitExit(readers *sync.WaitGroup, pipes []*os.File, stdinW *os
 	}
 	p.reaped = true
 	p.mu.Unlock()
+	if p.exited != nil {
+		p.exited.Close()
+	}
 
 	e := Exit{Rank: p.rank, Pid: p.pid, Wall: wall}
 	switch {
@@ -247,6 +245,51 @@ func (p *Process) waitExit(readers *sync.WaitGroup, pipes []*os.File, stdinW *os
 	}
 	p.exit = e
 	close(p.done)
+}
+
+// pidFile makes the pidfd of a new child pollable: the netpoller then waits
+// for its exit, where a blocking waitid would hold an OS thread per rank
+// for the whole job. nil when there is none.
+func pidFile(fd int) *os.File {
+	if fd < 0 {
+		return nil
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "pidfd")
+}
+
+// waitExited returns once the rank's process has exited, without reaping
+// it (WNOWAIT).
+func (p *Process) waitExited() error {
+	var werr error
+	if p.exited != nil {
+		if rc, err := p.exited.SyscallConn(); err == nil {
+			// Read waits in the netpoller until the pidfd is readable (the
+			// process exited) and the func says it is done.
+			err = rc.Read(func(fd uintptr) bool {
+				for {
+					var info unix.Siginfo // Signo stays 0 while it has not exited
+					werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil)
+					if werr != unix.EINTR {
+						return werr != nil || info.Signo != 0
+					}
+				}
+			})
+			if err == nil && werr != unix.EINVAL { // EINVAL: no P_PIDFD (kernel < 5.4)
+				return werr
+			}
+		}
+	}
+	for {
+		var info unix.Siginfo
+		werr = unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if werr != unix.EINTR {
+			return werr
+		}
+	}
 }
 
 // readLines splits one output stream into Lines until EOF, a read error or

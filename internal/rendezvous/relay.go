@@ -116,6 +116,7 @@ func (p *Port) Deliver(f RelayFrame) {
 		return
 	}
 	if f.Type == TypeLost {
+		m.ended(f.Rank)
 		go m.gone(f.Rank, "its connection to the agent on "+p.name+" closed without a goodbye")
 		return
 	}

@@ -114,10 +114,13 @@ type Report struct {
 	Pid       int
 	Joined    bool
 	Finalized bool
-	Columns   []string          // reported cell columns, in first-seen order
-	Values    map[string]string // column -> last value
-	Stats     Stats
-	Where     string // answer to the last Where: the call the rank is blocked in, or ""
+	// Ended: the rank's connection (to the master or to its host's relay)
+	// has ended, with or without its BYE: nothing more will come from it.
+	Ended   bool
+	Columns []string          // reported cell columns, in first-seen order
+	Values  map[string]string // column -> last value
+	Stats   Stats
+	Where   string // answer to the last Where: the call the rank is blocked in, or ""
 }
 
 // Config configures a master.
@@ -159,7 +162,8 @@ type Master struct {
 	state     *stateRound   // the State in progress, under mu
 	done      chan struct{} // closed when the table was sent
 	errc      chan error
-	lost      []bool // TypeLost was sent for the rank
+	lost      []bool        // TypeLost was sent for the rank
+	changed   chan struct{} // closed (and replaced) when a rank finalizes or its connection ends
 	closed    chan struct{}
 	once      sync.Once
 	wg        sync.WaitGroup
@@ -206,6 +210,7 @@ func newMaster(ln net.Listener, cfg Config) *Master {
 		conns:     make([]member, cfg.Size),
 		endpoints: make([][]string, cfg.Size),
 		lost:      make([]bool, cfg.Size),
+		changed:   make(chan struct{}),
 		done:      make(chan struct{}),
 		errc:      make(chan error, 1),
 		closed:    make(chan struct{}),
@@ -318,6 +323,7 @@ func (m *Master) member(c net.Conn, g *listen.Gate) {
 	readFrames(r, rank, "master", m.logf, func(f wire.Frame) {
 		m.handle(rank, f.Type, f.Body)
 	})
+	m.ended(rank)
 	m.gone(rank, "its connection to mpirun closed without a goodbye")
 }
 
@@ -449,6 +455,7 @@ func (m *Master) handle(rank int, typ uint8, body []byte) {
 		return
 	case TypeBye:
 		rep.Finalized = true
+		m.changedLocked()
 	case TypeAbort, TypeFailed:
 		m.mu.Unlock()
 		m.fatal(rank, typ, body)
@@ -528,6 +535,29 @@ func (m *Master) Where(ctx context.Context) {
 	m.mu.Lock()
 	m.whereC = nil
 	m.mu.Unlock()
+}
+
+// ended records that rank's connection ended: nothing more comes from it.
+func (m *Master) ended(rank int) {
+	m.mu.Lock()
+	m.reports[rank].Ended = true
+	m.changedLocked()
+	m.mu.Unlock()
+}
+
+func (m *Master) changedLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Changed is closed the next time a rank finalizes (its BYE) or its
+// connection ends: a caller waiting for the ranks' last reports takes
+// Reports, and if some are still to come, waits on the Changed it took
+// before.
+func (m *Master) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
 }
 
 // Conns says how the master reaches the ranks that joined: direct is the

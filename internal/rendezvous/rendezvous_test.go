@@ -79,19 +79,27 @@ func TestRendezvous(t *testing.T) {
 			c.Close()
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	// Changed says when a rank finalized or its connection ended: rank 2
+	// with its BYE, the others without.
+	limit := time.After(10 * time.Second)
 	for {
-		rep := m.Reports()[2]
-		if rep.Finalized {
-			if rep.Values["iters"] != "42" || rep.Stats.Backend != "uffd" || rep.Pid != 102 {
+		changed := m.Changed()
+		reps := m.Reports()
+		done := true
+		for r, rep := range reps {
+			done = done && rep.Ended && rep.Finalized == (r == 2)
+		}
+		if done {
+			if rep := reps[2]; rep.Values["iters"] != "42" || rep.Stats.Backend != "uffd" || rep.Pid != 102 {
 				t.Fatalf("report = %+v", rep)
 			}
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("rank 2's bye never arrived")
+		select {
+		case <-changed:
+		case <-limit:
+			t.Fatalf("after 10 s: reports %+v", reps)
 		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
 	}
 	logMu.Lock()
 	defer logMu.Unlock()

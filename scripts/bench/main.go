@@ -281,6 +281,7 @@ func buildOurs(ctx context.Context, root, tmp string, p *plan, r *results) error
 		args = append(args, "-o", out, pkg)
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make build
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
@@ -465,6 +466,7 @@ func multihost(ctx context.Context, root, tmp string, p plan, mf string) (*resul
 	id := fmt.Sprintf("dsmbench-%d-%d", os.Getpid(), time.Now().UnixNano())
 	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags=-buildid="+id, "-o", p.HelloFresh, "./examples/hello")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make build
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build a fresh hello: %v: %s", err, bytes.TrimSpace(out))
 	}
