@@ -158,7 +158,7 @@ func report(w io.Writer, p *plan, r *results) {
 
 	// 1. Launch.
 	fmt.Fprintf(w, "\n1. Launch: wall time of the whole command, median of %d runs\n", c.LaunchReps)
-	fmt.Fprintln(w, "   ours: bin/mpirun -np N bin/hello (default 64 MiB shared region, userfaultfd: one pager process per rank);")
+	fmt.Fprintln(w, "   ours: bin/mpirun -np N bin/hello (default 64 MiB shared region, userfaultfd: one page server per host);")
 	fmt.Fprintln(w, "   the same with DSMEXEC_FAULT=sigsegv (no pager process), and with -dsm-size 0 (no shared region)")
 	fmt.Fprintln(w, "   baseline: Open MPI mpirun -np N ./mpi_init_finalize (C, MPI_Init + MPI_Finalize)")
 	fmt.Fprintln(w, "   goal: ≤ 0.1× Open MPI and under 50 ms")
@@ -245,10 +245,10 @@ func report(w io.Writer, p *plan, r *results) {
 	}, goal: byTransport(le(1.02), le(1.02))}})
 
 	fmt.Fprintf(w, "\n4. CPU while idle: rank 1 blocked in Recv for %d ms while rank 0 sleeps; utime+stime of /proc/PID/stat over that time,\n", c.IdleMs)
-	fmt.Fprintln(w, "   in % of one CPU (ours with the default shared region: the page server is the rank's child process;")
+	fmt.Fprintln(w, "   in % of one CPU (ours with the default shared region: the host's page server, found by name;")
 	fmt.Fprintln(w, "   Open MPI has none, and busy-polls while it waits)")
 	if comm := r.S["idle.pager_comm"]; comm != "" {
-		fmt.Fprintf(w, "   (the page server was found as the rank's child process named %q)\n", comm)
+		fmt.Fprintf(w, "   (the page server was found as the process named %q)\n", comm)
 	}
 	idleKey := func(what string) func(tr transport, who string) string {
 		return func(tr transport, who string) string { return fmt.Sprintf("%s.idle.%s.%s", tr.key, who, what) }
