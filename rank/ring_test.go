@@ -183,35 +183,8 @@ func BenchmarkPingPong(b *testing.B) {
 				localRing = ring
 				defer func() { localRing = 0 }()
 				ws := localWorlds(b, 2, 50*time.Microsecond, 1<<30)
-				msg := make([]byte, size)
-				buf := make([]byte, size)
-				done := make(chan error, 1)
-				go func() {
-					for i := 0; i < b.N; i++ {
-						if _, _, err := ws[1].RecvInto(0, 1, buf); err != nil {
-							done <- err
-							return
-						}
-						if err := ws[1].Send(0, 1, msg); err != nil {
-							done <- err
-							return
-						}
-					}
-					done <- nil
-				}()
 				b.SetBytes(int64(2 * size))
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if err := ws[0].Send(1, 1, msg); err != nil {
-						b.Fatal(err)
-					}
-					if _, _, err := ws[0].RecvInto(1, 1, buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
+				pingPong(b, ws, size)
 			})
 		}
 	}
@@ -221,6 +194,40 @@ func BenchmarkPingPong(b *testing.B) {
 // the ring (the frames), the rest onto the socket beside it (where only
 // doorbells may come). Anything is delivered or refused, never a panic or
 // an out-of-range access.
+// pingPong times b.N round trips of size bytes from ws[0] to ws[1] and back.
+func pingPong(b *testing.B, ws []*World, size int) {
+	b.Helper()
+	msg := make([]byte, size)
+	buf := make([]byte, size)
+	done := make(chan error, 1)
+	go func() {
+		rbuf := make([]byte, size)
+		for i := 0; i < b.N; i++ {
+			if _, _, err := ws[1].RecvInto(0, 1, rbuf); err != nil {
+				done <- err
+				return
+			}
+			if err := ws[1].Send(0, 1, msg); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := ws[0].Send(1, 1, msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := ws[0].RecvInto(1, 1, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
+
 func FuzzRingLink(f *testing.F) {
 	f.Add([]byte{1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0}, uint16(32))
 	f.Add([]byte{1, 0, 31, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 30, 0, 0, 0, 0, 1, 0, 0, 0, 0}, uint16(12))

@@ -166,34 +166,7 @@ func BenchmarkTracedPingPong(b *testing.B) {
 						defer func() { close(stop); <-done }()
 					}
 				}
-				msg := make([]byte, 8)
-				buf := make([]byte, 8)
-				done := make(chan error, 1)
-				go func() {
-					for i := 0; i < b.N; i++ {
-						if _, _, err := ws[1].RecvInto(0, 1, buf); err != nil {
-							done <- err
-							return
-						}
-						if err := ws[1].Send(0, 1, msg); err != nil {
-							done <- err
-							return
-						}
-					}
-					done <- nil
-				}()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if err := ws[0].Send(1, 1, msg); err != nil {
-						b.Fatal(err)
-					}
-					if _, _, err := ws[0].RecvInto(1, 1, buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
+				pingPong(b, ws, 8)
 			})
 		}
 	}
